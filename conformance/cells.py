@@ -1,0 +1,326 @@
+"""The matrix as data: cells from matrix.toml, the command that runs one, and its verdict.
+
+Everything here is plain data and functions; running processes is `run_cell`, the only IO.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DATA = Path(__file__).with_name("matrix.toml")
+STEPS = ("spawn", "handshake", "put", "get", "get_missing", "health", "shutdown")
+NO_KEY = "none"
+# A cell that has not answered in this long is killed and fails, naming the bound.
+CELL_TIMEOUT_S = 90.0
+PLUGIN_START_TIMEOUT_S = 30
+
+
+def load(path: Path = DATA) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class Cell:
+    client: str
+    server: str
+    mode: str
+    client_key: str
+    server_key: str
+    transport: str
+    client_args: tuple[str, ...] = ()
+    server_args: tuple[str, ...] = ()
+    # Set for negative cells: the run must fail and its error must contain this.
+    expect_error: str | None = None
+    reason: str | None = None
+    variant: str | None = None
+
+    @property
+    def base_id(self) -> str:
+        return (
+            f"{self.client}->{self.server}/{self.mode}/"
+            f"{self.client_key}->{self.server_key}/{self.transport}"
+        )
+
+    @property
+    def id(self) -> str:
+        return f"{self.base_id}+{self.variant}" if self.variant else self.base_id
+
+
+@dataclass
+class Verdict:
+    cell: str
+    outcome: str  # pass | fail | unsupported | xfail | stale | negative-pass
+    reason: str | None = None
+    command: str | None = None
+    result: dict[str, Any] | None = None
+    client_stderr: str = ""
+    seconds: float = 0.0
+    axes: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_id(cell_id: str) -> Cell:
+    """Inverse of Cell.id for a base id, e.g. 'go->python/auto/ec-p521->ec-p256/unix'."""
+    impls, mode, keys, transport = cell_id.split("/")
+    client, server = impls.split("->")
+    client_key, server_key = keys.split("->")
+    return Cell(client, server, mode, client_key, server_key, transport)
+
+
+def _keys(spec: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    keys = spec.get("keys", "all")
+    return list(data["key_types"]) if keys == "all" else list(keys)
+
+
+def unsupported_reason(cell: Cell, data: dict[str, Any]) -> str | None:
+    """Why an implementation's features table rules the cell out, or None if supported."""
+    impls = data["implementations"]
+    for role, impl, key in (("client", cell.client, cell.client_key), ("server", cell.server, cell.server_key)):
+        table = impls[impl][role]
+        if cell.mode not in table:
+            return f"{impl} {role} does not support tls mode {cell.mode}"
+        spec = table[cell.mode]
+        if cell.mode != "disabled" and key not in _keys(spec, data):
+            why = spec.get("why_not", f"{impl} {role} does not support key {key}")
+            return f"{impl} {role} in {cell.mode} mode: {why}"
+    if cell.transport not in impls[cell.server]["server"].get("transports", data["transports"]):
+        return f"{cell.server} server does not support transport {cell.transport}"
+    return None
+
+
+def all_cells(data: dict[str, Any]) -> list[Cell]:
+    impls = list(data["implementations"])
+    cells = []
+    for client in impls:
+        for server in impls:
+            for mode in data["tls_modes"]:
+                pairs = (
+                    [(NO_KEY, NO_KEY)]
+                    if mode == "disabled"
+                    else [(c, s) for c in data["key_types"] for s in data["key_types"]]
+                )
+                for client_key, server_key in pairs:
+                    for transport in data["transports"]:
+                        cells.append(Cell(client, server, mode, client_key, server_key, transport))
+    return cells
+
+
+def negative_cells(data: dict[str, Any]) -> list[Cell]:
+    out = []
+    for entry in data.get("negative", []):
+        base = parse_id(entry["cell"])
+        variant = entry["id"].split("+", 1)[1]
+        out.append(
+            Cell(
+                **{k: v for k, v in asdict(base).items() if k in ("client", "server", "mode", "client_key", "server_key", "transport")},
+                client_args=tuple(entry.get("client_args", ())),
+                server_args=tuple(entry.get("server_args", ())),
+                expect_error=entry["expect_error"],
+                reason=entry["reason"],
+                variant=variant,
+            )
+        )
+    return out
+
+
+def suite_cells(data: dict[str, Any], suite: str) -> list[Cell]:
+    """The cells of a suite: matrix cells matching its patterns, plus negative cells if asked."""
+    if suite not in data["suites"]:
+        raise ValueError(f"unknown suite {suite!r}; known: {', '.join(data['suites'])}")
+    spec = data["suites"][suite]
+    patterns = spec["cells"]
+    chosen = [c for c in all_cells(data) if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    if suite == "proof":  # keep the order the table is read in: Go->Go first
+        chosen.sort(key=lambda c: patterns.index(c.id))
+    if spec.get("negative"):
+        chosen += negative_cells(data)
+    return chosen
+
+
+def known_failure(cell: Cell, data: dict[str, Any]) -> dict[str, str] | None:
+    for entry in data.get("known_failures", []):
+        if fnmatch.fnmatchcase(cell.id, entry["cell"]):
+            return dict(entry)
+    return None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things are for this run: interpreter, soup-go, manual-mode certificates."""
+
+    python: str
+    soup_go: str
+    certs: Path
+    kv_root: Path
+
+
+def impl_command(impl: str, data: dict[str, Any], paths: Paths, key: str = "command") -> list[str]:
+    return [
+        part.format(python=paths.python, soup_go=paths.soup_go)
+        for part in data["implementations"][impl][key]
+    ]
+
+
+def tls_flags(mode: str, key: str, role: str, certs: Path) -> list[str]:
+    flags = ["--tls-mode", mode]
+    if mode == "disabled":
+        return flags
+    flags += ["--key-type", key]
+    if mode == "manual":
+        flags += [
+            "--cert-file", str(certs / f"{role}-{key}.pem"),
+            "--key-file", str(certs / f"{role}-{key}.key"),
+            "--ca-file", str(certs / "ca.pem"),
+        ]  # fmt: skip
+    return flags
+
+
+def command(cell: Cell, data: dict[str, Any], paths: Paths) -> list[str]:
+    """The client command line that runs this cell: two real processes, like production."""
+    kv_dir = paths.kv_root / cell.id.replace("/", "_").replace(">", "").replace("+", "_")
+    server = [
+        *impl_command(cell.server, data, paths),
+        "rpc", "server-start",
+        *tls_flags(cell.mode, cell.server_key, "server", paths.certs),
+        "--transport", cell.transport,
+        "--kv-dir", str(kv_dir),
+        *cell.server_args,
+    ]  # fmt: skip
+    return [
+        *impl_command(cell.client, data, paths),
+        "rpc", "client", "test", "--json",
+        "--timeout", str(PLUGIN_START_TIMEOUT_S),
+        *tls_flags(cell.mode, cell.client_key, "client", paths.certs),
+        *cell.client_args,
+        "--server", shlex.join(server),
+    ]  # fmt: skip
+
+
+def check_result(cell: Cell, result: dict[str, Any]) -> list[str]:
+    """Everything wrong with a result that claims to be a pass for this cell."""
+    problems = []
+    if result.get("ok") is not True:
+        problems.append(f"ok is {result.get('ok')!r}: {result.get('error')}")
+    steps = {s.get("name"): s for s in result.get("steps", [])}
+    for name in STEPS:
+        if name not in steps:
+            problems.append(f"step {name} missing")
+        elif steps[name].get("ok") is not True:
+            problems.append(f"step {name} failed: {steps[name].get('detail')}")
+    tls = result.get("tls") or {}
+    expected = {"mode": cell.mode}
+    if cell.mode != "disabled":
+        expected |= {"version": "TLSv1.3", "client_key": cell.client_key, "server_key": cell.server_key}
+    else:
+        expected |= {"version": None}
+    for name, want in expected.items():
+        if tls.get(name) != want:
+            problems.append(f"tls.{name} is {tls.get(name)!r}, expected {want!r}")
+    if result.get("transport") != cell.transport:
+        problems.append(f"transport is {result.get('transport')!r}, expected {cell.transport!r}")
+    return problems
+
+
+def judge(cell: Cell, returncode: int, result: dict[str, Any] | None, known: dict[str, str] | None, stderr: str) -> tuple[str, str | None]:
+    """Outcome and reason for a finished cell run."""
+    error = (result or {}).get("error") or ""
+    evidence = f"{error}\n{(result or {}).get('plugin_stderr_tail') or ''}\n{stderr}"
+    expect = cell.expect_error or (known or {}).get("expect_error")
+    if expect is not None:
+        failed = returncode != 0 or not result or result.get("ok") is not True
+        if not failed:
+            return "stale", f"expected to fail with {expect!r} but passed"
+        if expect not in evidence:
+            return "fail", f"failed, but not with {expect!r}: {error or stderr.strip()[-500:]}"
+        return ("negative-pass" if cell.expect_error else "xfail"), cell.reason or (known or {}).get("reason")
+    if result is None:
+        return "fail", f"no result JSON (exit {returncode}): {stderr.strip()[-800:]}"
+    problems = check_result(cell, result)
+    if returncode != 0 and not problems:
+        problems.append(f"exit code {returncode} with ok result")
+    return ("pass", None) if not problems else ("fail", "; ".join(problems))
+
+
+def _kill_marked(marker: str) -> None:
+    """Kill every process that carries this cell's marker in its environment.
+
+    The plugin is the client's child in a process group of its own; if the client itself
+    has to be killed, this finds the plugin it left behind.
+    """
+    needle = f"SOUP_CELL_MARKER={marker}".encode()
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc_dir / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def run_bounded(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
+    """Run argv in its own process group; (returncode or None on timeout, stdout, stderr)."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "SOUP_CELL_MARKER": marker}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, out, err
+    finally:
+        _kill_marked(marker)
+
+
+def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str | None) -> Verdict:
+    argv = command(cell, data, paths)
+    axes = {
+        "client": cell.client, "server": cell.server, "mode": cell.mode,
+        "client_key": cell.client_key, "server_key": cell.server_key, "transport": cell.transport,
+        "variant": cell.variant or "",
+    }  # fmt: skip
+    verdict = Verdict(cell=cell.id, outcome="fail", command=shlex.join(argv), axes=axes)
+    reason = unsupported_reason(cell, data)
+    if reason:
+        verdict.outcome, verdict.reason = "unsupported", reason
+        return verdict
+    start = time.monotonic()
+    returncode, stdout, stderr = run_bounded(argv, CELL_TIMEOUT_S)
+    verdict.seconds = round(time.monotonic() - start, 3)
+    verdict.client_stderr = stderr
+    if returncode is None:
+        verdict.reason = f"client did not finish within {CELL_TIMEOUT_S:.0f} s (killed)"
+        return verdict
+    try:
+        result = json.loads(stdout)
+        verdict.result = result if isinstance(result, dict) else None
+    except json.JSONDecodeError:
+        verdict.result = None
+    if verdict.result is not None:
+        # The server's identity is not on the wire: the runner knows which it started.
+        verdict.result["server"] = {"impl": cell.server, "version": server_version}
+    verdict.outcome, verdict.reason = judge(
+        cell, returncode, verdict.result, known_failure(cell, data), stderr
+    )
+    return verdict

@@ -1,0 +1,91 @@
+"""Unit tests of the matrix data and runner logic (no processes)."""
+
+from __future__ import annotations
+
+import cells as matrix
+import pytest
+
+DATA = matrix.load()
+
+
+def test_every_cell_id_round_trips() -> None:
+    for cell in matrix.all_cells(DATA):
+        assert matrix.parse_id(cell.id) == cell
+
+
+def test_full_matrix_size_and_unsupported_reasons() -> None:
+    cells = matrix.all_cells(DATA)
+    # 2x2 impls x (36 key pairs x 2 modes + 1 for disabled) x 2 transports
+    assert len(cells) == 4 * (36 * 2 + 1) * 2
+    unsupported = {c.id: matrix.unsupported_reason(c, DATA) for c in cells}
+    assert unsupported["go->go/auto/ec-p521->ec-p521/unix"] is None
+    assert "always ec-p521" in str(unsupported["python->go/auto/ec-p256->ec-p256/unix"])
+    assert unsupported["python->go/manual/ec-p256->ec-p256/tcp"] is None
+    assert unsupported["go->python/auto/ed25519->rsa-4096/tcp"] is None
+
+
+def test_proof_suite_is_the_four_directions_in_order() -> None:
+    ids = [c.id for c in matrix.suite_cells(DATA, "proof")]
+    assert [i.split("/")[0] for i in ids] == ["go->go", "python->python", "python->go", "go->python"]
+
+
+def test_unknown_suite_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown suite 'nope'; known: proof"):
+        matrix.suite_cells(DATA, "nope")
+
+
+def test_negative_cells_carry_their_variant_and_args() -> None:
+    negative = {c.id: c for c in matrix.negative_cells(DATA)}
+    cell = negative["python->go/auto/ec-p256->ec-p521/unix+native"]
+    assert cell.client_args == ("--tls-backend", "native")
+    assert cell.expect_error
+
+
+def test_command_nests_the_server_command_and_manual_files(tmp_path: pytest.TempPathFactory) -> None:
+    paths = matrix.Paths("py", "/bin/soup-go", tmp_path, tmp_path)  # type: ignore[arg-type]
+    cell = matrix.parse_id("python->go/manual/ed25519->rsa-2048/tcp")
+    argv = matrix.command(cell, DATA, paths)
+    assert argv[:7] == ["py", "-m", "soup", "rpc", "client", "test", "--json"]
+    server = argv[argv.index("--server") + 1]
+    assert server.startswith("/bin/soup-go rpc server-start --tls-mode manual --key-type rsa-2048")
+    assert "--transport tcp" in server
+    assert f"{tmp_path}/client-ed25519.pem" in argv
+
+
+GOOD = {
+    "ok": True,
+    "error": None,
+    "transport": "unix",
+    "tls": {"mode": "auto", "version": "TLSv1.3", "client_key": "ec-p521", "server_key": "ec-p256"},
+    "steps": [{"name": n, "ok": True, "ms": 1.0, "detail": ""} for n in matrix.STEPS],
+}
+CELL = matrix.parse_id("go->python/auto/ec-p521->ec-p256/unix")
+
+
+def test_judge_pass_needs_every_step_and_the_promised_tls() -> None:
+    assert matrix.judge(CELL, 0, GOOD, None, "") == ("pass", None)
+    wrong_key = GOOD | {"tls": GOOD["tls"] | {"server_key": "ec-p521"}}
+    outcome, reason = matrix.judge(CELL, 0, wrong_key, None, "")
+    assert outcome == "fail"
+    assert "tls.server_key is 'ec-p521', expected 'ec-p256'" in str(reason)
+    missing_step = GOOD | {"steps": GOOD["steps"][:-1]}
+    assert matrix.judge(CELL, 0, missing_step, None, "")[1] == "step shutdown missing"
+    tls12 = GOOD | {"tls": GOOD["tls"] | {"version": "TLSv1.2"}}
+    assert "tls.version is 'TLSv1.2'" in str(matrix.judge(CELL, 0, tls12, None, "")[1])
+
+
+def test_judge_known_failure_passing_is_stale_and_wrong_reason_fails() -> None:
+    known = {"cell": CELL.id, "reason": "r", "expect_error": "BOOM"}
+    assert matrix.judge(CELL, 0, GOOD, known, "")[0] == "stale"
+    failed = GOOD | {"ok": False, "error": "something else"}
+    outcome, reason = matrix.judge(CELL, 1, failed, known, "")
+    assert outcome == "fail"
+    assert "not with 'BOOM'" in str(reason)
+    assert matrix.judge(CELL, 1, failed | {"error": "x BOOM y"}, known, "")[0] == "xfail"
+
+
+def test_judge_without_json_reports_exit_code_and_stderr() -> None:
+    outcome, reason = matrix.judge(CELL, 2, None, None, "usage: bad flag\n")
+    assert outcome == "fail"
+    assert "exit 2" in str(reason)
+    assert "usage: bad flag" in str(reason)
