@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).resolve().parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -137,7 +137,9 @@ def build_soup_go(session: nox.Session, *, cover: bool = False) -> Path:
     return out
 
 
-def pytest_conformance(session: nox.Session, suite: str, *extra: str, env: dict[str, str] | None = None) -> None:
+def pytest_conformance(
+    session: nox.Session, suite: str, *extra: str, env: dict[str, str] | None = None
+) -> None:
     """Run the conformance runner on one suite of cells; it writes build/reports/<suite>.*."""
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(

@@ -32,7 +32,8 @@ PLUGIN_START_TIMEOUT_S = 30
 
 
 def load(path: Path = DATA) -> dict[str, Any]:
-    return tomllib.loads(path.read_text())
+    data: dict[str, Any] = tomllib.loads(path.read_text())
+    return data
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,10 @@ def _keys(spec: dict[str, Any], data: dict[str, Any]) -> list[str]:
 def unsupported_reason(cell: Cell, data: dict[str, Any]) -> str | None:
     """Why an implementation's features table rules the cell out, or None if supported."""
     impls = data["implementations"]
-    for role, impl, key in (("client", cell.client, cell.client_key), ("server", cell.server, cell.server_key)):
+    for role, impl, key in (
+        ("client", cell.client, cell.client_key),
+        ("server", cell.server, cell.server_key),
+    ):
         table = impls[impl][role]
         if cell.mode not in table:
             return f"{impl} {role} does not support tls mode {cell.mode}"
@@ -130,7 +134,11 @@ def negative_cells(data: dict[str, Any]) -> list[Cell]:
         variant = entry["id"].split("+", 1)[1]
         out.append(
             Cell(
-                **{k: v for k, v in asdict(base).items() if k in ("client", "server", "mode", "client_key", "server_key", "transport")},
+                **{
+                    k: v
+                    for k, v in asdict(base).items()
+                    if k in ("client", "server", "mode", "client_key", "server_key", "transport")
+                },
                 client_args=tuple(entry.get("client_args", ())),
                 server_args=tuple(entry.get("server_args", ())),
                 expect_error=entry["expect_error"],
@@ -226,9 +234,13 @@ def check_result(cell: Cell, result: dict[str, Any]) -> list[str]:
         elif steps[name].get("ok") is not True:
             problems.append(f"step {name} failed: {steps[name].get('detail')}")
     tls = result.get("tls") or {}
-    expected = {"mode": cell.mode}
+    expected: dict[str, str | None] = {"mode": cell.mode}
     if cell.mode != "disabled":
-        expected |= {"version": "TLSv1.3", "client_key": cell.client_key, "server_key": cell.server_key}
+        expected |= {
+            "version": "TLSv1.3",
+            "client_key": cell.client_key,
+            "server_key": cell.server_key,
+        }
     else:
         expected |= {"version": None}
     for name, want in expected.items():
@@ -239,7 +251,13 @@ def check_result(cell: Cell, result: dict[str, Any]) -> list[str]:
     return problems
 
 
-def judge(cell: Cell, returncode: int, result: dict[str, Any] | None, known: dict[str, str] | None, stderr: str) -> tuple[str, str | None]:
+def judge(
+    cell: Cell,
+    returncode: int,
+    result: dict[str, Any] | None,
+    known: dict[str, str] | None,
+    stderr: str,
+) -> tuple[str, str | None]:
     """Outcome and reason for a finished cell run."""
     error = (result or {}).get("error") or ""
     evidence = f"{error}\n{(result or {}).get('plugin_stderr_tail') or ''}\n{stderr}"
@@ -250,7 +268,9 @@ def judge(cell: Cell, returncode: int, result: dict[str, Any] | None, known: dic
             return "stale", f"expected to fail with {expect!r} but passed"
         if expect not in evidence:
             return "fail", f"failed, but not with {expect!r}: {error or stderr.strip()[-500:]}"
-        return ("negative-pass" if cell.expect_error else "xfail"), cell.reason or (known or {}).get("reason")
+        return ("negative-pass" if cell.expect_error else "xfail"), cell.reason or (
+            known or {}
+        ).get("reason")
     if result is None:
         return "fail", f"no result JSON (exit {returncode}): {stderr.strip()[-800:]}"
     problems = check_result(cell, result)

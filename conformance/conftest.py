@@ -73,7 +73,9 @@ def _issue_certs(directory: Path, key_types: list[str]) -> None:
     for role in ("client", "server"):
         for key_type in key_types:
             pair = certs.issue_leaf(ca, key_type)
-            certs.write_pair(pair, directory / f"{role}-{key_type}.pem", directory / f"{role}-{key_type}.key")
+            certs.write_pair(
+                pair, directory / f"{role}-{key_type}.pem", directory / f"{role}-{key_type}.key"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -93,15 +95,22 @@ def paths(request: pytest.FixtureRequest, data: dict[str, Any]) -> matrix.Paths:
         if not stamp.exists() or stamp.read_text() != os.environ[RUN_ENV]:
             _issue_certs(certs_dir, list(data["key_types"]))
             stamp.write_text(os.environ[RUN_ENV])
-    return matrix.Paths(python=sys.executable, soup_go=str(soup_go), certs=certs_dir, kv_root=run_dir / "kv")
+    return matrix.Paths(
+        python=sys.executable, soup_go=str(soup_go), certs=certs_dir, kv_root=run_dir / "kv"
+    )
 
 
 @cache
 def _impl_version(impl: str, python: str, soup_go: str) -> str:
     data = matrix.load()
-    probe = matrix.impl_command(impl, data, matrix.Paths(python, soup_go, Path(), Path()), "version_probe")
+    probe = matrix.impl_command(
+        impl, data, matrix.Paths(python, soup_go, Path(), Path()), "version_probe"
+    )
     out = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
-    return out.stdout.strip() or f"unknown (version probe exited {out.returncode}: {out.stderr.strip()[-200:]})"
+    return (
+        out.stdout.strip()
+        or f"unknown (version probe exited {out.returncode}: {out.stderr.strip()[-200:]})"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +140,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _is_controller(config) or config.option.collectonly:
         return
     cells_dir = _cells_dir(config)
-    verdicts = [json.loads(p.read_text()) for p in sorted(cells_dir.glob("*.json"))] if cells_dir.exists() else []
+    verdicts = (
+        [json.loads(p.read_text()) for p in sorted(cells_dir.glob("*.json"))]
+        if cells_dir.exists()
+        else []
+    )
     for p in cells_dir.glob("*.json") if cells_dir.exists() else []:
         p.unlink()
     if cells_dir.exists():
@@ -155,6 +168,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     verdicts, written, proof = config.stash[_REPORT_KEY]
     ordered = sorted(verdicts, key=lambda v: v.get("order", 0))
     terminalreporter.section("soup proof" if proof else "soup matrix")
-    terminalreporter.line(render_report.proof_terminal(ordered) if proof else render_report.terminal(ordered))
+    terminalreporter.line(
+        render_report.proof_terminal(ordered) if proof else render_report.terminal(ordered)
+    )
     for path in written:
         terminalreporter.line(f"report: {path}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import cells as matrix
+from typing import Any
+
 import pytest
+
+import cells as matrix
 
 DATA = matrix.load()
 
@@ -26,7 +29,12 @@ def test_full_matrix_size_and_unsupported_reasons() -> None:
 
 def test_proof_suite_is_the_four_directions_in_order() -> None:
     ids = [c.id for c in matrix.suite_cells(DATA, "proof")]
-    assert [i.split("/")[0] for i in ids] == ["go->go", "python->python", "python->go", "go->python"]
+    assert [i.split("/")[0] for i in ids] == [
+        "go->go",
+        "python->python",
+        "python->go",
+        "go->python",
+    ]
 
 
 def test_unknown_suite_is_a_clear_error() -> None:
@@ -41,7 +49,9 @@ def test_negative_cells_carry_their_variant_and_args() -> None:
     assert cell.expect_error
 
 
-def test_command_nests_the_server_command_and_manual_files(tmp_path: pytest.TempPathFactory) -> None:
+def test_command_nests_the_server_command_and_manual_files(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
     paths = matrix.Paths("py", "/bin/soup-go", tmp_path, tmp_path)  # type: ignore[arg-type]
     cell = matrix.parse_id("python->go/manual/ed25519->rsa-2048/tcp")
     argv = matrix.command(cell, DATA, paths)
@@ -52,7 +62,7 @@ def test_command_nests_the_server_command_and_manual_files(tmp_path: pytest.Temp
     assert f"{tmp_path}/client-ed25519.pem" in argv
 
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "ok": True,
     "error": None,
     "transport": "unix",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import cells as matrix
 import pytest
+
+import cells as matrix
 
 
 def failure_text(verdict: matrix.Verdict) -> str:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 300
@@ -31,8 +32,20 @@ class Case:
 
 CASES = (
     Case("Go->Go (baseline)", "go", "go"),
-    Case("Python->Python native", "python", "python", ("--tls-backend", "native"), ("--tls-backend", "native")),
-    Case("Python->Python openssl", "python", "python", ("--tls-backend", "openssl"), ("--tls-backend", "openssl")),
+    Case(
+        "Python->Python native",
+        "python",
+        "python",
+        ("--tls-backend", "native"),
+        ("--tls-backend", "native"),
+    ),
+    Case(
+        "Python->Python openssl",
+        "python",
+        "python",
+        ("--tls-backend", "openssl"),
+        ("--tls-backend", "openssl"),
+    ),
     Case("Python->Go", "python", "go"),
     Case("Go->Python", "go", "python"),
 )
@@ -44,13 +57,22 @@ def command(case: Case, soup_go: str, count: int) -> list[str]:
     server = [*impl[case.server], "rpc", "server-start", *case.server_args]
     if case.server == "python":
         server += python_key
-    client = [*impl[case.client], "rpc", "client", "bench", "--json", "--count", str(count), *case.client_args]
+    client = [
+        *impl[case.client],
+        "rpc",
+        "client",
+        "bench",
+        "--json",
+        "--count",
+        str(count),
+        *case.client_args,
+    ]
     if case.client == "python":
         client += python_key
     return [*client, "--server", shlex.join(server)]
 
 
-def run_once(argv: list[str]) -> dict[str, object]:
+def run_once(argv: list[str]) -> dict[str, Any]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     try:
         result = json.loads(proc.stdout)
@@ -69,7 +91,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "reports")
     args = parser.parse_args()
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for case in CASES:
         argv = command(case, args.soup_go, args.count)
         means, backend = [], None
@@ -81,23 +103,41 @@ def main() -> None:
             means.append(float(stats["mean"]))
             tls = result.get("tls")
             backend = tls.get("backend") if isinstance(tls, dict) else None
-        rows.append({"case": case.name, "backend": backend, "mean_us": statistics.median(means), "runs_us": means, "command": shlex.join(argv)})
+        rows.append(
+            {
+                "case": case.name,
+                "backend": backend,
+                "mean_us": statistics.median(means),
+                "runs_us": means,
+                "command": shlex.join(argv),
+            }
+        )
 
     base = rows[0]["mean_us"]
     by_name = {r["case"]: r for r in rows}
     for row in rows:
         row["ratio_vs_go"] = round(float(row["mean_us"]) / float(base), 2)
-    openssl_vs_native = float(by_name["Python->Python openssl"]["mean_us"]) / float(by_name["Python->Python native"]["mean_us"])
+    openssl_vs_native = float(by_name["Python->Python openssl"]["mean_us"]) / float(
+        by_name["Python->Python native"]["mean_us"]
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"count": args.count, "repeat": args.repeat, "rows": rows, "openssl_vs_native": round(openssl_vs_native, 3)}
+    doc = {
+        "count": args.count,
+        "repeat": args.repeat,
+        "rows": rows,
+        "openssl_vs_native": round(openssl_vs_native, 3),
+    }
     (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     lines = [
         "# soup bench: one Put + one Get per iteration, ec-p256 on the Python side",
         "",
         "| case | TLS backend | mean round trip (us) | ratio vs Go->Go |",
         "|---|---|---|---|",
-        *(f"| {r['case']} | {r['backend']} | {float(r['mean_us']):.0f} | {r['ratio_vs_go']} |" for r in rows),
+        *(
+            f"| {r['case']} | {r['backend']} | {float(r['mean_us']):.0f} | {r['ratio_vs_go']} |"
+            for r in rows
+        ),
         "",
         f"OpenSSL backend vs native on the same Python->Python cell: x{openssl_vs_native:.2f} "
         f"({(openssl_vs_native - 1) * 100:+.0f}% time per Put+Get; target <= +20%).",

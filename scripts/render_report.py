@@ -21,7 +21,13 @@ SYMBOL = {
     "xfail": "known failure",
     "unsupported": "unsupported",
 }
-GRID_MARK = {"pass": "ok", "fail": "**FAIL**", "stale": "**STALE**", "xfail": "xfail", "unsupported": "-"}
+GRID_MARK = {
+    "pass": "ok",
+    "fail": "**FAIL**",
+    "stale": "**STALE**",
+    "xfail": "xfail",
+    "unsupported": "-",
+}
 GOOD = {"pass", "negative-pass", "xfail", "unsupported"}
 IMPL_NAME = {"go": "Go", "python": "Python"}
 
@@ -70,16 +76,41 @@ def grids(verdicts: list[dict[str, Any]]) -> list[str]:
     plain = [v for v in verdicts if not v["axes"].get("variant")]
     for mode in dict.fromkeys(v["axes"]["mode"] for v in plain):
         for transport in dict.fromkeys(v["axes"]["transport"] for v in plain):
-            cells = [v for v in plain if v["axes"]["mode"] == mode and v["axes"]["transport"] == transport]
+            cells = [
+                v
+                for v in plain
+                if v["axes"]["mode"] == mode and v["axes"]["transport"] == transport
+            ]
             if not cells:
                 continue
-            rows = list(dict.fromkeys((v["axes"]["client"], v["axes"]["client_key"]) for v in cells))
-            cols = list(dict.fromkeys((v["axes"]["server"], v["axes"]["server_key"]) for v in cells))
-            index = {(v["axes"]["client"], v["axes"]["client_key"], v["axes"]["server"], v["axes"]["server_key"]): v for v in cells}
-            lines += [f"### tls {mode}, {transport}", "", "| client \\ server | " + " | ".join(f"{s} {k}" for s, k in cols) + " |"]
+            rows = list(
+                dict.fromkeys((v["axes"]["client"], v["axes"]["client_key"]) for v in cells)
+            )
+            cols = list(
+                dict.fromkeys((v["axes"]["server"], v["axes"]["server_key"]) for v in cells)
+            )
+            index = {
+                (
+                    v["axes"]["client"],
+                    v["axes"]["client_key"],
+                    v["axes"]["server"],
+                    v["axes"]["server_key"],
+                ): v
+                for v in cells
+            }
+            lines += [
+                f"### tls {mode}, {transport}",
+                "",
+                "| client \\ server | " + " | ".join(f"{s} {k}" for s, k in cols) + " |",
+            ]
             lines.append("|---" * (len(cols) + 1) + "|")
             for c, ck in rows:
-                marks = [GRID_MARK.get(index[(c, ck, s, sk)]["outcome"], "?") if (c, ck, s, sk) in index else " " for s, sk in cols]
+                marks = [
+                    GRID_MARK.get(index[(c, ck, s, sk)]["outcome"], "?")
+                    if (c, ck, s, sk) in index
+                    else " "
+                    for s, sk in cols
+                ]
                 lines.append(f"| {c} {ck} | " + " | ".join(marks) + " |")
             lines.append("")
     return lines
@@ -91,7 +122,10 @@ def details(verdicts: list[dict[str, Any]]) -> list[str]:
     shown = [v for v in verdicts if v["outcome"] not in ("pass", "unsupported")]
     unsupported = Counter(v["reason"] for v in verdicts if v["outcome"] == "unsupported")
     for v in shown:
-        lines += [f"- `{v['cell']}`: **{SYMBOL[v['outcome']]}**: {v.get('reason') or ''}", f"  - reproduce: `{v['command']}`"]
+        lines += [
+            f"- `{v['cell']}`: **{SYMBOL[v['outcome']]}**: {v.get('reason') or ''}",
+            f"  - reproduce: `{v['command']}`",
+        ]
     for reason, count in unsupported.items():
         lines.append(f"- {count} cells unsupported: {reason}")
     if len(lines) == 2:
@@ -142,7 +176,9 @@ def proof_terminal(verdicts: Iterable[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write(verdicts: list[dict[str, Any]], env: dict[str, str], out_dir: Path, name: str, proof: bool) -> list[Path]:
+def write(
+    verdicts: list[dict[str, Any]], env: dict[str, str], out_dir: Path, name: str, proof: bool
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     verdicts = sorted(verdicts, key=lambda v: v.get("order", 0))
     doc = {"name": name, "environment": env, "summary": summary(verdicts), "cells": verdicts}
@@ -160,7 +196,9 @@ def main() -> None:
     parser.add_argument("--proof", action="store_true", help="render the proof layout")
     args = parser.parse_args()
     doc = json.loads(args.report.read_text())
-    for path in write(doc["cells"], doc["environment"], args.report.parent, doc["name"], args.proof):
+    for path in write(
+        doc["cells"], doc["environment"], args.report.parent, doc["name"], args.proof
+    ):
         print(f"wrote {path}")
 
 

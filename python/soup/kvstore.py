@@ -1,0 +1,131 @@
+"""The KV plugin's storage: one file per key in a directory, crash-safe writes.
+
+Semantics shared with soup-go (conformance tests compare both):
+
+- a key is a non-empty string of at most ``MAX_KEY_BYTES`` bytes of UTF-8;
+- its file name is the URL-safe base64 of those bytes without padding (only
+  ``A-Z a-z 0-9 - _``: no ``.``, no ``/``, so no key can leave the directory or
+  collide with a temporary file);
+- a write goes to ``.tmp-<random>`` in the same directory, is fsynced, renamed
+  over the target, and the directory is fsynced; the directory is created
+  (mode 0700, with parents) when missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+__all__ = [
+    "EMPTY_KEY_MESSAGE",
+    "MAX_KEY_BYTES",
+    "NOT_FOUND_MESSAGE",
+    "TEMP_PREFIX",
+    "FileStore",
+    "InvalidKeyError",
+    "KeyNotFoundError",
+    "key_filename",
+]
+
+MAX_KEY_BYTES = 180
+EMPTY_KEY_MESSAGE = "key must not be empty"
+NOT_FOUND_MESSAGE = "key not found"
+TEMP_PREFIX = ".tmp-"
+
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+
+class InvalidKeyError(ValueError):
+    """The key is empty or too long; ``str()`` is the gRPC INVALID_ARGUMENT message."""
+
+
+class KeyNotFoundError(KeyError):
+    """No value is stored under the key; ``str()`` is the gRPC NOT_FOUND message."""
+
+    def __init__(self, message: str = NOT_FOUND_MESSAGE) -> None:
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would add quotes
+        return str(self.args[0])
+
+
+def _key_bytes(key: str) -> bytes:
+    if not key:
+        raise InvalidKeyError(EMPTY_KEY_MESSAGE)
+    try:
+        data = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError("key is not valid UTF-8") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"key is too long: {len(data)} bytes (at most {MAX_KEY_BYTES})")
+    return data
+
+
+def key_filename(key: str) -> str:
+    """Validate ``key`` and return its file name (URL-safe base64, no padding)."""
+    return base64.urlsafe_b64encode(_key_bytes(key)).rstrip(b"=").decode("ascii")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot sync a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    """Values stored as files in ``directory`` (created 0700 if missing)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._ensure_directory()
+
+    def _ensure_directory(self) -> None:
+        if self.directory.is_dir():
+            return
+        os.makedirs(self.directory, mode=_DIR_MODE, exist_ok=True)
+        # makedirs' mode is filtered by the umask: make sure the leaf is exactly 0700.
+        os.chmod(self.directory, _DIR_MODE)
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key``'s value (validates the key)."""
+        return self.directory / key_filename(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` atomically and durably."""
+        target = self.path_for(key)
+        self._ensure_directory()
+        temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            try:
+                view = memoryview(value)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _fsync_dir(self.directory)
+
+    def get(self, key: str) -> bytes:
+        """The value stored under ``key``; ``KeyNotFoundError`` if there is none."""
+        target = self.path_for(key)
+        try:
+            return target.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFoundError() from None

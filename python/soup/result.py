@@ -1,0 +1,146 @@
+"""The result of ``rpc client test`` / ``rpc client bench`` (the JSON contract)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+
+from soup import __version__
+
+__all__ = [
+    "BenchResult",
+    "Identity",
+    "RoundTrips",
+    "Step",
+    "TLSEvidence",
+    "TestResult",
+    "version_string",
+]
+
+
+def version_string() -> str:
+    """E.g. ``soup 0.1.0 (python 3.11.7, grpcio 1.85.3)``."""
+    return f"soup {__version__} (python {platform.python_version()}, grpcio {grpc.__version__})"
+
+
+@dataclass
+class Identity:
+    impl: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def me(cls) -> Identity:
+        return cls(impl="python", version=version_string())
+
+
+@dataclass
+class TLSEvidence:
+    mode: str = "auto"
+    version: str | None = None
+    version_source: str | None = None  # "live" | "probe" | None
+    backend: str | None = None  # "native" | "openssl" | None
+    client_key: str | None = None
+    server_key: str | None = None
+    client_fingerprint: str | None = None
+    server_fingerprint: str | None = None
+    alpn: str | None = None
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    ms: float
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "ms": round(self.ms, 3), "detail": self.detail}
+
+
+@dataclass
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    ok: bool = False
+    error: str | None = None
+    client: Identity = field(default_factory=Identity.me)
+    server: Identity = field(default_factory=Identity)
+    tls: TLSEvidence = field(default_factory=TLSEvidence)
+    transport: str | None = None
+    address: str | None = None
+    app_protocol_version: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    plugin_stderr_tail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "client": asdict(self.client),
+            "server": asdict(self.server),
+            "tls": asdict(self.tls),
+            "transport": self.transport,
+            "address": self.address,
+            "app_protocol_version": self.app_protocol_version,
+            "steps": [step.to_dict() for step in self.steps],
+            "plugin_stderr_tail": self.plugin_stderr_tail,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+@dataclass
+class RoundTrips:
+    mean: float = 0.0
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+
+    @classmethod
+    def from_samples(cls, samples_us: list[float]) -> RoundTrips:
+        if not samples_us:
+            return cls()
+        ordered = sorted(samples_us)
+
+        def pct(p: float) -> float:
+            index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+            return round(ordered[index], 3)
+
+        return cls(
+            mean=round(sum(ordered) / len(ordered), 3),
+            p50=pct(50),
+            p90=pct(90),
+            p99=pct(99),
+            min=round(ordered[0], 3),
+            max=round(ordered[-1], 3),
+        )
+
+
+@dataclass
+class BenchResult:
+    ok: bool = False
+    error: str | None = None
+    count: int = 0
+    client: Identity = field(default_factory=Identity.me)
+    tls: TLSEvidence = field(default_factory=TLSEvidence)
+    round_trip_us: RoundTrips = field(default_factory=RoundTrips)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "count": self.count,
+            "client": asdict(self.client),
+            "tls": asdict(self.tls),
+            "round_trip_us": asdict(self.round_trip_us),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())

@@ -1,0 +1,111 @@
+"""TLS policy: which backend serves a connection, and Python ``ssl`` contexts.
+
+grpcio's BoringSSL accepts only RSA, P-256 and P-384 signatures from the peer
+(docs/tls-interop.md), so a connection whose peer presents a P-521 or Ed25519
+certificate goes through the OpenSSL bridge (``soup.bridge``) instead of grpcio's
+own TLS. Contexts built here are used by the bridge and by the host's TLS probe:
+TLS >= 1.2, ALPN ``h2``, peer certificate required and verified against the
+pinned PEM (the only trusted root), server name ``localhost``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from soup.certs import CertKey
+
+__all__ = [
+    "BACKENDS",
+    "GRPCIO_VERIFIABLE",
+    "SERVER_NAME",
+    "choose_backend",
+    "client_ssl_context",
+    "explain_native_failure",
+    "is_grpcio_verifiable",
+    "server_ssl_context",
+]
+
+SERVER_NAME = "localhost"
+BACKENDS: tuple[str, ...] = ("auto", "native", "openssl")
+
+GRPCIO_VERIFIABLE: frozenset[str] = frozenset(
+    {"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"}
+)
+"""Peer key types whose TLS signatures grpcio (BoringSSL defaults) can verify."""
+
+
+def is_grpcio_verifiable(key_type: str | None) -> bool:
+    """True if grpcio's native TLS can verify a peer presenting a key of this type."""
+    if key_type is None:
+        return False
+    return key_type in GRPCIO_VERIFIABLE or key_type.startswith("rsa-")
+
+
+def choose_backend(requested: str, peer_key_type: str | None) -> str:
+    """The TLS backend for one connection: ``"native"`` (grpcio) or ``"openssl"`` (bridge).
+
+    ``auto`` picks native iff grpcio can verify the peer's key type; an unknown peer
+    key type (manual mode: only the CA is known beforehand) goes to OpenSSL, which
+    verifies every key type. A forced choice is honoured as asked.
+    """
+    if requested in ("native", "openssl"):
+        return requested
+    if requested != "auto":
+        raise ValueError(
+            f"unknown TLS backend {requested!r} (expected one of: auto, native, openssl)"
+        )
+    return "native" if is_grpcio_verifiable(peer_key_type) else "openssl"
+
+
+def explain_native_failure(peer_key_type: str, detail: str) -> str:
+    """Error text for a failed grpcio-native TLS connection, naming the cause when known."""
+    if not is_grpcio_verifiable(peer_key_type):
+        return (
+            f"grpcio's native TLS cannot verify the plugin's {peer_key_type} signature "
+            "(grpcio accepts only RSA, P-256 and P-384 peer signatures); use --tls-backend "
+            f"auto or openssl: {detail}"
+        )
+    return f"TLS connection with grpcio's native TLS failed: {detail}"
+
+
+def _load_own(context: ssl.SSLContext, own: CertKey) -> None:
+    # SSLContext only loads keys from files: write them into a private directory
+    # (0700, files 0600) and remove it right away.
+    directory = Path(tempfile.mkdtemp(prefix="soup-tls-"))
+    try:
+        os.chmod(directory, 0o700)
+        cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+        for path, data in ((cert_file, own.cert_pem), (key_file, own.key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        context.load_cert_chain(str(cert_file), str(key_file))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _common(context: ssl.SSLContext, own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
+    context.set_alpn_protocols(["h2"])
+    _load_own(context, own)
+    return context
+
+
+def server_ssl_context(own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
+    """Plugin side: present ``own``, require a client certificate issued by ``trusted_pem``."""
+    return _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), own, trusted_pem)
+
+
+def client_ssl_context(own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
+    """Host side: present ``own``, verify the plugin against ``trusted_pem`` as ``localhost``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = True
+    return _common(context, own, trusted_pem)

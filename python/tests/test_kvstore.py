@@ -1,0 +1,267 @@
+"""soup.kvstore: key rules, file naming, crash-safe writes (semantics shared with soup-go)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from soup.kvstore import (
+    MAX_KEY_BYTES,
+    FileStore,
+    InvalidKeyError,
+    KeyNotFoundError,
+    key_filename,
+)
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("soup-test-key", b"hello from soup")
+    assert store.get("soup-test-key") == b"hello from soup"
+    assert _files(tmp_path) == [key_filename("soup-test-key")]
+
+
+def test_binary_and_empty_values(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("bin", bytes(range(256)) * 100)
+    store.put("empty", b"")
+    assert store.get("bin") == bytes(range(256)) * 100
+    assert store.get("empty") == b""
+
+
+def test_overwrite(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"first value, longer")
+    store.put("k", b"second")
+    assert store.get("k") == b"second"
+    assert len(_files(tmp_path)) == 1
+
+
+def test_values_survive_a_new_store(tmp_path: Path) -> None:
+    FileStore(tmp_path).put("k", b"v")
+    assert FileStore(tmp_path).get("k") == b"v"
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    with pytest.raises(KeyNotFoundError) as info:
+        FileStore(tmp_path).get("nope")
+    assert str(info.value) == "key not found"
+    assert info.value.args == ("key not found",)
+    assert isinstance(info.value, KeyError)
+
+
+@pytest.mark.parametrize("op", ["put", "get"])
+def test_empty_key(tmp_path: Path, op: str) -> None:
+    store = FileStore(tmp_path)
+    call = (lambda: store.put("", b"v")) if op == "put" else (lambda: store.get(""))
+    with pytest.raises(InvalidKeyError) as info:
+        call()
+    assert str(info.value) == "key must not be empty"
+    assert isinstance(info.value, ValueError)
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("op", ["put", "get"])
+def test_too_long_key(tmp_path: Path, op: str) -> None:
+    store = FileStore(tmp_path)
+    call = (lambda: store.put("k" * 181, b"v")) if op == "put" else (lambda: store.get("k" * 181))
+    with pytest.raises(InvalidKeyError) as info:
+        call()
+    assert str(info.value) == "key is too long: 181 bytes (at most 180)"
+    assert _files(tmp_path) == []
+
+
+def test_too_long_counts_utf8_bytes(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    key = "é" * 91  # 182 bytes, 91 characters
+    with pytest.raises(InvalidKeyError) as info:
+        store.put(key, b"v")
+    assert str(info.value) == "key is too long: 182 bytes (at most 180)"
+    store.put("é" * 90, b"ok")  # exactly 180 bytes
+    assert store.get("é" * 90) == b"ok"
+
+
+def test_longest_key_file_name_fits(tmp_path: Path) -> None:
+    key = "x" * MAX_KEY_BYTES
+    assert len(key_filename(key)) == 240
+    FileStore(tmp_path).put(key, b"v")
+    assert FileStore(tmp_path).get(key) == b"v"
+
+
+def test_key_filename_is_base64url_without_padding() -> None:
+    assert key_filename("a") == "YQ"
+    assert key_filename("soup") == "c291cA"
+    assert key_filename("??>") == "Pz8-"  # '-' rather than '+'
+    assert key_filename("\xff\xff") == "w7_Dvw"  # '_' rather than '/', no '=='
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["..", "../escape", "/etc/passwd", "a/b", "./x", ".tmp-abc", "\\..\\x", "\x00", "~", "."],
+)
+def test_path_tricks_stay_inside(tmp_path: Path, key: str) -> None:
+    directory = tmp_path / "store"
+    store = FileStore(directory)
+    store.put(key, b"inside")
+    assert store.get(key) == b"inside"
+    names = _files(directory)
+    assert len(names) == 1
+    assert names[0] == key_filename(key)
+    assert "/" not in names[0]
+    assert not names[0].startswith(".")
+    assert _files(tmp_path) == ["store"]
+
+
+@pytest.mark.parametrize("key", ["ключ", "鍵", "🔑 key", "e\u0301", "\u00e9", "Key", "key"])
+def test_unicode_keys(tmp_path: Path, key: str) -> None:
+    store = FileStore(tmp_path)
+    store.put(key, key.encode())
+    assert store.get(key) == key.encode()
+
+
+def test_distinct_keys_distinct_files(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    keys = ["e\u0301", "\u00e9", "Key", "key", "a", "a\x00"]
+    for key in keys:
+        store.put(key, key.encode("utf-8"))
+    for key in keys:
+        assert store.get(key) == key.encode("utf-8")
+    assert len(_files(tmp_path)) == len(keys)
+
+
+def test_lone_surrogate_key_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidKeyError, match="not valid UTF-8"):
+        FileStore(tmp_path).put("\udc80", b"v")
+
+
+def test_no_temp_files_left(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    for i in range(20):
+        store.put(f"k{i % 3}", os.urandom(100))
+    assert not [n for n in _files(tmp_path) if n.startswith(".tmp-")]
+    assert len(_files(tmp_path)) == 3
+
+
+def test_missing_directory_created_0700(tmp_path: Path) -> None:
+    directory = tmp_path / "a" / "b" / "kv"
+    old = os.umask(0o022)
+    try:
+        store = FileStore(directory)
+    finally:
+        os.umask(old)
+    assert directory.is_dir()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+
+
+def test_directory_removed_after_creation_is_recreated(tmp_path: Path) -> None:
+    directory = tmp_path / "kv"
+    store = FileStore(directory)
+    directory.rmdir()
+    with pytest.raises(KeyNotFoundError):
+        store.get("k")
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_existing_directory_mode_untouched(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    FileStore(tmp_path).put("k", b"v")
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+
+
+def test_value_file_mode(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"v")
+    assert stat.S_IMODE(store.path_for("k").stat().st_mode) == 0o600
+
+
+def test_crash_before_rename_keeps_old_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"old value")
+
+    def crash(src: object, dst: object) -> None:
+        raise OSError("simulated crash during rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        store.put("k", b"new value")
+    monkeypatch.undo()
+    assert store.get("k") == b"old value"
+    assert _files(tmp_path) == [key_filename("k")]
+
+
+def test_crash_during_write_keeps_old_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"old")
+
+    def crash(fd: int) -> None:
+        raise OSError("simulated crash during fsync")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        store.put("k", b"new")
+    monkeypatch.undo()
+    assert store.get("k") == b"old"
+    assert _files(tmp_path) == [key_filename("k")]
+
+
+def test_leftover_temp_file_is_not_a_key(tmp_path: Path) -> None:
+    # A real crash can leave a temp file behind: it never shadows a key.
+    (tmp_path / ".tmp-deadbeef").write_bytes(b"partial")
+    store = FileStore(tmp_path)
+    with pytest.raises(KeyNotFoundError):
+        store.get(".tmp-deadbeef")
+
+
+def test_write_path_calls_fsync_and_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("dir-fsync" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file-fsync")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        assert Path(src).parent == Path(dst).parent == tmp_path
+        assert Path(src).name.startswith(".tmp-")
+        calls.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    FileStore(tmp_path).put("k", b"v")
+    assert calls == ["file-fsync", "replace", "dir-fsync"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.text(min_size=1, max_size=45), value=st.binary(max_size=64))
+def test_property_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, key: str, value: bytes
+) -> None:
+    directory = tmp_path_factory.mktemp("kv")
+    store = FileStore(directory)
+    store.put(key, value)
+    assert store.get(key) == value
+    name = key_filename(key)
+    assert set(name) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode("utf-8") == key
+    assert _files(directory) == [name]

@@ -1,0 +1,498 @@
+"""A real Python plugin subprocess served and called by the host in-process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from conftest import PYTHON, group_members, plugin_cmd, python_cmd
+from soup import certs, handshake, tls
+from soup.host import HostError, PluginClient, rpc_code, rpc_message
+
+pytestmark = pytest.mark.slow
+
+
+def exercise(client: PluginClient) -> None:
+    """put / get / get missing / health / graceful shutdown."""
+    client.put("k1", b"value \x00\xff")
+    assert client.get("k1") == b"value \x00\xff"
+    with pytest.raises(HostError) as missing:
+        client.get("no-such-key")
+    assert rpc_code(missing.value) == grpc.StatusCode.NOT_FOUND
+    assert rpc_message(missing.value) == "key not found"
+    with pytest.raises(HostError) as empty:
+        client.put("", b"x")
+    assert rpc_code(empty.value) == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_message(empty.value) == "key must not be empty"
+    assert client.health_check("plugin") == "SERVING"
+    assert client.health_check("") == "SERVING"
+    assert client.kill() is True
+    assert client.exit.code == 0
+
+
+# host key, plugin key, transport, host backend (plugin backend follows the host key)
+AUTO_CASES = [
+    ("ec-p256", "ec-p256", "unix", "native"),
+    ("ec-p256", "ec-p256", "tcp", "native"),
+    ("ec-p256", "ec-p521", "unix", "openssl"),
+    ("ed25519", "ec-p256", "tcp", "native"),
+    ("rsa-2048", "ec-p384", "unix", "native"),
+    ("ec-p521", "ed25519", "tcp", "openssl"),
+]
+
+
+@pytest.mark.parametrize(
+    ("host_key", "plugin_key", "transport", "backend"),
+    AUTO_CASES,
+    ids=[f"{h}->{p}/{t}" for h, p, t, _ in AUTO_CASES],
+)
+def test_auto_mtls(
+    make_client: Any, host_key: str, plugin_key: str, transport: str, backend: str
+) -> None:
+    client = make_client(
+        plugin_cmd("--key-type", plugin_key, "--transport", transport), key_type=host_key
+    )
+    client.start()
+    info = client.handshake_info
+    assert info is not None
+    assert info.network == transport
+    assert info.app_version == 1
+    assert info.server_cert_der
+    if transport == "tcp":
+        host, port = info.address.rsplit(":", 1)
+        assert host == "127.0.0.1"
+        assert 10000 <= int(port) <= 25000
+    else:
+        assert Path(info.address).name.startswith("plugin")
+    details = client.tls
+    assert details.backend == backend
+    assert details.client_key == host_key
+    assert details.server_key == plugin_key
+    assert details.version == "TLSv1.3"
+    assert details.version_source == ("live" if backend == "openssl" else "probe")
+    assert details.alpn == "h2"
+    assert details.server_fingerprint == certs.fingerprint(
+        certs.load_cert_der(info.server_cert_der)
+    )
+    # the plugin says which backend it picked for the host's key
+    plugin_backend = tls.choose_backend("auto", host_key)
+    assert f'"backend":"{plugin_backend}"' in client.stderr_tail().replace(" ", "")
+    exercise(client)
+    if transport == "unix":
+        assert not Path(info.address).exists(), "socket left behind"
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl"])
+def test_forced_backend_both_sides(make_client: Any, backend: str) -> None:
+    client = make_client(plugin_cmd("--tls-backend", backend), tls_backend=backend)
+    client.start()
+    assert client.tls.backend == backend
+    assert f'"backend":"{backend}"' in client.stderr_tail().replace(" ", "")
+    exercise(client)
+
+
+def test_forced_native_against_p521_fails_fast(make_client: Any) -> None:
+    client = make_client(plugin_cmd("--key-type", "ec-p521"), tls_backend="native")
+    started = time.monotonic()
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert time.monotonic() - started < 15
+    text = str(err.value)
+    assert "grpcio's native TLS cannot verify the plugin's ec-p521 signature" in text
+    assert "--tls-backend auto or openssl" in text
+
+
+@pytest.fixture
+def manual_certs(tmp_path: Path) -> dict[str, Path]:
+    ca = certs.issue_ca("ec-p256")
+    files = {"ca": tmp_path / "ca.pem"}
+    files["ca"].write_bytes(ca.cert_pem)
+    for role, key_type in (("server", "ec-p521"), ("client", "ec-p384")):
+        leaf = certs.issue_leaf(ca, key_type)
+        certs.write_pair(leaf, tmp_path / f"{role}.pem", tmp_path / f"{role}-key.pem")
+        files[role] = tmp_path / f"{role}.pem"
+        files[f"{role}-key"] = tmp_path / f"{role}-key.pem"
+    return files
+
+
+def test_manual_mode_with_ca(make_client: Any, manual_certs: dict[str, Path]) -> None:
+    f = manual_certs
+    command = plugin_cmd(
+        "--tls-mode", "manual", "--cert-file", str(f["server"]),
+        "--key-file", str(f["server-key"]), "--ca-file", str(f["ca"]),
+    )  # fmt: skip
+    client = make_client(
+        command, tls_mode="manual", cert_file=f["client"], key_file=f["client-key"], ca_file=f["ca"]
+    )
+    client.start()
+    info = client.handshake_info
+    assert info is not None
+    assert info.server_cert_der is None  # manual mode: no field 6
+    assert client.tls.client_key == "ec-p384"
+    assert client.tls.server_key == "ec-p521"  # seen on the live connection
+    assert client.tls.version == "TLSv1.3"
+    exercise(client)
+
+
+def test_disabled_mode(make_client: Any) -> None:
+    client = make_client(plugin_cmd("--tls-mode", "disabled"), tls_mode="disabled")
+    client.start()
+    assert client.handshake_info is not None
+    assert client.handshake_info.server_cert_der is None
+    assert client.tls.backend is None
+    assert client.tls.version is None
+    exercise(client)
+
+
+def test_sigterm_stops_gracefully_and_sigint_is_ignored(make_client: Any) -> None:
+    client = make_client(plugin_cmd("--transport", "tcp"))
+    client.start()
+    assert client.proc is not None
+    client.proc.send_signal(2)  # SIGINT: ignored like Go plugins
+    time.sleep(0.3)
+    assert client.health_check() == "SERVING"
+    client.proc.terminate()
+    assert client.proc.wait(10) == 0
+    assert "SIGTERM" in client.stderr_tail()
+
+
+# --------------------------------------------------------------------------------------
+# Handshake failures: each names its cause within its bound
+
+
+def test_plugin_without_cookie(plugin_env: dict[str, str]) -> None:
+    del plugin_env["BASIC_PLUGIN"]
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start"],
+        env=plugin_env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert proc.stderr.decode() == handshake.NOT_A_PLUGIN_MESSAGE + "\n"
+
+
+def test_plugin_auto_mode_without_client_cert(plugin_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start"],
+        env=plugin_env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert (
+        "the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext" in proc.stderr.decode()
+    )
+
+
+def test_plugin_disabled_mode_but_host_asked_for_tls(plugin_env: dict[str, str]) -> None:
+    plugin_env["PLUGIN_CLIENT_CERT"] = certs.self_signed("ec-p256").cert_pem.decode()
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start", "--tls-mode", "disabled"],
+        env=plugin_env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert "tls-mode disabled but the host asked for TLS" in proc.stderr.decode()
+
+
+def test_host_disabled_plugin_auto_refuses(make_client: Any) -> None:
+    client = make_client(plugin_cmd(), tls_mode="disabled")
+    with pytest.raises(HostError) as err:
+        client.start()
+    text = str(err.value)
+    assert "exited before we could connect" in text
+    assert "exit code 1" in text
+    assert "refusing to serve plaintext" in text
+
+
+def test_version_mismatch(make_client: Any) -> None:
+    config = handshake.HandshakeConfig(app_versions=(2,))
+    client = make_client(plugin_cmd(), config=config)
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert "incompatible API version with plugin" in str(err.value)
+
+
+def test_garbage_handshake_line(make_client: Any) -> None:
+    client = make_client(
+        python_cmd("print('hello world', flush=True); import time; time.sleep(30)")
+    )
+    started = time.monotonic()
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert time.monotonic() - started < 5
+    assert "bad handshake line from plugin" in str(err.value)
+    assert "Unrecognized remote plugin message" in str(err.value)
+    assert "still running" in str(err.value)
+
+
+def test_no_handshake_line_times_out(make_client: Any) -> None:
+    code = "import sys, time; sys.stderr.write('thinking\\n'); sys.stderr.flush(); time.sleep(30)"
+    client = make_client(python_cmd(code), timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert time.monotonic() - started < 3
+    text = str(err.value)
+    assert "timed out after 1 s waiting for the plugin's handshake line on stdout" in text
+    assert "thinking" in text
+    started = time.monotonic()
+    assert client.kill() is False  # no connection, did not exit: killed
+    assert time.monotonic() - started < 5
+
+
+def test_plugin_exits_early(make_client: Any) -> None:
+    client = make_client(python_cmd("import sys; sys.stderr.write('boom\\n'); sys.exit(3)"))
+    started = time.monotonic()
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert time.monotonic() - started < 5
+    text = str(err.value)
+    assert "plugin exited before we could connect" in text
+    assert "exit code 3" in text
+    assert "boom" in text
+
+
+def test_missing_command(make_client: Any) -> None:
+    client = make_client("/nonexistent/soup-plugin")
+    with pytest.raises(HostError, match="cannot start plugin"):
+        client.start()
+
+
+def test_auto_mode_plugin_returning_no_cert(make_client: Any, tmp_path: Path) -> None:
+    sock = str(tmp_path / "p.sock")
+    code = f"print('1|1|unix|{sock}|grpc|', flush=True); import time; time.sleep(30)"
+    client = make_client(python_cmd(code))
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert "plugin did not return a certificate; refusing plaintext" in str(err.value)
+
+
+def test_child_processes_are_killed_with_the_group(make_client: Any) -> None:
+    # a wrapper whose child keeps running: killing the group takes both
+    code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "time.sleep(60)"
+    )
+    client = make_client(python_cmd(code), timeout=1.0)
+    with pytest.raises(HostError):
+        client.start()
+    assert client.pid is not None
+    assert len(group_members(client.pid)) == 2
+    client.kill()
+    assert group_members(client.pid) == []
+
+
+# --------------------------------------------------------------------------------------
+# Rogue clients against a running plugin: refused by the TLS handshake on both backends
+
+
+def _connect(info: handshake.Handshake) -> socket.socket:
+    if info.network == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(info.address)
+        return sock
+    host, port = info.address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _rogue_tls(info: handshake.Handshake, own: certs.CertKey | None) -> str:
+    """Handshake + first read as a client with ``own`` (or no) cert; the OpenSSL error."""
+    assert info.server_cert_der is not None
+    plugin_pem = certs.load_cert_der(info.server_cert_der)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=plugin_pem.public_bytes(_PEM).decode())
+    context.set_alpn_protocols(["h2"])
+    if own is not None:
+        context = tls.client_ssl_context(own, plugin_pem.public_bytes(_PEM))
+    raw = _connect(info)
+    try:
+        with context.wrap_socket(
+            raw, server_hostname="localhost", suppress_ragged_eofs=False
+        ) as conn:
+            # TLS 1.3: the server checks the client certificate after the client's
+            # handshake is done; its verdict arrives with the first read.
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            data = conn.recv(1024)
+            return f"no error, got {data!r}"
+    except (ssl.SSLError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+_PEM = Encoding.PEM
+
+
+@pytest.fixture(params=["native", "openssl"])
+def running_plugin(request: pytest.FixtureRequest, make_client: Any) -> PluginClient:
+    # The plugin picks its backend from the host's key: P-256 -> native, Ed25519 -> openssl.
+    host_key = "ec-p256" if request.param == "native" else "ed25519"
+    client: PluginClient = make_client(plugin_cmd("--transport", "tcp"), key_type=host_key)
+    client.start()
+    assert f'"backend":"{request.param}"' in client.stderr_tail().replace(" ", "")
+    return client
+
+
+def _plugin_error_logged(client: PluginClient, needle: str) -> bool:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if needle in client.stderr_tail():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# What the rogue client sees: the OpenSSL bridge answers with an alert naming the
+# problem; grpcio's BoringSSL just closes the connection (no alert). Either way the
+# plugin logs the reason on its stderr (hclog line from the bridge, or gRPC core's log
+# line for the native backend), which the host collects.
+CLIENT_SIDE = {
+    "foreign": ("TLSV1_ALERT_UNKNOWN_CA", "UNEXPECTED_EOF_WHILE_READING"),
+    "none": ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "UNEXPECTED_EOF_WHILE_READING"),
+}
+
+
+def test_rogue_client_with_foreign_cert_is_refused(running_plugin: PluginClient) -> None:
+    info = running_plugin.handshake_info
+    assert info is not None
+    error = _rogue_tls(info, certs.self_signed("ec-p256"))
+    assert any(reason in error for reason in CLIENT_SIDE["foreign"]), error
+    assert _plugin_error_logged(running_plugin, "CERTIFICATE_VERIFY_FAILED")
+    assert running_plugin.health_check() == "SERVING"  # the real host still works
+
+
+def test_rogue_client_without_cert_is_refused(running_plugin: PluginClient) -> None:
+    info = running_plugin.handshake_info
+    assert info is not None
+    error = _rogue_tls(info, None)
+    assert any(reason in error for reason in CLIENT_SIDE["none"]), error
+    assert _plugin_error_logged(running_plugin, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+    assert running_plugin.health_check() == "SERVING"
+
+
+def test_plaintext_client_is_refused(running_plugin: PluginClient) -> None:
+    info = running_plugin.handshake_info
+    assert info is not None
+    raw = _connect(info)
+    with raw:
+        raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        data = b""
+        try:
+            while chunk := raw.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+    # never an HTTP/2 answer: at most a TLS alert record (content type 21), then EOF
+    assert not data or data[0] == 0x15, data
+    assert _plugin_error_logged(running_plugin, "WRONG_VERSION_NUMBER")
+    with grpc.insecure_channel(info.address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        call = channel.unary_unary("/grpc.health.v1.Health/Check")
+        with pytest.raises(grpc.RpcError) as err:
+            call(b"", timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert running_plugin.health_check() == "SERVING"
+
+
+def test_environment_is_unchanged() -> None:
+    assert "BASIC_PLUGIN" not in os.environ
+
+
+def test_host_socket_dir_removed_even_after_sigkill(make_client: Any) -> None:
+    # forced native against P-521: the host cannot talk to the plugin, so it is SIGKILLed
+    client = make_client(plugin_cmd("--key-type", "ec-p521"), tls_backend="native", rpc_timeout=2.0)
+    with pytest.raises(HostError):
+        client.start()
+    socket_dir = client.socket_dir
+    assert socket_dir is not None
+    info = client.handshake_info
+    assert info is not None
+    assert Path(info.address).parent == socket_dir
+    assert client.kill() is False
+    assert not socket_dir.exists()
+
+
+def test_unix_socket_dir_and_group_from_env(make_client: Any, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PLUGIN_UNIX_SOCKET_DIR"] = str(tmp_path)
+    env["PLUGIN_UNIX_SOCKET_GROUP"] = str(os.getgid())
+    for backend in ("native", "openssl"):
+        client = make_client(plugin_cmd("--tls-backend", backend), env=env)
+        client.start()
+        info = client.handshake_info
+        assert info is not None
+        path = Path(info.address)
+        assert path.parent == tmp_path
+        st = path.stat()
+        assert oct(st.st_mode & 0o777) == oct(0o660)
+        assert st.st_gid == os.getgid()
+        exercise(client)
+    assert list(tmp_path.iterdir()) == []  # sockets, private dirs, kv dir: all removed
+
+
+def test_unknown_socket_group_fails(plugin_env: dict[str, str]) -> None:
+    plugin_env["PLUGIN_UNIX_SOCKET_GROUP"] = "no-such-group-soup"
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start", "--tls-mode", "disabled"],
+        env=plugin_env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert "failed to find gid from 'no-such-group-soup'" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl"])
+def test_tcp_port_range(plugin_env: dict[str, str], backend: str) -> None:
+    plugin_env.update({"PLUGIN_MIN_PORT": "25000", "PLUGIN_MAX_PORT": "24000"})
+    plugin_env["PLUGIN_CLIENT_CERT"] = certs.self_signed("ec-p256").cert_pem.decode()
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start", "--transport", "tcp",
+         "--tls-backend", backend],
+        env=plugin_env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "PLUGIN_MIN_PORT value of 25000 is greater than PLUGIN_MAX_PORT value of 24000" in (
+        proc.stderr.decode()
+    )
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl"])
+def test_tcp_busy_port_is_skipped(make_client: Any, backend: str) -> None:
+    first = make_client(plugin_cmd("--transport", "tcp", "--tls-backend", backend))
+    second = make_client(plugin_cmd("--transport", "tcp", "--tls-backend", backend))
+    first.start()
+    second.start()
+    assert first.handshake_info is not None
+    assert second.handshake_info is not None
+    assert first.handshake_info.address != second.handshake_info.address
+    exercise(first)
+    exercise(second)
+
+
+def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
+    code = (
+        "import sys, threading\n"
+        "from soup.plugin import ServeOptions, serve\n"
+        "def talk():\n"
+        "    print('hello on stdout', flush=True)\n"
+        "    sys.stderr.write('hello on stderr\\n'); sys.stderr.flush()\n"
+        "threading.Timer(0.5, talk).start()\n"
+        "sys.exit(serve(ServeOptions(transport='tcp')))\n"
+    )
+    client = make_client(python_cmd(code))
+    client.start()
+    deadline = time.monotonic() + 5
+    while len(client.stdio) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("stdout", b"hello on stdout\n") in client.stdio
+    assert ("stderr", b"hello on stderr\n") in client.stdio
+    assert "hello on" not in client.stderr_tail()  # not on the real stderr
+    exercise(client)
