@@ -1,0 +1,101 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestStoreRoundTrip(t *testing.T) {
+	s := newFileStore(t.TempDir())
+	for _, v := range [][]byte{[]byte("hello"), {}, {0, 1, 2, 255}} {
+		if err := s.Put("k", v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get("k")
+		if err != nil || string(got) != string(v) {
+			t.Fatalf("Get = %q, %v; want %q", got, err, v)
+		}
+	}
+}
+
+func TestStoreKeyErrors(t *testing.T) {
+	s := newFileStore(t.TempDir())
+	if err := s.Put("", []byte("x")); !errors.Is(err, errEmptyKey) || err.Error() != "key must not be empty" {
+		t.Errorf("Put empty key: %v", err)
+	}
+	if _, err := s.Get(""); !errors.Is(err, errEmptyKey) {
+		t.Errorf("Get empty key: %v", err)
+	}
+	long := strings.Repeat("k", 181)
+	err := s.Put(long, nil)
+	if err == nil || err.Error() != "key is too long: 181 bytes (at most 180)" {
+		t.Errorf("Put long key: %v", err)
+	}
+	// The limit is in UTF-8 bytes: 90 two-byte runes are exactly 180 bytes.
+	if err := s.Put(strings.Repeat("é", 90), []byte("ok")); err != nil {
+		t.Errorf("Put 180-byte key: %v", err)
+	}
+	if err := s.Put(strings.Repeat("é", 91), nil); err == nil || !strings.Contains(err.Error(), "182 bytes") {
+		t.Errorf("Put 182-byte key: %v", err)
+	}
+	if _, err := s.Get("missing"); !errors.Is(err, errKeyNotFound) || err.Error() != "key not found" {
+		t.Errorf("Get missing: %v", err)
+	}
+}
+
+func TestStorePathTricksStayInside(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "kv")
+	s := newFileStore(dir)
+	keys := []string{"../x", "a/b", "..", ".", "/etc/passwd", `..\x`, ".tmp-x", "ok"}
+	for _, k := range keys {
+		if err := s.Put(k, []byte(k)); err != nil {
+			t.Fatalf("Put %q: %v", k, err)
+		}
+	}
+	for _, k := range keys {
+		if got, err := s.Get(k); err != nil || string(got) != k {
+			t.Fatalf("Get %q = %q, %v", k, got, err)
+		}
+	}
+	top, _ := os.ReadDir(parent)
+	if len(top) != 1 || top[0].Name() != "kv" {
+		t.Fatalf("files outside the store dir: %v", top)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(keys) {
+		t.Fatalf("want %d files, got %d", len(keys), len(entries))
+	}
+	safe := regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	for _, e := range entries {
+		if !safe.MatchString(e.Name()) || !e.Type().IsRegular() {
+			t.Errorf("unexpected entry %q (temp file left behind or unsafe name)", e.Name())
+		}
+	}
+}
+
+func TestStoreCreatesDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s := newFileStore(dir)
+	if _, err := s.Get("k"); !errors.Is(err, errKeyNotFound) {
+		t.Fatalf("Get before dir exists: %v", err)
+	}
+	if err := s.Put("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dir: %v, %v", fi, err)
+	}
+}
+
+func TestKeyFilename(t *testing.T) {
+	name, err := keyFilename("soup-test-key")
+	if err != nil || name != "c291cC10ZXN0LWtleQ" {
+		t.Fatalf("keyFilename = %q, %v", name, err)
+	}
+}
