@@ -279,6 +279,19 @@ def judge(
     return ("pass", None) if not problems else ("fail", "; ".join(problems))
 
 
+def logged_backend(stderr_tail: object) -> str | None:
+    """The TLS backend a plugin logged (hclog JSON key "backend"), or None."""
+    backend = None
+    for line in str(stderr_tail or "").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("backend"), str):
+            backend = record["backend"]
+    return backend
+
+
 def _kill_marked(marker: str) -> None:
     """Kill every process that carries this cell's marker in its environment.
 
@@ -338,8 +351,12 @@ def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str
     except json.JSONDecodeError:
         verdict.result = None
     if verdict.result is not None:
-        # The server's identity is not on the wire: the runner knows which it started.
+        # The server's identity is not on the wire: the runner knows which it started, and
+        # the plugin's own log says which TLS stack served the connection.
         verdict.result["server"] = {"impl": cell.server, "version": server_version}
+        tls = verdict.result.get("tls")
+        if isinstance(tls, dict):
+            tls["server_backend"] = logged_backend(verdict.result.get("plugin_stderr_tail"))
     verdict.outcome, verdict.reason = judge(
         cell, returncode, verdict.result, known_failure(cell, data), stderr
     )

@@ -43,6 +43,14 @@ def step_detail(result: dict[str, Any] | None, name: str) -> str:
     return "not reached"
 
 
+KEY_ORDER = ("rsa-2048", "rsa-4096", "ec-p256", "ec-p384", "ec-p521", "ed25519", "none")
+
+
+def axis_order(impl_key: tuple[str, str]) -> tuple[str, int]:
+    impl, key = impl_key
+    return impl, KEY_ORDER.index(key) if key in KEY_ORDER else len(KEY_ORDER)
+
+
 def summary(verdicts: list[dict[str, Any]]) -> dict[str, int]:
     counts = Counter(v["outcome"] for v in verdicts)
     return {k: counts.get(k, 0) for k in SYMBOL}
@@ -52,7 +60,7 @@ def markdown_proof(verdicts: list[dict[str, Any]], env: dict[str, str]) -> str:
     lines = [
         "# soup proof: go-plugin RPC in every direction over mutual TLS",
         "",
-        "| direction | result | TLS | backend | client key -> server key | transport | put / get / get missing |",
+        "| direction | result | TLS | backend (host / plugin) | client key -> server key | transport | put / get / get missing |",
         "|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
@@ -63,7 +71,7 @@ def markdown_proof(verdicts: list[dict[str, Any]], env: dict[str, str]) -> str:
         evidence = " / ".join(step_detail(r, s) for s in ("put", "get", "get_missing"))
         lines.append(
             f"| {direction(v['axes'])} | {SYMBOL[v['outcome']]} | {tls.get('version')} ({tls.get('version_source')}) "
-            f"| {tls.get('backend')} | {v['axes']['client_key']} -> {v['axes']['server_key']} "
+            f"| {tls.get('backend')} / {tls.get('server_backend')} | {v['axes']['client_key']} -> {v['axes']['server_key']} "
             f"| {v['axes']['transport']} | {evidence} |"
         )
     lines += ["", *details(verdicts), *environment(env)]
@@ -83,11 +91,11 @@ def grids(verdicts: list[dict[str, Any]]) -> list[str]:
             ]
             if not cells:
                 continue
-            rows = list(
-                dict.fromkeys((v["axes"]["client"], v["axes"]["client_key"]) for v in cells)
+            rows = sorted(
+                {(v["axes"]["client"], v["axes"]["client_key"]) for v in cells}, key=axis_order
             )
-            cols = list(
-                dict.fromkeys((v["axes"]["server"], v["axes"]["server_key"]) for v in cells)
+            cols = sorted(
+                {(v["axes"]["server"], v["axes"]["server_key"]) for v in cells}, key=axis_order
             )
             index = {
                 (
@@ -170,7 +178,8 @@ def proof_terminal(verdicts: Iterable[dict[str, Any]]) -> str:
     for v in verdicts:
         tls = (v.get("result") or {}).get("tls") or {}
         out.append(
-            f"{v['cell']:<58} {SYMBOL[v['outcome']]:<6} {tls.get('version')} backend={tls.get('backend')}"
+            f"{v['cell']:<45} {SYMBOL[v['outcome']]:<5} {tls.get('version')}"
+            f" host={tls.get('backend')} plugin={tls.get('server_backend')}"
             + (f"  {v.get('reason')}" if v["outcome"] not in ("pass", "negative-pass") else "")
         )
     return "\n".join(out)

@@ -125,8 +125,14 @@ func servePlugin(tf tlsFlags, transport, kvDir string) (int, error) {
 		kvDir = dir
 	}
 	kv.store = newFileStore(kvDir)
+	// "backend" names who terminates TLS, like the Python plugin's log, so that reports can
+	// show both sides' TLS stacks; it is null in disabled mode.
+	var backend any
+	if tf.mode != "disabled" {
+		backend = "go"
+	}
 	logger.Info("soup-go plugin starting", "version", versionString(), "tls_mode", tf.mode,
-		"transport", transport, "kv_dir", kvDir, "pid", os.Getpid())
+		"backend", backend, "transport", transport, "kv_dir", kvDir, "pid", os.Getpid())
 
 	if transport == "tcp" {
 		front, err := startTCPFront(logger)

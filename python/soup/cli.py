@@ -295,7 +295,7 @@ def run_test(args: argparse.Namespace) -> TestResult:
             got = client.get(TEST_KEY)
             if got != value:
                 raise _StepFailed(f"get returned other bytes: expected {value!r}, got {got[:64]!r}")
-            return f"key={TEST_KEY} bytes={len(got)} (same bytes)"
+            return f"key={TEST_KEY} bytes={len(got)} same bytes"
 
         step("get", do_get)
 
@@ -305,7 +305,7 @@ def run_test(args: argparse.Namespace) -> TestResult:
             except HostError as exc:
                 code = rpc_code(exc)
                 if code == grpc.StatusCode.NOT_FOUND:
-                    return f"key={missing} NOT_FOUND: {rpc_message(exc)}"
+                    return f"key={missing} -> NOT_FOUND: {rpc_message(exc)}"
                 raise _StepFailed(f"expected NOT_FOUND, got {exc}") from exc
             raise _StepFailed(f"expected NOT_FOUND, got a value of {len(got)} bytes")
 

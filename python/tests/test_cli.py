@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from plugin_commands import PLUGIN, PYTHON, plugin_cmd, python_cmd
 
-from conftest import PLUGIN, PYTHON, plugin_cmd, python_cmd
 from soup import __version__
 from soup.cli import build_parser, main
 from soup.result import version_string

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from plugin_commands import PYTHON, group_members, plugin_cmd, python_cmd
 
-from conftest import PYTHON, group_members, plugin_cmd, python_cmd
 from soup import certs, handshake, tls
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
 

@@ -1,0 +1,38 @@
+"""Command lines and process checks shared by the tests (imported by name, not via conftest)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+PYTHON = sys.executable
+SOUP = f"{shlex.quote(PYTHON)} -m soup"
+PLUGIN = f"{SOUP} rpc server-start"
+
+
+def plugin_cmd(*args: str) -> str:
+    """``python -m soup rpc server-start ARGS`` as a shell-style command line."""
+    return " ".join([PLUGIN, *(shlex.quote(a) for a in args)])
+
+
+def python_cmd(code: str) -> str:
+    """``python -c CODE`` as a shell-style command line (a fake plugin)."""
+    return f"{shlex.quote(PYTHON)} -c {shlex.quote(code)}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid`` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
