@@ -207,10 +207,14 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
-    """Cross-language cells: Go<->Python, every Python key type, unix and tcp."""
+    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2")
+    session.run(
+        "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
 
 
 @nox.session(python=DEFAULT_PYTHON)

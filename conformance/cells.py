@@ -309,11 +309,17 @@ def _kill_marked(marker: str) -> None:
 
 def run_bounded(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
     """Run argv in its own process group; (returncode or None on timeout, stdout, stderr)."""
+    returncode, out, err = run_bounded_bytes(argv, timeout)
+    return returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def run_bounded_bytes(argv: list[str], timeout: float) -> tuple[int | None, bytes, bytes]:
+    """run_bounded with the raw output bytes (e.g. a `kv get` of a binary value)."""
     marker = uuid.uuid4().hex
     env = {**os.environ, "SOUP_CELL_MARKER": marker}
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, env=env, start_new_session=True,
+        env=env, start_new_session=True,
     )  # fmt: skip
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/status"
 
@@ -20,6 +21,10 @@ func kvCommand(op, synopsis, about, example string, nargs int, stdout, stderr io
 		}
 		if err := hf.validate(); err != nil {
 			return 2, err
+		}
+		// A gRPC string must be UTF-8; say so before starting a plugin (as soup does).
+		if !utf8.ValidString(pos[0]) {
+			return 2, usagef("KEY is not valid UTF-8")
 		}
 		err := withPlugin(hf.options(), stderr, func(h *host) error { return do(h, pos) })
 		if err != nil {

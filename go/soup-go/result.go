@@ -140,8 +140,17 @@ func (t *tailBuffer) String() string {
 	return strings.ToValidUTF8(string(t.buf), "\uFFFD")
 }
 
-// lastLine is the last non-empty line, for one-line error messages.
+// lastLine is the last non-empty line, for one-line error messages; an hclog
+// JSON line is shown as "[level] message" (as the Python host does).
 func (t *tailBuffer) lastLine() string {
 	lines := strings.Split(strings.TrimSpace(t.String()), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+	last := strings.TrimSpace(lines[len(lines)-1])
+	var rec struct {
+		Level   string  `json:"@level"`
+		Message *string `json:"@message"`
+	}
+	if json.Unmarshal([]byte(last), &rec) == nil && rec.Message != nil {
+		return fmt.Sprintf("[%s] %s", rec.Level, *rec.Message)
+	}
+	return last
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,7 @@ const (
 	// client cert; the contract says a plugin in auto mode refuses instead.
 	autoNoCertMsg = "tls-mode auto: the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext " +
 		"(start the host with AutoMTLS, or pass --tls-mode disabled explicitly)"
+	badClientCertMsg   = "PLUGIN_CLIENT_CERT is not a PEM certificate; refusing to serve"
 	disabledButCertMsg = "tls-mode disabled but the host asked for TLS (PLUGIN_CLIENT_CERT set)"
 	autoKeyTypeMsg     = "in --tls-mode auto soup-go uses go-plugin's own AutoMTLS certificate, which is always ec-p521; " +
 		"use --tls-mode manual for other key types"
@@ -65,7 +67,13 @@ func serverStart(args []string, stdout, stderr io.Writer) int {
 		if transport != "unix" && transport != "tcp" {
 			return 2, usagef("invalid --transport %q (choose from unix, tcp)", transport)
 		}
-		return servePlugin(tf, transport, kvDir)
+		code, err := servePlugin(tf, transport, kvDir)
+		if err != nil {
+			// Like every other plugin log line (and the Python plugin): hclog JSON
+			// on stderr, which a go-plugin host re-logs at its level.
+			pluginLogger(stderr).Error(err.Error())
+		}
+		return code, nil
 	})
 }
 
@@ -96,6 +104,11 @@ func servePlugin(tf tlsFlags, transport, kvDir string) (int, error) {
 	case "auto":
 		if clientCert == "" {
 			return 1, fmt.Errorf("%s", autoNoCertMsg)
+		}
+		// plugin.Serve would only log this and then serve TLS that no client
+		// can pass; refuse at once, as the Python plugin does.
+		if !x509.NewCertPool().AppendCertsFromPEM([]byte(clientCert)) {
+			return 1, fmt.Errorf("%s", badClientCertMsg)
 		}
 	case "disabled":
 		if clientCert != "" {

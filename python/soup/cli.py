@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -77,6 +78,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _plugin_command(text: str) -> str:
+    """--server: must split with shell rules into a non-empty command (checked up front)."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).lower()) from None
+    if not argv:
+        raise argparse.ArgumentTypeError("empty plugin command")
+    return text
+
+
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("TLS")
     group.add_argument(
@@ -110,6 +122,7 @@ def _add_host_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         required=True,
+        type=_plugin_command,
         metavar="CMD",
         help="plugin command line, split with shell rules, e.g. 'soup-go rpc server-start'",
     )
@@ -197,6 +210,16 @@ def _check_manual(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     for flag in ("cert_file", "key_file", "ca_file"):
         if getattr(args, flag) is None:
             parser.error(f"--tls-mode manual requires --{flag.replace('_', '-')}")
+
+
+def _check_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    # A gRPC string must be UTF-8; a non-UTF-8 argv byte arrives as a lone surrogate.
+    key = getattr(args, "key", None)
+    if key is not None:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            parser.error("KEY is not valid UTF-8")
 
 
 def _configure_host_logging() -> None:
@@ -494,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _check_manual(parser, args)
+        _check_key(parser, args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "version":

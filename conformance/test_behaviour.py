@@ -1,0 +1,414 @@
+"""Same input, same behaviour: soup (Python) and soup-go compared on real processes.
+
+The matrix (test_matrix.py) proves that every pairing works; this file proves that the two
+implementations also *fail* alike and store alike: `rpc kv` key validation and its error
+lines, the on-disk store, the plugin's refusals, the host's refusals and usage errors.
+Every case runs each relevant implementation (host x plugin where both take part) and
+asserts the same exit code and the same error line, or the same meaning where the
+implementations word details differently (exit status text, stderr tails).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+import cells as matrix
+
+IMPLS = ("go", "python")
+PAIRS = list(itertools.product(IMPLS, IMPLS))  # (client, server)
+# One CLI run (host + plugin) is killed after this long; a healthy one takes ~2 s.
+RUN_TIMEOUT_S = 30.0
+# Bound the host puts on the plugin's start and handshake line.
+HOST_TIMEOUT = ["--timeout", "15"]
+MAX_KEY_BYTES = 180
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def pair_id(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}->{pair[1]}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished command: exit code (None: killed at the bound), output, its error lines."""
+
+    argv: list[str]
+    returncode: int | None
+    stdout: bytes
+    stderr: str
+
+    @property
+    def errors(self) -> list[str]:
+        """The `error: ...` lines; hosts may add log lines around them, which differ."""
+        return [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+
+    def describe(self) -> str:
+        # Arguments may carry raw bytes (as surrogates): show them escaped, reports are UTF-8.
+        shown = [os.fsencode(a).decode("utf-8", "backslashreplace") for a in self.argv]
+        return (
+            f"$ {shlex.join(shown)}\nexit {self.returncode}\n"
+            f"stdout: {self.stdout[-500:]!r}\nstderr:\n{self.stderr[-2000:]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def impls(request: pytest.FixtureRequest) -> dict[str, list[str]]:
+    """Command prefix of each implementation, as matrix.toml says how to run it."""
+    soup_go = Path(str(request.config.getoption("--soup-go"))).resolve()
+    if not soup_go.is_file():
+        pytest.exit(f"soup-go not found at {soup_go}: build it with `nox -s build`", returncode=4)
+    paths = matrix.Paths(python=sys.executable, soup_go=str(soup_go), certs=Path(), kv_root=Path())
+    data = matrix.load()
+    return {impl: matrix.impl_command(impl, data, paths) for impl in IMPLS}
+
+
+def run(argv: list[str], timeout: float = RUN_TIMEOUT_S) -> Run:
+    returncode, out, err = matrix.run_bounded_bytes(argv, timeout)
+    return Run(argv, returncode, out, err.decode("utf-8", "replace"))
+
+
+def parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """Run fn over items concurrently (each a pair of processes that mostly waits)."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(6, len(items)))) as pool:
+        return list(pool.map(fn, items))
+
+
+def plugin_cmd(impls: dict[str, list[str]], impl: str, *args: str) -> str:
+    return shlex.join([*impls[impl], "rpc", "server-start", *args])
+
+
+def kv(
+    impls: dict[str, list[str]], client: str, op: list[str], server: str, *extra: str
+) -> list[str]:
+    """`<client> rpc kv <op...> --server '<server command>'` (op: ["put", K, V] / ["get", K])."""
+    return [*impls[client], "rpc", "kv", *op, *HOST_TIMEOUT, *extra, "--server", server]
+
+
+def plugin_env(*assignments: str, unset: Iterable[str] = ()) -> list[str]:
+    """An `env` prefix: the plugin run by hand with exactly these go-plugin variables."""
+    dropped = ["BASIC_PLUGIN", "PLUGIN_CLIENT_CERT", *unset]
+    return ["env", *(f"-u{name}" for name in dropped), *assignments]
+
+
+def assert_same(runs: dict[str, Run], what: Callable[[Run], object]) -> object:
+    """All runs agree on what(run); returns the common value."""
+    seen = {name: what(r) for name, r in runs.items()}
+    values = list(seen.values())
+    if any(v != values[0] for v in values):
+        details = "\n\n".join(f"[{name}] {r.describe()}" for name, r in runs.items())
+        pytest.fail(f"implementations differ: {seen!r}\n\n{details}", pytrace=False)
+    return values[0]
+
+
+def expect(r: Run, condition: bool, what: str) -> None:
+    if not condition:
+        pytest.fail(f"{what}\n{r.describe()}", pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------
+# 1. rpc kv: key validation, one error line, same for every host x plugin pairing
+
+KEY_ERRORS = {
+    "put-empty-key": (["put", "", "v"], "error: INVALID_ARGUMENT: key must not be empty"),
+    "get-empty-key": (["get", ""], "error: INVALID_ARGUMENT: key must not be empty"),
+    "put-181-bytes": (
+        ["put", "k" * 181, "v"],
+        "error: INVALID_ARGUMENT: key is too long: 181 bytes (at most 180)",
+    ),
+    # The limit counts UTF-8 bytes, not characters: 61 x 3 bytes.
+    "get-183-utf8-bytes": (
+        ["get", "\u20ac" * 61],
+        "error: INVALID_ARGUMENT: key is too long: 183 bytes (at most 180)",
+    ),
+    "get-missing-key": (["get", "no-such-key"], "error: NOT_FOUND: key not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(KEY_ERRORS))
+def test_kv_error_line_is_the_same_everywhere(
+    case: str, impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    op, line = KEY_ERRORS[case]
+
+    def one(pair: tuple[str, str]) -> Run:
+        client, server = pair
+        kv_dir = tmp_path / pair_id(pair).replace(">", "")
+        return run(kv(impls, client, op, plugin_cmd(impls, server, "--kv-dir", str(kv_dir))))
+
+    runs = dict(zip(map(pair_id, PAIRS), parallel(one, PAIRS), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout, r.errors))
+    r = next(iter(runs.values()))
+    expect(r, r.returncode == 1, "expected exit 1")
+    expect(r, r.errors == [line], f"expected exactly the stderr line {line!r}")
+    expect(r, r.stdout == b"", "expected nothing on stdout")
+
+
+# ---------------------------------------------------------------------------------------
+# 1 + 2. keys that look like paths, unicode, the longest key, binary values: written
+# through one implementation's plugin, read back through the other's from the same files
+
+# (key, value as raw argv bytes): the CLI takes VALUE as a string, both send its bytes.
+ROUND_TRIP: list[tuple[str, bytes]] = [
+    ("../x", b"dot-dot-slash"),
+    ("a/b", b"slash \xff\xfe not utf-8"),
+    ("..", b"ctrl \x01\x02\x7f\t\r\nend\n"),
+    (".tmp-x", b""),
+    ("\u043a\u043b\u044e\u0447 \U0001f511", "unicode value \u00e9\U0001f511".encode()),
+    ("\u00e9" * 90, b"longest key: 90 x 2 bytes = 180"),
+]
+
+
+def filename(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_store_round_trip_across_plugins(
+    pair: tuple[str, str], impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    client, writer = pair
+    reader = "python" if writer == "go" else "go"
+    store = tmp_path / "store" / "kv"  # created by the plugin
+    at = ["--kv-dir", str(store)]
+
+    def put(item: tuple[str, bytes]) -> Run:
+        key, value = item
+        return run(
+            kv(impls, client, ["put", key, os.fsdecode(value)], plugin_cmd(impls, writer, *at))
+        )
+
+    def get(item: tuple[str, bytes]) -> Run:
+        return run(kv(impls, client, ["get", item[0]], plugin_cmd(impls, reader, *at)))
+
+    for r in parallel(put, ROUND_TRIP):
+        expect(
+            r, r.returncode == 0 and r.stdout == b"" and not r.errors, "put must succeed silently"
+        )
+    # The files: base64url names, raw value bytes, inside the directory, no temp files left.
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["kv"]
+    on_disk = {p.name: p.read_bytes() for p in store.iterdir()}
+    assert on_disk == {filename(k): v for k, v in ROUND_TRIP}
+    assert (store.stat().st_mode & 0o777) == 0o700
+    for (key, value), r in zip(ROUND_TRIP, parallel(get, ROUND_TRIP), strict=True):
+        expect(r, r.returncode == 0 and not r.errors, f"get {key!r} through {reader} failed")
+        expect(r, r.stdout == value, f"get {key!r}: expected exactly {value!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# 3. the plugin started by hand (no magic cookie): go-plugin's own message, byte for byte
+
+NOT_A_PLUGIN = (
+    b"This binary is a plugin. These are not meant to be executed directly.\n"
+    b"Please execute the program that consumes these plugins, which will\n"
+    b"load any plugins automatically\n"
+)
+
+
+@pytest.mark.parametrize("cookie", [[], ["BASIC_PLUGIN=wrong"]], ids=["no-cookie", "wrong-cookie"])
+def test_plugin_without_cookie_prints_go_plugins_message(
+    cookie: list[str], impls: dict[str, list[str]]
+) -> None:
+    argvs = {i: [*plugin_env(*cookie), *impls[i], "rpc", "server-start"] for i in IMPLS}
+    runs = dict(zip(IMPLS, parallel(run, argvs.values()), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout, r.stderr))
+    r = runs["go"]
+    expect(r, r.returncode == 1 and r.stdout == b"", "expected exit 1 and no handshake line")
+    expect(r, r.stderr.encode() == NOT_A_PLUGIN, "expected go-plugin's 3-line message")
+
+
+# ---------------------------------------------------------------------------------------
+# 4. refusals: the side that asked for TLS never gets plaintext, and says why
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_plaintext_plugin_refuses_a_host_that_asked_for_tls(
+    pair: tuple[str, str], impls: dict[str, list[str]]
+) -> None:
+    client, server = pair
+    r = run(kv(impls, client, ["get", "k"], plugin_cmd(impls, server, "--tls-mode", "disabled")))
+    expect(r, r.returncode == 1 and r.stdout == b"", "expected exit 1")
+    expect(
+        r,
+        len(r.errors) == 1
+        and "tls-mode disabled but the host asked for TLS (PLUGIN_CLIENT_CERT set)" in r.errors[0],
+        "the host's error must carry the plugin's reason: the host asked for TLS",
+    )
+
+
+def _hclog_errors(r: Run) -> list[str]:
+    """The @message of each hclog JSON error line on stderr (every line must be JSON)."""
+    messages = []
+    for line in r.stderr.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            pytest.fail(f"plugin stderr line is not hclog JSON: {line!r}\n{r.describe()}")
+        if record.get("@level") == "error":
+            messages.append(str(record.get("@message")))
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        (["BASIC_PLUGIN=hello", "PLUGIN_PROTOCOL_VERSIONS=1"], "the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext"),
+        (["BASIC_PLUGIN=hello", "PLUGIN_CLIENT_CERT=not a certificate"], "PLUGIN_CLIENT_CERT is not a PEM certificate"),
+    ],
+    ids=["no-client-cert", "garbage-client-cert"],
+)  # fmt: skip
+def test_auto_plugin_refuses_without_a_usable_client_cert(
+    env: list[str], reason: str, impls: dict[str, list[str]]
+) -> None:
+    argvs = [[*plugin_env(*env), *impls[i], "rpc", "server-start"] for i in IMPLS]
+    # A plugin that does not refuse serves until killed at this bound.
+    runs = dict(zip(IMPLS, parallel(lambda a: run(a, timeout=10), argvs), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout))
+    for r in runs.values():
+        expect(r, r.returncode == 1, "expected exit 1")
+        expect(r, r.stdout == b"", "no handshake line: the plugin must not serve at all")
+        errors = _hclog_errors(r)
+        expect(r, len(errors) == 1 and reason in errors[0], f"expected one error naming {reason!r}")
+
+
+@pytest.fixture(scope="session")
+def manual_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from soup import certs  # noqa: PLC0415 - the package under test
+
+    directory = tmp_path_factory.mktemp("certs")
+    ca = certs.issue_ca()
+    (directory / "ca.pem").write_bytes(ca.cert_pem)
+    certs.write_pair(certs.issue_leaf(ca, "ec-p256"), directory / "s.pem", directory / "s.key")
+    return directory
+
+
+NO_CERT = "plugin did not return a certificate; refusing plaintext"
+# A plugin that prints a valid handshake line without field 6 (the server certificate).
+FAKE_NO_CERT = "import time; print('1|1|tcp|127.0.0.1:9|grpc', flush=True); time.sleep(10)"
+FAKE_GARBAGE = "import time; print('soup says hello', flush=True); time.sleep(10)"
+
+
+def _host_cases() -> list[tuple[str, str, str, float]]:
+    """(id, server kind, expected error substring, max seconds) for host-side refusals."""
+    return [
+        ("fake-plugin-without-cert", "fake-no-cert", NO_CERT, 15.0),
+        ("manual-plugin-of-the-other-impl", "other-manual", NO_CERT, 15.0),
+        (
+            "handshake-timeout",
+            "sleep",
+            "timed out after 1 s waiting for the plugin's handshake line on stdout",
+            6.0,
+        ),
+        ("garbage-handshake-line", "fake-garbage", "Unrecognized remote plugin message: soup says hello", 15.0),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("server", "reason", "bound"),
+    [c[1:] for c in _host_cases()],
+    ids=[c[0] for c in _host_cases()],
+)
+def test_host_refusals_say_the_same(
+    server: str, reason: str, bound: float, impls: dict[str, list[str]], manual_certs: Path
+) -> None:
+    def command(host: str) -> str:
+        if server == "fake-no-cert":
+            return shlex.join([sys.executable, "-c", FAKE_NO_CERT])
+        if server == "fake-garbage":
+            return shlex.join([sys.executable, "-c", FAKE_GARBAGE])
+        if server == "sleep":
+            return "sleep 5"
+        other = "python" if host == "go" else "go"
+        return plugin_cmd(
+            impls, other, "--tls-mode", "manual",
+            "--cert-file", str(manual_certs / "s.pem"), "--key-file", str(manual_certs / "s.key"),
+            "--ca-file", str(manual_certs / "ca.pem"),
+        )  # fmt: skip
+
+    timeout = ["--timeout", "1"] if server == "sleep" else []
+
+    def one(host: str) -> tuple[Run, float]:
+        started = time.monotonic()
+        argv = [*kv(impls, host, ["get", "k"], command(host)), *timeout]
+        return run(argv, timeout=bound + 10), time.monotonic() - started
+
+    results = dict(zip(IMPLS, parallel(one, IMPLS), strict=True))
+    runs = {host: r for host, (r, _) in results.items()}
+    assert_same(runs, lambda r: (r.returncode, r.stdout, len(r.errors)))
+    for r, seconds in results.values():
+        expect(r, r.returncode == 1 and r.stdout == b"", "expected exit 1, nothing on stdout")
+        expect(
+            r, len(r.errors) == 1 and reason in r.errors[0], f"expected an error with {reason!r}"
+        )
+        expect(r, seconds < bound, f"took {seconds:.1f} s, expected under {bound} s")
+
+
+# ---------------------------------------------------------------------------------------
+# 5. usage errors: exit 2 on both, the message names the flag (or the argument)
+
+MANUAL = ["--tls-mode", "manual"]
+USAGE = {
+    "bad-key-type": (["--key-type", "ec-p999"], ["--key-type", "ec-p999"]),
+    "bad-tls-mode": (["--tls-mode", "bogus"], ["--tls-mode", "bogus"]),
+    "manual-without-files": (MANUAL, ["--tls-mode manual requires --cert-file"]),
+    "manual-without-key-file": (
+        [*MANUAL, "--cert-file", "c.pem", "--ca-file", "ca.pem"],
+        ["--tls-mode manual requires --key-file"],
+    ),
+    "manual-without-ca-file": (
+        [*MANUAL, "--cert-file", "c.pem", "--key-file", "c.key"],
+        ["--tls-mode manual requires --ca-file"],
+    ),
+}
+HOST_USAGE = {
+    "server-unclosed-quote": (["--server", "'soup"], ["--server", "no closing quotation"]),
+    "server-empty": (["--server", " "], ["--server"]),
+    "key-not-utf8": (["--server", "true", "--", os.fsdecode(b"k\xff")], ["KEY is not valid UTF-8"]),
+}
+
+
+def _usage_cases() -> list[tuple[str, list[str], list[str]]]:
+    cases = []
+    for name, (flags, words) in USAGE.items():
+        cases.append((f"server-start/{name}", ["rpc", "server-start", *flags], words))
+        cases.append(
+            (f"kv-get/{name}", ["rpc", "kv", "get", "k", "--server", "true", *flags], words)
+        )
+        cases.append(
+            (f"client-test/{name}", ["rpc", "client", "test", "--server", "true", *flags], words)
+        )
+    for name, (flags, words) in HOST_USAGE.items():
+        key = [] if "--" in flags else ["k"]
+        cases.append((f"kv-get/{name}", ["rpc", "kv", "get", *key, *flags], words))
+    return cases  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "words"), [c[1:] for c in _usage_cases()], ids=[c[0] for c in _usage_cases()]
+)
+def test_usage_errors_exit_2_and_name_the_flag(
+    args: list[str], words: list[str], impls: dict[str, list[str]]
+) -> None:
+    # With the cookie set, so that a plugin command reaches its flag checks either way.
+    runs = dict(
+        zip(IMPLS, parallel(run, [[*plugin_env("BASIC_PLUGIN=hello"), *impls[i], *args] for i in IMPLS]), strict=True)
+    )  # fmt: skip
+    assert_same(runs, lambda r: (r.returncode, r.stdout))
+    for r in runs.values():
+        expect(r, r.returncode == 2 and r.stdout == b"", "expected a usage error: exit 2")
+        expect(r, all(w in r.stderr for w in words), f"the message must name {words}")
