@@ -138,21 +138,28 @@ def build_soup_go(session: nox.Session, *, cover: bool = False) -> Path:
 
 
 def pytest_conformance(
-    session: nox.Session, suite: str, *extra: str, env: dict[str, str] | None = None
+    session: nox.Session,
+    suite: str,
+    *extra: str,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """Run the conformance runner on one suite of cells; it writes build/reports/<suite>.*."""
+    """Run the conformance runner on one suite of cells; it writes build/reports/<name>.*."""
+    name = name or suite
+    env = env or {}
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
         "pytest",
         "conformance/test_matrix.py",
         f"--suite={suite}",
-        f"--soup-go={env.get('SOUP_GO', SOUP_GO) if env else SOUP_GO}",
-        f"--junitxml={REPORTS / (suite + '.xml')}",
+        f"--report-name={name}",
+        f"--soup-go={env.get('SOUP_GO', SOUP_GO)}",
+        f"--junitxml={REPORTS / (name + '.xml')}",
         "-p",
         "no:cacheprovider",
         *extra,
         *session.posargs,
-        env=env or {},
+        env=env,
     )
 
 
@@ -244,7 +251,7 @@ def matrix(session: nox.Session, grpc: str) -> None:
     install_soup(session, grpc_line=grpc)
     build_soup_go(session)
     name = f"matrix-py{session.python}-grpcio{grpcio}"
-    pytest_conformance(session, "full", "-n", "4", f"--report-name={name}")
+    pytest_conformance(session, "full", "-n", "4", name=name)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -263,16 +270,55 @@ def cover(session: nox.Session) -> None:
     shutil.rmtree(COVER_DIR, ignore_errors=True)
     go_cover = COVER_DIR / "go"
     go_cover.mkdir(parents=True)
-    rc = ROOT / "pyproject.toml"
+    # Every Python process measures itself through soup_coverage.pth (see install_soup):
+    # this pytest, its xdist workers, and the plugins and hosts started by it or by
+    # soup-go. They exit normally or on SIGTERM (`sigterm = true`), so each writes its
+    # data file next to COVERAGE_FILE. soup-go-cover writes into GOCOVERDIR on exit.
     env = {
-        "COVERAGE_PROCESS_START": str(rc),
+        "COVERAGE_PROCESS_START": str(ROOT / "pyproject.toml"),
         "COVERAGE_FILE": str(COVER_DIR / ".coverage"),
         "GOCOVERDIR": str(go_cover),
         "SOUP_GO": str(soup_go),
     }
     session.run("pytest", "python/tests", "-n", "2", "-p", "no:cacheprovider", env=env)
-    pytest_conformance(session, "integration", "-n", "2", env=env)
-    pytest_conformance(session, "proof", env=env)
+    for suite, extra in (("integration", ["-n", "2"]), ("proof", [])):
+        # Own report names: the integration and proof sessions' reports stay theirs.
+        name = f"cover-{suite}"
+        pytest_conformance(
+            session, suite, *extra, f"--report-name={name}",
+            f"--junitxml={REPORTS / (name + '.xml')}", env=env,
+        )  # fmt: skip
+    with session.chdir(GO_DIR):
+        session.run(
+            "go", "test", "-count=1", "-cover", "./...", "-args", f"-test.gocoverdir={go_cover}",
+            external=True, env=env,
+        )  # fmt: skip
     session.run("coverage", "combine", "--quiet", env=env)
-    session.run("coverage", "report", "--fail-under=85", env=env)
-    session.run("go", "tool", "covdata", "percent", f"-i={go_cover}", external=True)
+    _cover_summary(session, env, go_cover)
+    # The bar: exits non-zero (after the summary is printed and written) under 85%.
+    totals = COVER_DIR / "python.json"
+    session.run("coverage", "json", "-q", "--fail-under=85", "-o", str(totals), env=env)
+    percent = json.loads(totals.read_text())["totals"]["percent_covered_display"]
+    session.log(f"Python coverage {percent}% (bar: 85%)")
+
+
+def _cover_summary(session: nox.Session, env: dict[str, str], go_cover: Path) -> None:
+    """Print both languages' coverage and write it to build/reports/coverage.txt."""
+    python = session.run("coverage", "report", env=env, silent=True, success_codes=[0, 2])
+    go_text = COVER_DIR / "go.txt"
+    session.run(
+        "go", "tool", "covdata", "textfmt", f"-i={go_cover}", f"-o={go_text}",
+        external=True, silent=True,
+    )  # fmt: skip
+    go = session.run(
+        "go", "tool", "covdata", "percent", f"-i={go_cover}", external=True, silent=True
+    )
+    summary = (
+        f"Python (soup; unit tests, integration and proof suites, all subprocesses)\n{python}\n"
+        f"Go (soup-go built with -cover; go test and every soup-go process of the suites)\n{go}"
+        f"Go profile: {go_text}\n"
+    )
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "coverage.txt").write_text(summary)
+    print(summary, flush=True)
+    session.log(f"coverage summary: {REPORTS / 'coverage.txt'}")
