@@ -281,13 +281,9 @@ def cover(session: nox.Session) -> None:
         "SOUP_GO": str(soup_go),
     }
     session.run("pytest", "python/tests", "-n", "2", "-p", "no:cacheprovider", env=env)
-    for suite, extra in (("integration", ["-n", "2"]), ("proof", [])):
-        # Own report names: the integration and proof sessions' reports stay theirs.
-        name = f"cover-{suite}"
-        pytest_conformance(
-            session, suite, *extra, f"--report-name={name}",
-            f"--junitxml={REPORTS / (name + '.xml')}", env=env,
-        )  # fmt: skip
+    # Own report names: the integration and proof sessions' reports and certs stay theirs.
+    pytest_conformance(session, "integration", "-n", "2", name="cover-integration", env=env)
+    pytest_conformance(session, "proof", name="cover-proof", env=env)
     with session.chdir(GO_DIR):
         session.run(
             "go", "test", "-count=1", "-cover", "./...", "-args", f"-test.gocoverdir={go_cover}",
