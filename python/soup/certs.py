@@ -3,7 +3,7 @@
 ``self_signed`` makes certificates like go-plugin's own AutoMTLS ones (CN and SAN
 ``localhost``, both EKUs, CA=true, valid from 30 s ago for about 30 years, random
 128-bit serial), for any of ``KEY_TYPES``. ``issue_ca``/``issue_leaf`` make a
-small PKI for manual mode and tests.
+small PKI for manual mode and tests; ``load_manual`` loads manual mode's files.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "key_type_of",
     "load_cert_der",
     "load_cert_pem",
+    "load_manual",
     "load_pair",
     "self_signed",
     "signature_hash",
@@ -198,19 +199,30 @@ _BOTH_EKUS = x509.ExtendedKeyUsage(
 )
 
 
-def self_signed(key_type: str) -> CertKey:
-    """A go-plugin style AutoMTLS certificate (self-signed, CA=true) with a new key."""
-    key = generate_key(key_type)
-    name = _name(HOST)
+def _builder(subject: x509.Name, issuer: x509.Name, key: PrivateKey) -> x509.CertificateBuilder:
+    """Subject, issuer, ``key``'s public key, a random serial and the validity period."""
     not_before, not_after = _validity()
-    builder = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
+    )
+
+
+def _ski(key: PrivateKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+
+
+def self_signed(key_type: str) -> CertKey:
+    """A go-plugin style AutoMTLS certificate (self-signed, CA=true) with a new key."""
+    key = generate_key(key_type)
+    name = _name(HOST)
+    builder = (
+        _builder(name, name, key)
         .add_extension(
             _key_usage(
                 digital_signature=True,
@@ -223,7 +235,7 @@ def self_signed(key_type: str) -> CertKey:
         )
         .add_extension(_BOTH_EKUS, critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_ski(key), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
     )
     cert = builder.sign(key, signature_hash(key))
@@ -233,21 +245,9 @@ def self_signed(key_type: str) -> CertKey:
 def issue_ca(key_type: str = "ec-p256") -> CertKey:
     """A self-signed CA (CN "soup test CA") for manual-mode PKIs."""
     key = generate_key(key_type)
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-        ]
-    )
-    not_before, not_after = _validity()
+    name = _name(CA_COMMON_NAME)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(name, name, key)
         .add_extension(
             _key_usage(
                 digital_signature=True,
@@ -259,7 +259,7 @@ def issue_ca(key_type: str = "ec-p256") -> CertKey:
             critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_ski(key), critical=False)
     )
     cert = builder.sign(key, signature_hash(key))
     return CertKey(cert=cert, key=key)
@@ -268,16 +268,9 @@ def issue_ca(key_type: str = "ec-p256") -> CertKey:
 def issue_leaf(ca: CertKey, key_type: str) -> CertKey:
     """A leaf for ``localhost``/127.0.0.1 (both EKUs, CA=false) signed by ``ca``."""
     key = generate_key(key_type)
-    not_before, not_after = _validity()
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(HOST))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(_name(HOST), ca.cert.subject, key)
         .add_extension(
             _key_usage(
                 digital_signature=True,
@@ -290,7 +283,7 @@ def issue_leaf(ca: CertKey, key_type: str) -> CertKey:
         )
         .add_extension(_BOTH_EKUS, critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_ski(key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
@@ -346,6 +339,22 @@ def load_pair(cert_file: Path, key_file: Path) -> CertKey:
     if _spki(cert.public_key()) != _spki(key.public_key()):
         raise ValueError(f"{key_file}: the private key does not match the certificate {cert_file}")
     return CertKey(cert=cert, key=key)
+
+
+def load_manual(
+    cert_file: Path | None, key_file: Path | None, ca_file: Path | None
+) -> tuple[CertKey, bytes]:
+    """tls-mode manual: the own pair and the trusted CA's PEM.
+
+    ``ValueError`` (with the message hosts and plugins report) if a file is not given
+    or cannot be loaded.
+    """
+    if cert_file is None or key_file is None or ca_file is None:
+        raise ValueError("tls-mode manual needs --cert-file, --key-file and --ca-file")
+    try:
+        return load_pair(cert_file, key_file), Path(ca_file).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"tls-mode manual: cannot load certificates: {exc}") from exc
 
 
 def write_pair(pair: CertKey, cert_file: Path, key_file: Path) -> None:

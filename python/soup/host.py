@@ -322,13 +322,12 @@ class PluginClient:
             except ValueError as exc:
                 raise HostError(str(exc)) from exc
         elif self.tls_mode == "manual":
-            if self.cert_file is None or self.key_file is None or self.ca_file is None:
-                raise HostError("tls-mode manual needs --cert-file, --key-file and --ca-file")
             try:
-                self.own = certs.load_pair(self.cert_file, self.key_file)
-                self.trusted_pem = self.ca_file.read_bytes()
-            except (OSError, ValueError) as exc:
-                raise HostError(f"tls-mode manual: cannot load certificates: {exc}") from exc
+                self.own, self.trusted_pem = certs.load_manual(
+                    self.cert_file, self.key_file, self.ca_file
+                )
+            except ValueError as exc:
+                raise HostError(str(exc)) from exc
         if self.own is not None:
             self.tls.client_key = self.own.key_type
             self.tls.client_fingerprint = self.own.fingerprint

@@ -339,13 +339,12 @@ class _Plugin:
                 raise PluginError(str(exc)) from exc
             self.trusted_pem = client_cert.encode()
         elif opts.tls_mode == "manual":
-            if opts.cert_file is None or opts.key_file is None or opts.ca_file is None:
-                raise PluginError("tls-mode manual needs --cert-file, --key-file and --ca-file")
             try:
-                self.own = certs.load_pair(opts.cert_file, opts.key_file)
-                self.trusted_pem = opts.ca_file.read_bytes()
-            except (OSError, ValueError) as exc:
-                raise PluginError(f"tls-mode manual: cannot load certificates: {exc}") from exc
+                self.own, self.trusted_pem = certs.load_manual(
+                    opts.cert_file, opts.key_file, opts.ca_file
+                )
+            except ValueError as exc:
+                raise PluginError(str(exc)) from exc
         else:
             raise PluginError(f"unknown tls mode {opts.tls_mode!r}")
         try:

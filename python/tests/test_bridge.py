@@ -280,6 +280,12 @@ class Chain:
         sock.connect(self.target.removeprefix("unix:"))
         return sock
 
+    def listener_error(self) -> str:
+        """The listener's last error, once it has logged a warning."""
+        assert self.warnings.event.wait(TIMEOUT)
+        assert self.listener.last_error is not None
+        return self.listener.last_error
+
     def connect_plugin(self) -> socket.socket:
         if self.network == "tcp":
             host, port = self.address.rsplit(":", 1)
@@ -495,12 +501,20 @@ def test_backpressure_bounds_buffering(make_chain: Callable[..., Chain]) -> None
         assert pushed < 64 * 1024 * 1024
 
 
-@pytest.mark.parametrize("transport", ["unix", "tcp"])
-def test_client_without_certificate_is_refused(
-    make_chain: Callable[..., Chain], transport: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("own", "transport", "reason"),
+    [
+        (None, "unix", "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+        (None, "tcp", "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+        ("ec-p256/foreign", "unix", "CERTIFICATE_VERIFY_FAILED"),
+    ],
+    ids=["none/unix", "none/tcp", "foreign/unix"],
+)
+def test_client_certificate_is_refused(
+    make_chain: Callable[..., Chain], tmp_path: Path, own: str | None, transport: str, reason: str
 ) -> None:
     chain = make_chain(transport=transport, dial=False)
-    ctx = client_context(None, pair("ec-p256"), tmp_path)
+    ctx = client_context(None if own is None else pair(own), pair("ec-p256"), tmp_path)
     with (
         chain.connect_plugin() as raw,
         ctx.wrap_socket(raw, server_hostname="localhost") as tls,
@@ -508,27 +522,9 @@ def test_client_without_certificate_is_refused(
         pytest.raises((ssl.SSLError, ConnectionError)),
     ):
         exchange(tls)
-    assert chain.warnings.event.wait(TIMEOUT)
-    assert chain.listener.last_error is not None
-    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in chain.listener.last_error
-    assert chain.listener.last_error.startswith("TLS handshake failed: ")
-    assert chain.backend.accepted == 0
-
-
-def test_client_with_foreign_certificate_is_refused(
-    make_chain: Callable[..., Chain], tmp_path: Path
-) -> None:
-    chain = make_chain(dial=False)
-    ctx = client_context(pair("ec-p256/foreign"), pair("ec-p256"), tmp_path)
-    with (
-        chain.connect_plugin() as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-        pytest.raises((ssl.SSLError, ConnectionError)),
-    ):
-        exchange(tls)
-    assert chain.warnings.event.wait(TIMEOUT)
-    assert chain.listener.last_error is not None
-    assert "CERTIFICATE_VERIFY_FAILED" in chain.listener.last_error
+    error = chain.listener_error()
+    assert reason in error
+    assert error.startswith("TLS handshake failed: ")
     assert chain.backend.accepted == 0
 
 
@@ -547,9 +543,8 @@ def test_plaintext_client_is_refused(
         sock.sendall(first_bytes)
         answer = recv_all(sock)  # an alert record at most, then EOF
         assert not answer.startswith(b"HTTP")
-    assert chain.warnings.event.wait(TIMEOUT)
-    assert chain.listener.last_error is not None
-    assert any(r in chain.listener.last_error for r in reasons), chain.listener.last_error
+    error = chain.listener_error()
+    assert any(r in error for r in reasons), error
     assert chain.backend.accepted == 0
 
 
@@ -559,9 +554,7 @@ def test_silent_client_is_dropped_after_handshake_timeout(
     chain = make_chain(dial=False, handshake_timeout=0.3)
     with chain.connect_plugin() as sock:
         assert recv_all(sock) == b""  # closed by the bridge, not by us
-    assert chain.warnings.event.wait(TIMEOUT)
-    assert chain.listener.last_error is not None
-    assert "timed out after 0.3 s" in chain.listener.last_error
+    assert "timed out after 0.3 s" in chain.listener_error()
 
 
 def test_first_handshake_reports_and_reuses_connection(make_chain: Callable[..., Chain]) -> None:
@@ -606,9 +599,7 @@ def test_first_handshake_client_cert_rejected_tls13(make_chain: Callable[..., Ch
     with pytest.raises(BridgeError) as err:
         chain.dialer.first_handshake(TIMEOUT)
     assert "ALERT" in str(err.value)
-    assert chain.warnings.event.wait(TIMEOUT)
-    assert chain.listener.last_error is not None
-    assert "CERTIFICATE_VERIFY_FAILED" in chain.listener.last_error
+    assert "CERTIFICATE_VERIFY_FAILED" in chain.listener_error()
 
 
 def test_first_handshake_nothing_listening(tmp_path: Path) -> None:

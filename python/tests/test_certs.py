@@ -237,6 +237,25 @@ def test_load_pair_bad_files(tmp_path: Path, ca: CertKey) -> None:
         certs.load_pair(tmp_path / "c.pem", tmp_path / "junk")
 
 
+def test_load_manual(tmp_path: Path, ca: CertKey) -> None:
+    leaf = certs.issue_leaf(ca, "ec-p384")
+    cert_file, key_file, ca_file = tmp_path / "l.pem", tmp_path / "l.key", tmp_path / "ca.pem"
+    certs.write_pair(leaf, cert_file, key_file)
+    ca_file.write_bytes(ca.cert_pem)
+    own, trusted = certs.load_manual(cert_file, key_file, ca_file)
+    assert own.cert == leaf.cert
+    assert trusted == ca.cert_pem
+    with pytest.raises(ValueError) as missing:
+        certs.load_manual(cert_file, key_file, None)
+    assert str(missing.value) == "tls-mode manual needs --cert-file, --key-file and --ca-file"
+    with pytest.raises(ValueError) as unreadable:
+        certs.load_manual(cert_file, key_file, tmp_path / "absent.pem")
+    assert str(unreadable.value).startswith("tls-mode manual: cannot load certificates: ")
+    assert "absent.pem" in str(unreadable.value)
+    with pytest.raises(ValueError, match=r"^tls-mode manual: cannot load .*not a PEM certificate"):
+        certs.load_manual(key_file, key_file, ca_file)  # a key is no certificate
+
+
 def test_load_cert_der_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         certs.load_cert_der(b"\x30\x03\x02\x01\x00")

@@ -34,6 +34,13 @@ def parse(line: bytes | str, **kw: object) -> Handshake:
     return parse_line(line, app_versions=kw.pop("app_versions", (1,)), **kw)  # type: ignore[arg-type]
 
 
+def rejected(line: bytes | str, **kw: object) -> str:
+    """The message of the ``HandshakeLineError`` that ``parse(line, **kw)`` must raise."""
+    with pytest.raises(HandshakeLineError) as info:
+        parse(line, **kw)
+    return str(info.value)
+
+
 # -- format
 
 
@@ -132,9 +139,7 @@ def test_parse_ignores_fields_beyond_seven() -> None:
 
 
 def test_reject_too_few_fields() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(b"hello world\n")
-    text = str(info.value)
+    text = rejected(b"hello world\n")
     assert text.startswith("Unrecognized remote plugin message: hello world")
     assert "expected CORE|APP|NETWORK|ADDRESS|PROTOCOL" in text
     assert "got 1 field)" in text
@@ -151,24 +156,20 @@ def test_reject_three_fields() -> None:
 
 
 def test_reject_long_garbage_is_quoted_truncated() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse("x" * 5000)
-    assert "5000 characters in all" in str(info.value)
-    assert len(str(info.value)) < 1000
+    text = rejected("x" * 5000)
+    assert "5000 characters in all" in text
+    assert len(text) < 1000
 
 
 def test_reject_non_utf8() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(b"1|1|unix|/tmp/\xff|grpc|")
-    assert "not valid UTF-8" in str(info.value)
-    assert "Unrecognized remote plugin message" in str(info.value)
+    text = rejected(b"1|1|unix|/tmp/\xff|grpc|")
+    assert "not valid UTF-8" in text
+    assert "Unrecognized remote plugin message" in text
 
 
 @pytest.mark.parametrize("core", ["x", "", "1 ", "1.0", "1_0", "\u0661"])
 def test_reject_core_not_integer(core: str) -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"{core}|1|unix|/s|grpc|")
-    text = str(info.value)
+    text = rejected(f"{core}|1|unix|/s|grpc|")
     assert "error parsing core protocol version" in text
     assert "field 1" in text
     assert "expected the integer 1" in text
@@ -176,9 +177,7 @@ def test_reject_core_not_integer(core: str) -> None:
 
 @pytest.mark.parametrize("core", ["2", "0", "-1", "+2"])
 def test_reject_core_version(core: str) -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"{core}|1|unix|/s|grpc|")
-    text = str(info.value)
+    text = rejected(f"{core}|1|unix|/s|grpc|")
     assert text.startswith(
         f"incompatible core API version with plugin. Plugin version: {core}, Core version: 1"
     )
@@ -190,27 +189,21 @@ def test_core_with_plus_sign_accepted_like_go_atoi() -> None:
 
 
 def test_reject_app_version_not_integer() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse("1|v1|unix|/s|grpc|", app_versions=(1, 2))
-    text = str(info.value)
+    text = rejected("1|v1|unix|/s|grpc|", app_versions=(1, 2))
     assert "error parsing protocol version" in text
     assert "'v1'" in text
     assert "one of [1 2]" in text
 
 
 def test_reject_app_version_mismatch() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse("1|3|unix|/s|grpc|", app_versions=(2, 1))
-    assert str(info.value) == (
+    assert rejected("1|3|unix|/s|grpc|", app_versions=(2, 1)) == (
         "incompatible API version with plugin. Plugin version: 3, Client versions: [1 2]"
     )
 
 
 @pytest.mark.parametrize("network", ["udp", "UNIX", "", "tcp4"])
 def test_reject_unknown_network(network: str) -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"1|1|{network}|/s|grpc|")
-    text = str(info.value)
+    text = rejected(f"1|1|{network}|/s|grpc|")
     assert f"unknown network type {network!r}" in text
     assert "expected one of: unix, tcp" in text
 
@@ -221,16 +214,15 @@ def test_reject_empty_address() -> None:
 
 
 def test_reject_protocol_not_allowed() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse("1|1|unix|/s|netrpc|")
-    assert str(info.value) == 'unsupported plugin protocol "netrpc". Supported: [grpc]'
+    assert rejected("1|1|unix|/s|netrpc|") == (
+        'unsupported plugin protocol "netrpc". Supported: [grpc]'
+    )
 
 
 def test_reject_missing_protocol_field() -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse("1|1|unix|/s")
-    assert 'unsupported plugin protocol "netrpc"' in str(info.value)
-    assert "Supported: [grpc]" in str(info.value)
+    text = rejected("1|1|unix|/s")
+    assert 'unsupported plugin protocol "netrpc"' in text
+    assert "Supported: [grpc]" in text
 
 
 @pytest.mark.parametrize(
@@ -246,9 +238,7 @@ def test_reject_missing_protocol_field() -> None:
     ],
 )
 def test_reject_bad_base64_cert(field6: str, reason: str) -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"1|1|unix|/s|grpc|{field6}")
-    text = str(info.value)
+    text = rejected(f"1|1|unix|/s|grpc|{field6}")
     assert text.startswith("error parsing server cert: field 6 is not valid base64")
     assert reason in text
     assert "expected the plugin's DER certificate in standard base64" in text
@@ -256,17 +246,14 @@ def test_reject_bad_base64_cert(field6: str, reason: str) -> None:
 
 def test_reject_cert_that_is_not_der() -> None:
     blob = base64.b64encode(b"\x04" + bytes(60)).decode()
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"1|1|unix|/s|grpc|{blob}")
-    assert "field 6 does not decode to a DER certificate" in str(info.value)
-    assert "first byte 0x04" in str(info.value)
+    text = rejected(f"1|1|unix|/s|grpc|{blob}")
+    assert "field 6 does not decode to a DER certificate" in text
+    assert "first byte 0x04" in text
 
 
 @pytest.mark.parametrize("mux", ["True", "1", "yes", ""])
 def test_reject_bad_multiplex(mux: str) -> None:
-    with pytest.raises(HandshakeLineError) as info:
-        parse(f"1|1|unix|/s|grpc||{mux}")
-    text = str(info.value)
+    text = rejected(f"1|1|unix|/s|grpc||{mux}")
     assert f"error parsing {mux!r} in field 7" in text
     assert "expected 'true' or 'false'" in text
 

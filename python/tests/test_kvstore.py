@@ -188,37 +188,20 @@ def test_value_file_mode(tmp_path: Path) -> None:
     assert stat.S_IMODE(store.path_for("k").stat().st_mode) == 0o600
 
 
-def test_crash_before_rename_keeps_old_value(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("step", ["fsync", "replace"])
+def test_crash_keeps_old_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    # a crash while writing the temp file (fsync) or while renaming it over the old one
     store = FileStore(tmp_path)
     store.put("k", b"old value")
 
-    def crash(src: object, dst: object) -> None:
-        raise OSError("simulated crash during rename")
+    def crash(*args: object) -> None:
+        raise OSError(f"simulated crash during {step}")
 
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    monkeypatch.setattr(os, step, crash)
+    with pytest.raises(OSError, match=f"simulated crash during {step}"):
         store.put("k", b"new value")
     monkeypatch.undo()
     assert store.get("k") == b"old value"
-    assert _files(tmp_path) == [key_filename("k")]
-
-
-def test_crash_during_write_keeps_old_value(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(tmp_path)
-    store.put("k", b"old")
-
-    def crash(fd: int) -> None:
-        raise OSError("simulated crash during fsync")
-
-    monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        store.put("k", b"new")
-    monkeypatch.undo()
-    assert store.get("k") == b"old"
     assert _files(tmp_path) == [key_filename("k")]
 
 

@@ -39,6 +39,26 @@ def exercise(client: PluginClient) -> None:
     assert client.exit.code == 0
 
 
+def start_fails(client: PluginClient, within: float) -> str:
+    """``client.start()`` must fail with a ``HostError`` within ``within`` seconds: its text."""
+    started = time.monotonic()
+    with pytest.raises(HostError) as err:
+        client.start()
+    assert time.monotonic() - started < within
+    return str(err.value)
+
+
+def serve_fails(env: dict[str, str], *flags: str) -> str:
+    """``soup rpc server-start FLAGS`` must exit 1 with nothing on stdout: its stderr."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "soup", "rpc", "server-start", *flags],
+        env=env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    return proc.stderr.decode()
+
+
 # host key, plugin key, transport, host backend (plugin backend follows the host key)
 AUTO_CASES = [
     ("ec-p256", "ec-p256", "unix", "native"),
@@ -102,11 +122,7 @@ def test_forced_backend_both_sides(make_client: Any, backend: str) -> None:
 
 def test_forced_native_against_p521_fails_fast(make_client: Any) -> None:
     client = make_client(plugin_cmd("--key-type", "ec-p521"), tls_backend="native")
-    started = time.monotonic()
-    with pytest.raises(HostError) as err:
-        client.start()
-    assert time.monotonic() - started < 15
-    text = str(err.value)
+    text = start_fails(client, 15)
     assert "grpcio's native TLS cannot verify the plugin's ec-p521 signature" in text
     assert "--tls-backend auto or openssl" in text
 
@@ -171,36 +187,18 @@ def test_sigterm_stops_gracefully_and_sigint_is_ignored(make_client: Any) -> Non
 
 def test_plugin_without_cookie(plugin_env: dict[str, str]) -> None:
     del plugin_env["BASIC_PLUGIN"]
-    proc = subprocess.run(
-        [PYTHON, "-m", "soup", "rpc", "server-start"],
-        env=plugin_env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert proc.stdout == b""
-    assert proc.stderr.decode() == handshake.NOT_A_PLUGIN_MESSAGE + "\n"
+    assert serve_fails(plugin_env) == handshake.NOT_A_PLUGIN_MESSAGE + "\n"
 
 
 def test_plugin_auto_mode_without_client_cert(plugin_env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        [PYTHON, "-m", "soup", "rpc", "server-start"],
-        env=plugin_env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert proc.stdout == b""
-    assert (
-        "the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext" in proc.stderr.decode()
-    )
+    text = serve_fails(plugin_env)
+    assert "the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext" in text
 
 
 def test_plugin_disabled_mode_but_host_asked_for_tls(plugin_env: dict[str, str]) -> None:
     plugin_env["PLUGIN_CLIENT_CERT"] = certs.self_signed("ec-p256").cert_pem.decode()
-    proc = subprocess.run(
-        [PYTHON, "-m", "soup", "rpc", "server-start", "--tls-mode", "disabled"],
-        env=plugin_env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert proc.stdout == b""
-    assert "tls-mode disabled but the host asked for TLS" in proc.stderr.decode()
+    text = serve_fails(plugin_env, "--tls-mode", "disabled")
+    assert "tls-mode disabled but the host asked for TLS" in text
 
 
 def test_host_disabled_plugin_auto_refuses(make_client: Any) -> None:
@@ -225,23 +223,16 @@ def test_garbage_handshake_line(make_client: Any) -> None:
     client = make_client(
         python_cmd("print('hello world', flush=True); import time; time.sleep(30)")
     )
-    started = time.monotonic()
-    with pytest.raises(HostError) as err:
-        client.start()
-    assert time.monotonic() - started < 5
-    assert "bad handshake line from plugin" in str(err.value)
-    assert "Unrecognized remote plugin message" in str(err.value)
-    assert "still running" in str(err.value)
+    text = start_fails(client, 5)
+    assert "bad handshake line from plugin" in text
+    assert "Unrecognized remote plugin message" in text
+    assert "still running" in text
 
 
 def test_no_handshake_line_times_out(make_client: Any) -> None:
     code = "import sys, time; sys.stderr.write('thinking\\n'); sys.stderr.flush(); time.sleep(30)"
     client = make_client(python_cmd(code), timeout=1.0)
-    started = time.monotonic()
-    with pytest.raises(HostError) as err:
-        client.start()
-    assert time.monotonic() - started < 3
-    text = str(err.value)
+    text = start_fails(client, 3)
     assert "timed out after 1 s waiting for the plugin's handshake line on stdout" in text
     assert "thinking" in text
     started = time.monotonic()
@@ -251,11 +242,7 @@ def test_no_handshake_line_times_out(make_client: Any) -> None:
 
 def test_plugin_exits_early(make_client: Any) -> None:
     client = make_client(python_cmd("import sys; sys.stderr.write('boom\\n'); sys.exit(3)"))
-    started = time.monotonic()
-    with pytest.raises(HostError) as err:
-        client.start()
-    assert time.monotonic() - started < 5
-    text = str(err.value)
+    text = start_fails(client, 5)
     assert "plugin exited before we could connect" in text
     assert "exit code 3" in text
     assert "boom" in text
@@ -440,28 +427,16 @@ def test_unix_socket_dir_and_group_from_env(make_client: Any, tmp_path: Path) ->
 
 def test_unknown_socket_group_fails(plugin_env: dict[str, str]) -> None:
     plugin_env["PLUGIN_UNIX_SOCKET_GROUP"] = "no-such-group-soup"
-    proc = subprocess.run(
-        [PYTHON, "-m", "soup", "rpc", "server-start", "--tls-mode", "disabled"],
-        env=plugin_env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert proc.stdout == b""
-    assert "failed to find gid from 'no-such-group-soup'" in proc.stderr.decode()
+    text = serve_fails(plugin_env, "--tls-mode", "disabled")
+    assert "failed to find gid from 'no-such-group-soup'" in text
 
 
 @pytest.mark.parametrize("backend", ["native", "openssl"])
 def test_tcp_port_range(plugin_env: dict[str, str], backend: str) -> None:
     plugin_env.update({"PLUGIN_MIN_PORT": "25000", "PLUGIN_MAX_PORT": "24000"})
     plugin_env["PLUGIN_CLIENT_CERT"] = certs.self_signed("ec-p256").cert_pem.decode()
-    proc = subprocess.run(
-        [PYTHON, "-m", "soup", "rpc", "server-start", "--transport", "tcp",
-         "--tls-backend", backend],
-        env=plugin_env, capture_output=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    assert "PLUGIN_MIN_PORT value of 25000 is greater than PLUGIN_MAX_PORT value of 24000" in (
-        proc.stderr.decode()
-    )
+    text = serve_fails(plugin_env, "--transport", "tcp", "--tls-backend", backend)
+    assert "PLUGIN_MIN_PORT value of 25000 is greater than PLUGIN_MAX_PORT value of 24000" in text
 
 
 @pytest.mark.parametrize("backend", ["native", "openssl"])
