@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from functools import cache
 from pathlib import Path
@@ -41,9 +42,13 @@ def _report_name(config: pytest.Config) -> str:
     return str(config.getoption("--report-name") or config.getoption("--suite"))
 
 
+_STARTED_KEY = pytest.StashKey[float]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Set before xdist starts its workers, so that all of them write into the same run.
     os.environ.setdefault(RUN_ENV, uuid.uuid4().hex[:12])
+    config.stash[_STARTED_KEY] = time.monotonic()
 
 
 def _cells_dir(config: pytest.Config) -> Path:
@@ -155,7 +160,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     env["soup-go"] = str(config.getoption("--soup-go"))
     name = _report_name(config)
     proof = config.getoption("--suite") == "proof"
-    written = render_report.write(verdicts, env, Path(config.getoption("--reports")), name, proof)
+    wall = time.monotonic() - config.stash[_STARTED_KEY]
+    reports = Path(config.getoption("--reports"))
+    written = render_report.write(verdicts, env, reports, name, proof=proof, wall_seconds=wall)
     config.stash[_REPORT_KEY] = (verdicts, written, proof)
 
 

@@ -186,11 +186,25 @@ def proof_terminal(verdicts: Iterable[dict[str, Any]]) -> str:
 
 
 def write(
-    verdicts: list[dict[str, Any]], env: dict[str, str], out_dir: Path, name: str, proof: bool
+    verdicts: list[dict[str, Any]],
+    env: dict[str, str],
+    out_dir: Path,
+    name: str,
+    *,
+    proof: bool,
+    wall_seconds: float | None = None,
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     verdicts = sorted(verdicts, key=lambda v: v.get("order", 0))
-    doc = {"name": name, "environment": env, "summary": summary(verdicts), "cells": verdicts}
+    if wall_seconds is not None:
+        env = env | {"wall time of the run": f"{wall_seconds:.0f} s for {len(verdicts)} cells"}
+    doc = {
+        "name": name,
+        "environment": env,
+        "wall_seconds": wall_seconds,
+        "summary": summary(verdicts),
+        "cells": verdicts,
+    }
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(doc, indent=1) + "\n")
     md_path = out_dir / f"{name}.md"
@@ -205,8 +219,14 @@ def main() -> None:
     parser.add_argument("--proof", action="store_true", help="render the proof layout")
     args = parser.parse_args()
     doc = json.loads(args.report.read_text())
+    env = {k: v for k, v in doc["environment"].items() if k != "wall time of the run"}
     for path in write(
-        doc["cells"], doc["environment"], args.report.parent, doc["name"], args.proof
+        doc["cells"],
+        env,
+        args.report.parent,
+        doc["name"],
+        proof=args.proof,
+        wall_seconds=doc.get("wall_seconds"),
     ):
         print(f"wrote {path}")
 
