@@ -7,14 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # nox itself may run on 3.10 (scripts/nox-requirements.txt brings tomli there)
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -42,20 +38,24 @@ def _supported_pythons() -> list[str]:
 
 
 def _expose_pyenv_versions() -> None:
-    """Let pyenv's `python3.X` shims resolve every installed version, not just the global one.
+    """Let pyenv's `python3.X` shims resolve every installed version, not just the current one.
 
-    Without this, nox finds only the global interpreter on a pyenv machine and skips the
+    Without this, nox finds only the current interpreter on a pyenv machine and skips the
     others; with it, the matrix runs on every supported Python that is installed here.
+    The current version stays first (pyenv's own `exec` sets PYENV_VERSION to it).
     """
     pyenv = shutil.which("pyenv")
-    if not pyenv or os.environ.get("PYENV_VERSION"):
+    if not pyenv:
         return
     run = subprocess.run
     names = run([pyenv, "versions", "--bare"], capture_output=True, text=True, check=False)
-    current = run([pyenv, "version-name"], capture_output=True, text=True, check=False)
-    wanted = [v for v in names.stdout.split() if v.startswith(tuple(_supported_pythons()))]
-    first = current.stdout.strip().split(":")
-    os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*first, *wanted]))
+    current = (
+        os.environ.get("PYENV_VERSION")
+        or run([pyenv, "version-name"], capture_output=True, text=True, check=False).stdout.strip()
+    )
+    supported = tuple(f"{v}." for v in _supported_pythons())
+    wanted = [v for v in names.stdout.split() if v.startswith(supported)]
+    os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*current.split(":"), *wanted]))
 
 
 _expose_pyenv_versions()

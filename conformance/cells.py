@@ -11,17 +11,12 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
+import tomllib
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 DATA = Path(__file__).with_name("matrix.toml")
 STEPS = ("spawn", "handshake", "put", "get", "get_missing", "health", "shutdown")

@@ -160,7 +160,7 @@ def _serial() -> int:
 
 
 def _validity() -> tuple[datetime.datetime, datetime.datetime]:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     return now - BACKDATE, now + VALIDITY
 
 

@@ -67,11 +67,11 @@ _HANDLER_MARK = "_soup_hclog_handler"
 def format_timestamp(when: datetime.datetime | None = None) -> str:
     """UTC, exactly six fractional digits, ``Z`` (naive datetimes are taken as UTC)."""
     if when is None:
-        when = datetime.datetime.now(datetime.timezone.utc)
+        when = datetime.datetime.now(datetime.UTC)
     elif when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     else:
-        when = when.astimezone(datetime.timezone.utc)
+        when = when.astimezone(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
@@ -184,7 +184,7 @@ class HclogJSONFormatter(logging.Formatter):
             message = record.getMessage()
         except Exception as exc:  # bad %-args: log what we have rather than nothing
             message = f"{record.msg!s} (log message formatting failed: {exc})"
-        when = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         module = record.name if record.name and record.name != "root" else self.module
         return _format(record.levelno, message, module, when, fields)
 

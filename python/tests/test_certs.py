@@ -39,7 +39,7 @@ def ca() -> CertKey:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def test_key_types_constant() -> None:

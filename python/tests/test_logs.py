@@ -33,7 +33,7 @@ def _check_go_safe(line: str) -> dict[str, object]:
 
 
 def test_format_record_basic() -> None:
-    when = datetime.datetime(2026, 11, 25, 13, 35, 32, 123456, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2026, 11, 25, 13, 35, 32, 123456, tzinfo=datetime.UTC)
     line = logs.format_record("info", "plugin serving", module="soup.plugin", now=when, port=5)
     assert line == (
         '{"@level":"info","@message":"plugin serving","@module":"soup.plugin",'
