@@ -217,9 +217,24 @@ def command(cell: Cell, data: dict[str, Any], paths: Paths) -> list[str]:
     ]  # fmt: skip
 
 
-def check_result(cell: Cell, result: dict[str, Any]) -> list[str]:
-    """Everything wrong with a result that claims to be a pass for this cell."""
+def check_result(
+    cell: Cell, result: dict[str, Any], server_version: str | None = None
+) -> list[str]:
+    """Everything wrong with a result that claims to be a pass for this cell.
+
+    result.server is what the client read from the plugin's own first log line; it must
+    name the cell's server implementation (and, when the runner knows it, its version):
+    a cell whose plugin never said who it is, or said it is the other one, fails.
+    """
     problems = []
+    server = result.get("server") or {}
+    if server.get("impl") != cell.server:
+        problems.append(
+            f"server.impl is {server.get('impl')!r}, expected {cell.server!r} "
+            "(as the plugin's own log says)"
+        )
+    elif server_version is not None and server.get("version") != server_version:
+        problems.append(f"server.version is {server.get('version')!r}, expected {server_version!r}")
     if result.get("ok") is not True:
         problems.append(f"ok is {result.get('ok')!r}: {result.get('error')}")
     steps = {s.get("name"): s for s in result.get("steps", [])}
@@ -252,6 +267,7 @@ def judge(
     result: dict[str, Any] | None,
     known: dict[str, str] | None,
     stderr: str,
+    server_version: str | None = None,
 ) -> tuple[str, str | None]:
     """Outcome and reason for a finished cell run."""
     error = (result or {}).get("error") or ""
@@ -268,7 +284,7 @@ def judge(
         ).get("reason")
     if result is None:
         return "fail", f"no result JSON (exit {returncode}): {stderr.strip()[-800:]}"
-    problems = check_result(cell, result)
+    problems = check_result(cell, result, server_version)
     if returncode != 0 and not problems:
         problems.append(f"exit code {returncode} with ok result")
     return ("pass", None) if not problems else ("fail", "; ".join(problems))
@@ -328,6 +344,8 @@ def run_bounded_bytes(argv: list[str], timeout: float) -> tuple[int | None, byte
 
 
 def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str | None) -> Verdict:
+    """Run one cell. server_version: what the server's `version` command printed (None:
+    unknown, then only result.server.impl is checked)."""
     argv = command(cell, data, paths)
     axes = {
         "client": cell.client, "server": cell.server, "mode": cell.mode,
@@ -352,13 +370,13 @@ def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str
     except json.JSONDecodeError:
         verdict.result = None
     if verdict.result is not None:
-        # The server's identity is not on the wire: the runner knows which it started, and
-        # the plugin's own log says which TLS stack served the connection.
-        verdict.result["server"] = {"impl": cell.server, "version": server_version}
+        # result.server is the client's own reading of the plugin's log (judged, never
+        # overwritten here); the plugin's log also says which TLS stack served.
         tls = verdict.result.get("tls")
         if isinstance(tls, dict):
             tls["server_backend"] = logged_backend(verdict.result.get("plugin_stderr_tail"))
+    known_version = None if (server_version or "unknown").startswith("unknown") else server_version
     verdict.outcome, verdict.reason = judge(
-        cell, returncode, verdict.result, known_failure(cell, data), stderr
+        cell, returncode, verdict.result, known_failure(cell, data), stderr, known_version
     )
     return verdict

@@ -66,6 +66,7 @@ GOOD: dict[str, Any] = {
     "ok": True,
     "error": None,
     "transport": "unix",
+    "server": {"impl": "python", "version": "soup 0.1.0 (python 3.11.7, grpcio 1.85.3)"},
     "tls": {"mode": "auto", "version": "TLSv1.3", "client_key": "ec-p521", "server_key": "ec-p256"},
     "steps": [{"name": n, "ok": True, "ms": 1.0, "detail": ""} for n in matrix.STEPS],
 }
@@ -99,3 +100,26 @@ def test_judge_without_json_reports_exit_code_and_stderr() -> None:
     assert outcome == "fail"
     assert "exit 2" in str(reason)
     assert "usage: bad flag" in str(reason)
+
+
+def test_judge_fails_a_cell_whose_plugin_says_it_is_someone_else_or_nothing() -> None:
+    # result.server comes from the plugin's own log line, read by the client; the
+    # runner never fills it in, it only checks it against the cell
+    go_served = GOOD | {"server": {"impl": "go", "version": "soup-go 0.1.0"}}
+    outcome, reason = matrix.judge(CELL, 0, go_served, None, "")
+    assert outcome == "fail"
+    assert "server.impl is 'go', expected 'python'" in str(reason)
+    silent = GOOD | {"server": {"impl": None, "version": None}}
+    outcome, reason = matrix.judge(CELL, 0, silent, None, "")
+    assert outcome == "fail"
+    assert "server.impl is None, expected 'python'" in str(reason)
+    assert "server.impl" in str(matrix.judge(CELL, 0, GOOD | {"server": None}, None, "")[1])
+
+
+def test_judge_checks_the_server_version_when_the_runner_knows_it() -> None:
+    version = GOOD["server"]["version"]
+    assert matrix.judge(CELL, 0, GOOD, None, "", version) == ("pass", None)
+    outcome, reason = matrix.judge(CELL, 0, GOOD, None, "", "soup 0.2.0 (python 3.12.0)")
+    assert outcome == "fail"
+    assert "server.version is" in str(reason)
+    assert "expected 'soup 0.2.0 (python 3.12.0)'" in str(reason)

@@ -75,6 +75,10 @@ func TestE2EAutoMTLSUnix(t *testing.T) {
 		deref(r.TLS.ALPN) != "h2" || deref(r.TLS.Backend) != "go" || deref(r.Transport) != "unix" {
 		t.Fatalf("tls %+v transport %s", r.TLS, deref(r.Transport))
 	}
+	// who served, as the plugin's first log line said
+	if deref(r.Server.Impl) != "go" || deref(r.Server.Version) != versionString() {
+		t.Fatalf("server %s %s", deref(r.Server.Impl), deref(r.Server.Version))
+	}
 }
 
 func TestE2ETCPFront(t *testing.T) {

@@ -51,6 +51,7 @@ type host struct {
 	cfg    *plugin.ClientConfig
 	client *plugin.Client
 	stderr *tailBuffer
+	ident  *identityWriter // the plugin's stderr, scanned for who serves
 	addr   net.Addr
 	kv     *kvClient
 }
@@ -71,13 +72,14 @@ func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = hostEnviron()
 	h := &host{opts: opts, cmd: cmd, stderr: newTailBuffer(stderrTail)}
+	h.ident = &identityWriter{next: h.stderr}
 	h.cfg = &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          plugin.PluginSet{pluginName: &kvPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     opts.timeout,
-		Stderr:           h.stderr,
+		Stderr:           h.ident,
 		Logger:           hostLogger(logOut),
 		// cmd.Env already holds the parent's environment, minus a stray
 		// PLUGIN_CLIENT_CERT that would otherwise ask for TLS we don't want.
@@ -331,6 +333,7 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 			h.stop()
 		}
 		res.PluginStderrTail = h.stderr.String()
+		res.Server = h.ident.identity()
 	}()
 
 	ok := true

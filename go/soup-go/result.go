@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,8 +25,9 @@ type Result struct {
 	PluginStderrTail   string    `json:"plugin_stderr_tail"`
 }
 
-// ImplInfo names an implementation. The server's is not on the wire, so the
-// host leaves it null (the matrix runner fills it in).
+// ImplInfo names an implementation. The server's is not on the wire: the host
+// fills it from the plugin's own hclog line with "impl" and "version" fields
+// (null if the plugin never said).
 type ImplInfo struct {
 	Impl    *string `json:"impl"`
 	Version *string `json:"version"`
@@ -153,4 +155,64 @@ func (t *tailBuffer) lastLine() string {
 		return fmt.Sprintf("[%s] %s", rec.Level, *rec.Message)
 	}
 	return last
+}
+
+// identityWriter passes the plugin's stderr on to next and remembers the
+// first hclog JSON line with a string "impl" field (and its "version"): who
+// serves, as the plugin says. go-plugin writes each line and its newline in
+// separate calls, so bytes are collected up to each newline.
+type identityWriter struct {
+	next    io.Writer
+	mu      sync.Mutex
+	partial []byte
+	impl    *string
+	version *string
+}
+
+const maxIdentityLine = 64 * 1024
+
+func (w *identityWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	rest := p
+	for w.impl == nil && len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			if len(w.partial)+len(rest) <= maxIdentityLine {
+				w.partial = append(w.partial, rest...)
+			}
+			break
+		}
+		line := append(w.partial, rest[:i]...)
+		w.partial = nil
+		rest = rest[i+1:]
+		w.impl, w.version = identityOf(line)
+	}
+	w.mu.Unlock()
+	return w.next.Write(p)
+}
+
+// identity is what the plugin said about itself (nil, nil if nothing).
+func (w *identityWriter) identity() ImplInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return ImplInfo{Impl: w.impl, Version: w.version}
+}
+
+// identityOf reads impl and version from one hclog JSON line.
+func identityOf(line []byte) (impl, version *string) {
+	var rec map[string]any
+	if json.Unmarshal(bytes.TrimSpace(line), &rec) != nil {
+		return nil, nil
+	}
+	if _, ok := rec["@message"]; !ok {
+		return nil, nil
+	}
+	i, ok := rec["impl"].(string)
+	if !ok || i == "" {
+		return nil, nil
+	}
+	if v, ok := rec["version"].(string); ok && v != "" {
+		version = &v
+	}
+	return &i, version
 }

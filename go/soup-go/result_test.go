@@ -73,3 +73,30 @@ func TestStats(t *testing.T) {
 		t.Fatalf("%v", s)
 	}
 }
+
+func TestIdentityWriterReadsTheFirstLineThatSaysWhoServes(t *testing.T) {
+	var next bytes.Buffer
+	w := &identityWriter{next: &next}
+	// go-plugin writes a line and its newline separately; lines may come in pieces
+	chunks := []string{
+		"not json\n",
+		`{"@level":"debug","@message":"x","version":"no impl here"}`, "\n",
+		`{"@level":"info","@message":"starting","im`, `pl":"python","version":"soup 0.1.0 (x)"}`, "\n",
+		`{"@level":"info","@message":"later","impl":"go","version":"other"}` + "\n",
+	}
+	for _, c := range chunks {
+		if n, err := w.Write([]byte(c)); err != nil || n != len(c) {
+			t.Fatalf("write %q: %d %v", c, n, err)
+		}
+	}
+	if next.String() != strings.Join(chunks, "") {
+		t.Fatalf("passed on %q", next.String())
+	}
+	id := w.identity()
+	if id.Impl == nil || *id.Impl != "python" || id.Version == nil || *id.Version != "soup 0.1.0 (x)" {
+		t.Fatalf("identity %v %v", id.Impl, id.Version)
+	}
+	if got := (&identityWriter{next: &next}).identity(); got.Impl != nil || got.Version != nil {
+		t.Fatalf("identity of a silent plugin: %+v", got)
+	}
+}

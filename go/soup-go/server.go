@@ -144,7 +144,9 @@ func servePlugin(tf tlsFlags, transport, kvDir string) (int, error) {
 	if tf.mode != "disabled" {
 		backend = "go"
 	}
-	logger.Info("soup-go plugin starting", "version", versionString(), "tls_mode", tf.mode,
+	// impl and version tell the host who serves (identity is not on the wire);
+	// both soup hosts read them from this first line, as from the Python plugin's.
+	logger.Info("soup-go plugin starting", "impl", "go", "version", versionString(), "tls_mode", tf.mode,
 		"backend", backend, "transport", transport, "kv_dir", kvDir, "pid", os.Getpid())
 
 	if transport == "tcp" {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // maxKeyBytes bounds a key so that its base64url file name (4/3 of the bytes)
@@ -100,5 +101,16 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer func() { _ = d.Close() }()
-	return d.Sync()
+	if err := d.Sync(); err != nil && !dirSyncUnsupported(err) {
+		return err
+	}
+	return nil
+}
+
+// dirSyncUnsupported: some file systems cannot fsync a directory and say so
+// with EINVAL, ENOTSUP or EBADF (e.g. some FUSE and network file systems).
+// The file itself was fsynced before the rename, so the Put still stands; the
+// Python store tolerates the same errno set, and both must answer alike.
+func dirSyncUnsupported(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EBADF)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -97,5 +98,17 @@ func TestKeyFilename(t *testing.T) {
 	name, err := keyFilename("soup-test-key")
 	if err != nil || name != "c291cC10ZXN0LWtleQ" {
 		t.Fatalf("keyFilename = %q, %v", name, err)
+	}
+}
+
+func TestDirSyncUnsupportedErrnosAreTolerated(t *testing.T) {
+	// as d.Sync() reports them: wrapped in a *PathError
+	for _, errno := range []syscall.Errno{syscall.EINVAL, syscall.ENOTSUP, syscall.EBADF} {
+		if err := (&os.PathError{Op: "sync", Path: "/kv", Err: errno}); !dirSyncUnsupported(err) {
+			t.Errorf("%v not tolerated", err)
+		}
+	}
+	if dirSyncUnsupported(&os.PathError{Op: "sync", Path: "/kv", Err: syscall.EIO}) {
+		t.Error("EIO tolerated: a real sync failure must fail the Put")
 	}
 }

@@ -100,7 +100,8 @@ func (f *tcpFront) listen(line string) (string, error) {
 		_ = ln.Close()
 		return "", errFrontClosed
 	}
-	f.logger.Debug("relaying tcp to go-plugin's unix socket", "address", ln.Addr().String(), "backend", backend)
+	// Not "backend": in the plugin's log that key names the TLS stack (reports read it).
+	f.logger.Debug("relaying tcp to go-plugin's unix socket", "address", ln.Addr().String(), "unix_socket", backend)
 	f.wg.Add(1)
 	go f.accept(ln, backend)
 	parts[2], parts[3] = "tcp", ln.Addr().String()

@@ -19,7 +19,15 @@ import grpc
 
 from soup import certs, logs
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
-from soup.result import BenchResult, RoundTrips, Step, TestResult, TLSEvidence, version_string
+from soup.result import (
+    BenchResult,
+    Identity,
+    RoundTrips,
+    Step,
+    TestResult,
+    TLSEvidence,
+    version_string,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -362,6 +370,8 @@ def run_test(args: argparse.Namespace) -> TestResult:
         if not shutdown_done:
             client.kill()
         _fill(result.tls, client)
+        # Who served, as the plugin's own log said (null if it never said).
+        result.server = Identity(impl=client.server_impl, version=client.server_version)
         result.plugin_stderr_tail = client.stderr_tail()
     return result
 

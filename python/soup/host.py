@@ -4,7 +4,8 @@
 the handshake environment (magic cookie, versions, port range and, in AutoMTLS,
 ``PLUGIN_CLIENT_CERT``), reads the first stdout line within a bound, checks it,
 connects with the TLS backend the plugin's key type allows, and on ``kill()``
-calls ``GRPCController/Shutdown``, waits 2 s, then SIGKILLs the process group.
+calls ``GRPCController/Shutdown``, waits 2 s, then SIGKILLs the process group
+(without a verified connection: SIGTERM, at most 0.5 s, SIGKILL).
 The plugin's stderr is drained all the time (hclog JSON lines are re-logged at
 their level; a tail is kept for error messages).
 """
@@ -48,6 +49,8 @@ __all__ = [
 DEFAULT_KEY_TYPE = "ec-p256"
 RPC_TIMEOUT = 5.0
 SHUTDOWN_WAIT = 2.0
+TERM_WAIT = 0.5  # SIGTERM to SIGKILL when no Shutdown could be sent
+JOIN_WAIT = 1.0  # for the stdout/stderr/stdio threads after the kill
 STDERR_TAIL_BYTES = 4096
 ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
 _MAX_SOCKET_DIR = 70
@@ -163,6 +166,7 @@ class PluginClient:
         self._tail = _Tail()
         self._lines: queue.Queue[bytes | BaseException] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._pipes: list[tuple[threading.Thread, IO[bytes]]] = []
         self._stdio_call: Any = None
         self._kv: Any = None
         self._health: Any = None
@@ -171,6 +175,11 @@ class PluginClient:
         self.socket_dir: Path | None = None
         self.stdio: deque[tuple[str, bytes]] = deque(maxlen=256)
         """Recent chunks the plugin wrote to stdout/stderr after the handshake (GRPCStdio)."""
+        self.server_impl: str | None = None
+        self.server_version: str | None = None
+        """Who serves, as the plugin's own log said (hclog fields ``impl`` and ``version``
+        of its first such line); None if it never said: identity is not on the wire."""
+        self._verified = False  # a health RPC got through: Shutdown can arrive
 
     # -- context manager
     def __enter__(self) -> PluginClient:
@@ -267,29 +276,42 @@ class PluginClient:
     def kill(self) -> bool:
         """Shutdown RPC, close, wait ``SHUTDOWN_WAIT`` s, then SIGKILL the process group.
 
-        Without a connection (failed start) there is nothing to ask: SIGKILL at once.
+        Without a verified connection (failed start, no handshake line, TLS or connection
+        check failed) a Shutdown could not arrive: no RPC and no 2 s wait; the group gets
+        SIGTERM (both soup plugins stop cleanly on it), at most ``TERM_WAIT`` s, then SIGKILL.
 
-        Returns True if the plugin exited by itself within the wait. Idempotent.
+        Returns True if the plugin exited by itself (after Shutdown, or before we
+        signalled it). Idempotent.
         """
         if self._killed:
             return self.exit.graceful
         self._killed = True
-        if self.channel is not None:
+        if self.channel is not None and self._verified:
             try:
                 stub = pb.grpc_controller_pb2_grpc.GRPCControllerStub(self.channel)
                 stub.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=SHUTDOWN_WAIT)
             except grpc.RpcError as exc:
                 self.log.debug("Shutdown RPC failed (ignored)", extra={"error": _rpc_detail(exc)})
+        if self.channel is not None:
             with contextlib.suppress(Exception):
                 self.channel.close()
         if self.proc is not None:
-            # Like go-plugin: the 2 s grace only follows a Shutdown request; without a
-            # connection the plugin is killed right away.
-            wait = SHUTDOWN_WAIT if self.channel is not None else 0.05
-            self.exit.graceful = self._wait_exit(wait)
-            if not self.exit.graceful:
-                self.log.warning("plugin did not exit within %g s; killing its process group", wait)
-            self._kill_group()
+            if self._verified:
+                self.exit.graceful = self._wait_exit(SHUTDOWN_WAIT)
+                if not self.exit.graceful:
+                    self.log.warning(
+                        "plugin did not exit within %g s; killing its process group", SHUTDOWN_WAIT
+                    )
+            else:
+                self.exit.graceful = self._peek_exit() is not None
+                if not self.exit.graceful:
+                    self._signal_group(signal.SIGTERM)
+                    if not self._wait_exit(TERM_WAIT):
+                        self.log.debug(
+                            "plugin did not exit within %g s of SIGTERM; killing its process group",
+                            TERM_WAIT,
+                        )
+            self._signal_group(signal.SIGKILL)
             try:
                 code = self.proc.wait(5.0)
             except subprocess.TimeoutExpired:
@@ -300,13 +322,15 @@ class PluginClient:
         if self.dialer is not None:
             self.dialer.close()
         self._remove_socket_dir()
+        # The group is gone, so the pipes are at EOF unless something outside the group
+        # holds them: one short bound for all reader threads (daemons), not 2 s each.
+        deadline = time.monotonic() + JOIN_WAIT
         for thread in self._threads:
-            thread.join(2.0)
-        if self.proc is not None:
-            for pipe in (self.proc.stdout, self.proc.stderr):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for thread, pipe in self._pipes:
+            if not thread.is_alive():  # closing a pipe a thread still reads would block
+                with contextlib.suppress(OSError):
+                    pipe.close()
         return self.exit.graceful
 
     def _remove_socket_dir(self) -> None:
@@ -339,6 +363,7 @@ class PluginClient:
         )
         thread.start()
         self._threads.append(thread)
+        self._pipes.append((thread, pipe))
 
     def _read_stdout(self, pipe: IO[bytes]) -> None:
         try:
@@ -365,6 +390,11 @@ class PluginClient:
         if record is None:
             self.plugin_log.debug("%s", line, extra={"plugin_pid": self.pid})
             return
+        impl = record.get("impl")
+        if self.server_impl is None and isinstance(impl, str) and impl:
+            version = record.get("version")
+            self.server_impl = impl
+            self.server_version = version if isinstance(version, str) and version else None
         try:
             level = logs.python_level(str(record.get("@level", "debug")))
         except ValueError:
@@ -535,12 +565,14 @@ class PluginClient:
         """One health RPC (5 s deadline, no wait_for_ready): TLS failures surface now."""
         try:
             self.health_check("plugin")
+            self._verified = True
         except HostError as exc:
             cause = exc.__cause__
             if isinstance(cause, grpc.RpcError) and cause.code() in (
                 grpc.StatusCode.UNIMPLEMENTED,
                 grpc.StatusCode.NOT_FOUND,
             ):
+                self._verified = True
                 return  # connected; the plugin just has no health service
             if native and self.tls.server_key is not None:
                 raise self._failure(
@@ -650,13 +682,13 @@ class PluginClient:
                 return False
             time.sleep(0.02)
 
-    def _kill_group(self) -> None:
-        """SIGKILL whatever is left in the plugin's process group (the plugin is unreaped)."""
+    def _signal_group(self, signum: signal.Signals) -> None:
+        """Signal whatever is left in the plugin's process group (the plugin is unreaped)."""
         assert self.proc is not None
         if self.proc.returncode is not None:
             return  # already reaped: its pid (and group id) may belong to someone else now
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signum)
 
 
 def _rpc_detail(exc: grpc.RpcError) -> str:

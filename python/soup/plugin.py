@@ -41,6 +41,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, handshake, kv, logs, pb, tls
 from soup.kvstore import FileStore
+from soup.result import version_string
 
 __all__ = [
     "DEFAULT_KEY_TYPE",
@@ -268,17 +269,36 @@ def _set_group_writable(path: str, group: str) -> None:
         raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={group!r}: {exc}") from exc
 
 
-def _bind_tcp_socket(port: int) -> socket.socket:
+def _listen_tcp_socket(port: int, backlog: int = 64) -> socket.socket:
+    """A socket listening on 127.0.0.1:port (0: any free port); OSError if it cannot.
+
+    Bind and listen happen together: with SO_REUSEADDR, Linux lets two sockets bind the
+    same port while neither listens, so a port is only ours once listen() succeeded
+    (a parallel plugin that bound it too then fails its listen() and moves on).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Like Go's net.Listen: reuse a port whose old connections are in TIME_WAIT (on
-    # Linux this still refuses a port another socket listens on).
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
+        # Like Go's net.Listen: reuse a port whose old connections are in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+        sock.listen(backlog)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _listen_tcp_range(env: Mapping[str, str]) -> socket.socket:
+    """Like go-plugin's TCP listener: the first port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT
+    that can be listened on (EADDRINUSE at bind or at listen: try the next one)."""
+    low, high = _port_range(env)
+    last = "no port tried"
+    for port in range(low, high + 1):
+        try:
+            return _listen_tcp_socket(port)
+        except OSError as exc:
+            last = str(exc)
+    raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
 
 
 def _grpc_add_port(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
@@ -410,8 +430,11 @@ class _Plugin:
         last = "no port tried"
         for port in range(low, high + 1):
             if port:
-                try:  # cheap pre-check so a busy port costs no grpcio call
-                    _bind_tcp_socket(port).close()
+                # Cheap pre-check so a busy port costs no grpcio call. grpcio's add_*_port
+                # binds and listens at once, so a port taken meanwhile fails there (0) and
+                # the loop moves on.
+                try:
+                    _listen_tcp_socket(port, backlog=1).close()
                 except OSError as exc:
                     last = str(exc)
                     continue
@@ -453,11 +476,11 @@ class _Plugin:
             self.cleanup_paths.append(Path(path))
             self._socket_permissions(path)
             self.address = path
+            listen_sock.listen(64)
         else:
-            listen_sock = self._bind_tcp_range()
+            listen_sock = _listen_tcp_range(self.env)  # already listening
             host, port = listen_sock.getsockname()[:2]
             self.address = f"{host}:{port}"
-        listen_sock.listen(64)
         assert self.own is not None
         assert self.trusted_pem is not None
         context = tls.server_ssl_context(self.own, self.trusted_pem)
@@ -465,16 +488,6 @@ class _Plugin:
             listen_sock, context, backend_path, logger=logging.getLogger("soup.bridge")
         )
         self._bridge_socket = listen_sock
-
-    def _bind_tcp_range(self) -> socket.socket:
-        low, high = _port_range(self.env)
-        last = "no port tried"
-        for port in range(low, high + 1):
-            try:
-                return _bind_tcp_socket(port)
-            except OSError as exc:
-                last = str(exc)
-        raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
 
     def _socket_permissions(self, path: str) -> None:
         group = self.env.get(ENV_UNIX_SOCKET_GROUP, "")
@@ -594,6 +607,9 @@ def serve(
 
     level = opts.log_level or env.get(ENV_LOG_LEVEL) or "debug"
     log = logs.configure(real_stderr, level=level, module="soup.plugin")
+    # The first line says who serves: a host reads impl and version from it (the
+    # server's identity is not on the wire), as from soup-go's first line.
+    log.info("soup plugin starting", extra={"impl": "python", "version": version_string()})
     plugin = _Plugin(opts, env, log)
     try:
         line_info = plugin.start(register)

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from plugin_commands import PYTHON, group_members, plugin_cmd, python_cmd
 
-from soup import certs, handshake, tls
+from soup import certs, handshake, plugin, tls
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
 
 pytestmark = pytest.mark.slow
@@ -125,6 +125,12 @@ def test_forced_native_against_p521_fails_fast(make_client: Any) -> None:
     text = start_fails(client, 15)
     assert "grpcio's native TLS cannot verify the plugin's ec-p521 signature" in text
     assert "--tls-backend auto or openssl" in text
+    # the connection was never verified: no Shutdown RPC and no 2 s wait on a channel
+    # known broken, but SIGTERM (the plugin stops cleanly) and a short bound
+    started = time.monotonic()
+    assert client.kill() is False
+    assert time.monotonic() - started < 1.5
+    assert client.exit.code is not None
 
 
 @pytest.fixture
@@ -450,6 +456,46 @@ def test_tcp_busy_port_is_skipped(make_client: Any, backend: str) -> None:
     assert first.handshake_info.address != second.handshake_info.address
     exercise(first)
     exercise(second)
+
+
+def test_tcp_port_taken_between_bind_and_listen_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two plugins racing for one port: with SO_REUSEADDR both may bind it while neither
+    # listens; the rival listens first, so our listen() fails EADDRINUSE: next port.
+    rival = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    rival.bind(("127.0.0.1", 0))
+    port = rival.getsockname()[1]
+    real_bind = socket.socket.bind
+
+    def bind_then_rival_listens(self: socket.socket, address: Any) -> None:
+        real_bind(self, address)
+        if address == ("127.0.0.1", port) and rival.fileno() != -1:
+            rival.listen(1)
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_rival_listens)
+    env = {"PLUGIN_MIN_PORT": str(port), "PLUGIN_MAX_PORT": str(min(port + 50, 65535))}
+    try:
+        sock = plugin._listen_tcp_range(env)
+    finally:
+        rival.close()
+    with sock:
+        assert sock.getsockname()[1] != port
+        sock.settimeout(5)
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            sock.accept()[0].close()  # really listening
+
+
+def test_tcp_port_range_exhausted_names_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    with holder, pytest.raises(plugin.PluginError) as err:
+        plugin._listen_tcp_range({"PLUGIN_MIN_PORT": str(port), "PLUGIN_MAX_PORT": str(port)})
+    assert f"127.0.0.1:{port}..{port}" in str(err.value)
+    assert "in use" in str(err.value)
 
 
 def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
