@@ -67,7 +67,14 @@ GOOD: dict[str, Any] = {
     "error": None,
     "transport": "unix",
     "server": {"impl": "python", "version": "soup 0.1.0 (python 3.11.7, grpcio 1.85.3)"},
-    "tls": {"mode": "auto", "version": "TLSv1.3", "client_key": "ec-p521", "server_key": "ec-p256"},
+    "tls": {
+        "mode": "auto",
+        "version": "TLSv1.3",
+        "version_source": "live",
+        "backend": "go",
+        "client_key": "ec-p521",
+        "server_key": "ec-p256",
+    },
     "steps": [{"name": n, "ok": True, "ms": 1.0, "detail": ""} for n in matrix.STEPS],
 }
 CELL = matrix.parse_id("go->python/auto/ec-p521->ec-p256/unix")
@@ -123,3 +130,12 @@ def test_judge_checks_the_server_version_when_the_runner_knows_it() -> None:
     assert outcome == "fail"
     assert "server.version is" in str(reason)
     assert "expected 'soup 0.2.0 (python 3.12.0)'" in str(reason)
+
+
+def test_judge_takes_a_probed_tls_version_only_from_the_native_backend() -> None:
+    probed = GOOD | {"tls": GOOD["tls"] | {"version_source": "probe"}}
+    outcome, reason = matrix.judge(CELL, 0, probed, None, "")
+    assert outcome == "fail"
+    assert "tls.version_source is 'probe', expected 'live'" in str(reason)
+    native = GOOD | {"tls": probed["tls"] | {"backend": "native"}}
+    assert matrix.judge(CELL, 0, native, None, "") == ("pass", None)
