@@ -136,6 +136,27 @@ def _tls_info(sslobj: ssl.SSLObject) -> TLSInfo:
     )
 
 
+def _queue_close_notify(sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO) -> None:
+    """Queue our ``close_notify`` in the outgoing BIO; our read side stays usable.
+
+    ``SSLObject.unwrap()`` calls ``SSL_shutdown`` a second time when the peer's
+    ``close_notify`` has not arrived yet, and that call reads the peer's next records:
+    application data found there is discarded and the connection fails
+    (``APPLICATION_DATA_AFTER_CLOSE_NOTIFY``), i.e. data still queued in ``incoming``
+    (not decrypted yet because the plain side is slow) would be lost. So the queued
+    ciphertext is held back during the call and put back, in order, afterwards.
+    ``incoming`` must not be at EOF when it holds data (it could not be refilled).
+    """
+    held = incoming.read() if incoming.pending else b""
+    try:
+        sslobj.unwrap()
+    except ssl.SSLWantReadError:  # expected: the peer's close_notify is not here yet
+        pass
+    finally:
+        if held:
+            incoming.write(held)
+
+
 def _close_quietly(sock: socket.socket | None) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -401,6 +422,11 @@ class _Relay:
         self.notify_sent = False
         self.tls_wr_shut = False
         self.plain_wr_shut = False
+        # per-direction byte counters (debug log when the relay closes)
+        self.plain_rx = 0  # plaintext read from the plain socket
+        self.encrypted = 0  # of which handed to OpenSSL
+        self.decrypted = 0  # plaintext OpenSSL gave us from the TLS stream
+        self.plain_tx = 0  # of which written to the plain socket
         loop.set_timer(self, handshake_timeout, self._handshake_timeout)
         self._handshake_timeout_s = handshake_timeout
         self._tls_handler = self._on_tls
@@ -436,11 +462,30 @@ class _Relay:
         try:
             self.owner.relay_failed(self, message, handshake=handshake)
         finally:
-            self.close()
+            self.close(f"failed: {message}")
 
-    def close(self) -> None:
+    def close(self, why: str = "closed by the bridge") -> None:
         if self.closed:
             return
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug(
+                "soup bridge: relay %s closed (%s): plain->tls %d read, %d encrypted, "
+                "%d unsent; tls->plain %d decrypted, %d written, %d unsent; "
+                "eof plain=%s tls=%s notify_sent=%s shut tls=%s plain=%s",
+                self.peer,
+                why,
+                self.plain_rx,
+                self.encrypted,
+                len(self.to_tls) + len(self.tls_out) + self.outgoing.pending,
+                self.decrypted,
+                self.plain_tx,
+                len(self.to_plain) + self.incoming.pending + self.ssl.pending(),
+                self.plain_eof,
+                self.tls_eof,
+                self.notify_sent,
+                self.tls_wr_shut,
+                self.plain_wr_shut,
+            )
         self.state = _CLOSED
         self.loop.cancel_timer(self)
         for sock in (self.tls, self.plain):
@@ -540,6 +585,7 @@ class _Relay:
             return
         if data:
             self.to_tls += data
+            self.plain_rx += len(data)
         else:
             self.plain_eof = True
 
@@ -577,6 +623,7 @@ class _Relay:
             except (BlockingIOError, InterruptedError):
                 return
             del self.to_plain[:sent]
+            self.plain_tx += sent
 
     def _decrypt(self) -> None:
         incoming, sslobj = self.incoming, self.ssl
@@ -601,6 +648,7 @@ class _Relay:
                 self.tls_eof = True
                 return
             self.to_plain += chunk
+            self.decrypted += len(chunk)
             self.got_app_data = True
 
     def _encrypt(self) -> None:
@@ -613,11 +661,18 @@ class _Relay:
             except ssl.SSLWantReadError:  # TLS 1.2 renegotiation in progress: retry later
                 written = 0
             del self.to_tls[:written]
+            self.encrypted += written
         if self.plain_eof and not self.to_tls:
+            if not self.tls_eof and (
+                self.ssl.pending() or (self.tls_rx_eof and self.incoming.pending)
+            ):
+                # Not now: the peer's last records must be decrypted first (an incoming
+                # BIO at EOF cannot be held back and refilled, see _queue_close_notify).
+                # _decrypt drains them as the plain side reads; the peer sends no more.
+                # (Once the peer's close_notify was read, SSL_shutdown reads nothing.)
+                return
             try:
-                self.ssl.unwrap()  # queues close_notify; our read side stays usable
-            except ssl.SSLWantReadError:
-                pass
+                _queue_close_notify(self.ssl, self.incoming)
             except ssl.SSLError as exc:
                 self.log.debug("soup bridge: close_notify to %s: %s", self.peer, exc)
             self.notify_sent = True
@@ -653,20 +708,24 @@ class _Relay:
             self._shutdowns()
 
     def _shutdowns(self) -> None:
-        if self.notify_sent and not self.tls_wr_shut and not self.tls_out:
+        if (
+            self.notify_sent
+            and not self.tls_wr_shut
+            and not (self.tls_out or self.outgoing.pending)
+        ):
             self.tls_wr_shut = True
             with contextlib.suppress(OSError):
                 self.tls.shutdown(socket.SHUT_WR)
         if self.tls_eof and not self.plain_wr_shut and not self.to_plain:
             if self.plain is None:
-                self.close()  # nobody to deliver the EOF to (e.g. a parked connection)
+                self.close("TLS EOF, no plain socket")  # e.g. a parked connection
                 return
             if not self.plain_connecting:
                 self.plain_wr_shut = True
                 with contextlib.suppress(OSError):
                     self.plain.shutdown(socket.SHUT_WR)
         if self.tls_wr_shut and self.plain_wr_shut:
-            self.close()
+            self.close("both directions ended")
 
     def _update(self) -> None:
         tls_mask = 0

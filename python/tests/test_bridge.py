@@ -76,7 +76,7 @@ def make_pair(key_type: str) -> Pair:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "soup"),
         ]
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -460,6 +460,126 @@ def test_server_speaks_first_then_closes(make_chain: Callable[..., Chain]) -> No
         assert done.wait(TIMEOUT)
     assert heard == [b"still here"]
     assert chain.backend.errors == []
+
+
+def push_until_stuck(sock: socket.socket, data: bytes) -> int:
+    """Send ``data`` until nothing drains for a while (every buffer on the path is full).
+
+    Returns how much was sent; the socket is left in blocking mode with ``TIMEOUT``.
+    """
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(data):
+            try:
+                sent += sock.send(data[sent : sent + 65536])
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], 0.5)
+                if not writable:
+                    break
+    finally:
+        sock.settimeout(TIMEOUT)
+    assert sent < len(data), "the path never filled up"
+    return sent
+
+
+def test_half_close_with_return_path_full(make_chain: Callable[..., Chain]) -> None:
+    """The client half-closes while the bridge still buffers undelivered backend data.
+
+    Regression: the dialer's close_notify (``SSLObject.unwrap``) made OpenSSL read, and
+    reject, the ciphertext still queued in the incoming BIO; the relay then failed and
+    the client saw a clean EOF after part of the data.
+    """
+    payload = os.urandom(8 * 1024 * 1024)
+    stuck = threading.Event()
+    heard: list[bytes] = []
+
+    def flood(conn: socket.socket) -> None:
+        sent = push_until_stuck(conn, payload)
+        stuck.set()
+        conn.sendall(payload[sent:])
+        heard.append(recv_all(conn))
+        conn.shutdown(socket.SHUT_WR)
+
+    chain = make_chain(handler=flood)
+    with chain.connect() as sock:
+        sock.sendall(b"request")
+        assert stuck.wait(TIMEOUT)
+        sock.shutdown(socket.SHUT_WR)  # close_notify while the dialer's buffers are full
+        received = recv_all(sock)
+    assert len(received) == len(payload)
+    assert received == payload
+    assert heard == [b"request"]
+    assert chain.backend.errors == []
+
+
+def test_backend_half_close_with_forward_path_full(make_chain: Callable[..., Chain]) -> None:
+    """The backend half-closes while the listener still buffers undelivered client data."""
+    payload = os.urandom(8 * 1024 * 1024)
+    stuck = threading.Event()
+    done = threading.Event()
+    heard: list[bytes] = []
+
+    def answer_first(conn: socket.socket) -> None:
+        assert stuck.wait(TIMEOUT)
+        conn.sendall(b"answer")
+        conn.shutdown(socket.SHUT_WR)  # close_notify while the listener's buffers are full
+        heard.append(recv_all(conn))
+        done.set()
+
+    chain = make_chain(handler=answer_first)
+    with chain.connect() as sock:
+        sent = push_until_stuck(sock, payload)
+        stuck.set()
+        sock.sendall(payload[sent:])
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"answer"
+        assert done.wait(TIMEOUT)
+    assert chain.backend.errors == []
+    assert len(heard) == 1
+    assert len(heard[0]) == len(payload)
+    assert heard[0] == payload
+
+
+def test_close_notify_keeps_queued_records(tmp_path: Path) -> None:
+    """Deterministic core of the full-duplex data loss: our close_notify is queued while
+    the peer's records still wait in the incoming BIO (plain side slower than TLS side).
+
+    A bare ``SSLObject.unwrap()`` reads them, fails with APPLICATION_DATA_AFTER_CLOSE_NOTIFY
+    and the rest of the stream is lost; every byte must still be readable, in order.
+    """
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_context(pair("ec-p256"), pair("ec-p256"), tmp_path).wrap_bio(
+        c_in, c_out, server_hostname="localhost"
+    )
+    server = server_context(pair("ec-p256"), pair("ec-p256"), tmp_path).wrap_bio(
+        s_in, s_out, server_side=True
+    )
+
+    def pump() -> None:
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+
+    for _ in range(4):
+        for end in (client, server):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                end.do_handshake()
+        pump()
+    payload = os.urandom(200_000)
+    server.write(payload)
+    pump()
+    got = bytearray(client.read(16384))
+    assert c_in.pending > 100_000  # many whole records still queued
+    bridge._queue_close_notify(client, c_in)
+    pump()
+    assert server.read(1) == b""  # the close_notify arrived
+    server.write(b"after our close_notify")
+    server.unwrap()
+    pump()
+    with contextlib.suppress(ssl.SSLZeroReturnError):
+        while chunk := client.read(16384):
+            got += chunk
+    assert bytes(got) == payload + b"after our close_notify"
 
 
 def test_backend_reset_closes_client(make_chain: Callable[..., Chain]) -> None:
