@@ -105,15 +105,16 @@ class TLSInfo:
     peer_cert_der: bytes | None
 
 
-def private_socket_dir() -> Path:
+def private_socket_dir(prefix: str = "soup-", max_len: int = _MAX_SOCKET_DIR) -> Path:
     """Create a fresh directory only the current user can enter (mode 0700).
 
-    The caller removes it. The path is kept short enough for a unix socket.
+    The caller removes it. The path is kept at most ``max_len`` long (falling back to
+    /tmp) so that unix sockets, and directories nested inside it, still fit.
     """
-    path = tempfile.mkdtemp(prefix="soup-")
-    if len(path) > _MAX_SOCKET_DIR:
+    path = tempfile.mkdtemp(prefix=prefix)
+    if len(path) > max_len:
         os.rmdir(path)
-        path = tempfile.mkdtemp(prefix="soup-", dir="/tmp")
+        path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(path, 0o700)
     return Path(path)
 

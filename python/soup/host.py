@@ -22,7 +22,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
@@ -53,6 +52,7 @@ TERM_WAIT = 0.5  # SIGTERM to SIGKILL when no Shutdown could be sent
 JOIN_WAIT = 1.0  # for the stdout/stderr/stdio threads after the kill
 STDERR_TAIL_BYTES = 4096
 ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
+# Shorter than the bridge's own limit: the plugin nests its private directory inside.
 _MAX_SOCKET_DIR = 70
 MAX_LINE = 64 * 1024
 
@@ -101,16 +101,6 @@ class _Tail:
     def text(self) -> str:
         with self.lock:
             return bytes(self.data).decode("utf-8", "replace")
-
-
-def _private_dir() -> Path:
-    """A fresh 0700 directory with a path short enough for unix sockets inside it."""
-    path = tempfile.mkdtemp(prefix="soup-plugin-")
-    if len(path) > _MAX_SOCKET_DIR:
-        os.rmdir(path)
-        path = tempfile.mkdtemp(prefix="soup-plugin-", dir="/tmp")
-    os.chmod(path, 0o700)
-    return Path(path)
 
 
 def _split_command(command: str | Sequence[str]) -> list[str]:
@@ -223,7 +213,7 @@ class PluginClient:
         if not env.get(ENV_UNIX_SOCKET_DIR):
             # A directory of our own for the plugin's socket (and its private files):
             # removed in kill(), so nothing is left behind even after SIGKILL.
-            self.socket_dir = _private_dir()
+            self.socket_dir = bridge.private_socket_dir("soup-plugin-", _MAX_SOCKET_DIR)
             socket_dir = str(self.socket_dir)
         env.update(host_env(self.config, client_cert_pem=client_pem, unix_socket_dir=socket_dir))
         if client_pem is None:

@@ -450,11 +450,7 @@ class _Plugin:
         (a host that removes that directory then removes ours too)."""
         parent = self.env.get(ENV_UNIX_SOCKET_DIR) or None
         if parent is None:
-            return (
-                bridge.private_socket_dir()
-                if prefix == "soup-"
-                else Path(tempfile.mkdtemp(prefix=prefix))
-            )
+            return bridge.private_socket_dir(prefix)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         path.chmod(0o700)
         return path
