@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from plugin_commands import group_members
+from plugin_commands import group_left_after
 
 from soup.host import PluginClient
 
@@ -28,7 +28,7 @@ def make_client() -> Iterator[Any]:
         client.kill()
     for client in clients:
         if client.pid is not None:
-            assert group_members(client.pid) == [], f"leftover processes of plugin {client.pid}"
+            assert group_left_after(client.pid) == [], f"leftover processes of plugin {client.pid}"
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 
 PYTHON = sys.executable
@@ -35,4 +36,16 @@ def group_members(pgid: int) -> list[int]:
         state, pgrp = fields[0], int(fields[2])
         if pgrp == pgid and state != "Z":
             members.append(int(entry.name))
+    return members
+
+
+def group_left_after(pgid: int, within: float = 2.0) -> list[int]:
+    """The group's live members once they had ``within`` seconds to finish dying.
+
+    SIGKILL is asynchronous: a killed process can still show as running for a moment
+    after the host returns, so a check right away would race with the kernel.
+    """
+    deadline = time.monotonic() + within
+    while (members := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return members

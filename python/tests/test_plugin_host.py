@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from plugin_commands import PYTHON, group_members, plugin_cmd, python_cmd
+from plugin_commands import PYTHON, group_left_after, group_members, plugin_cmd, python_cmd
 
 from soup import certs, handshake, plugin, tls
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
@@ -282,7 +282,7 @@ def test_child_processes_are_killed_with_the_group(make_client: Any) -> None:
     assert client.pid is not None
     assert len(group_members(client.pid)) == 2
     client.kill()
-    assert group_members(client.pid) == []
+    assert group_left_after(client.pid) == []
 
 
 # --------------------------------------------------------------------------------------
