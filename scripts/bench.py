@@ -21,14 +21,11 @@ plugin (found by this run's private --kv-dir in its command line) are killed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "conformance"))
+from cells import run_bounded  # noqa: E402 - the conformance runner's bounded process runner
+
 RELAY = ROOT / "scripts" / "bench_relay.py"
 PYTHON_KEY = ("--key-type", "ec-p256")
 NATIVE = "Python->Python native"
@@ -96,43 +96,16 @@ def command(case: Case, soup_go: str, count: int, warmup: int, kv_dir: Path) -> 
     return [*client, "--server", shlex.join(server)]
 
 
-def _kill_leftovers(marker: str) -> None:
-    """SIGKILL the processes whose command line contains this run's private path."""
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            with contextlib.suppress(OSError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def run_once(argv: list[str], marker: str, timeout: float) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        _kill_leftovers(marker)
-        proc.communicate()
+def run_once(argv: list[str], timeout: float) -> dict[str, Any]:
+    """One bounded client run (the matrix's runner: own process group, no plugin left)."""
+    returncode, stdout, stderr = run_bounded(argv, timeout)
+    if returncode is None:
         sys.exit(f"bench: timed out after {timeout:g} s: {shlex.join(argv)}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    _kill_leftovers(marker)  # a plugin must never outlive its host; make sure
     try:
         result = json.loads(stdout)
     except json.JSONDecodeError:
         sys.exit(f"bench: no JSON from: {shlex.join(argv)}\n{stderr[-2000:]}")
-    if proc.returncode != 0 or not result.get("ok"):
+    if returncode != 0 or not result.get("ok"):
         sys.exit(f"bench: failed: {shlex.join(argv)}\n{result.get('error')}\n{stderr[-2000:]}")
     return dict(result)
 
@@ -168,7 +141,7 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-                runs[case.name].append(run_once(argv, str(kv_dir), args.run_timeout))
+                runs[case.name].append(run_once(argv, args.run_timeout))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
