@@ -23,12 +23,13 @@ GO_DIR = ROOT / "go" / "soup-go"
 SOUP_GO = BUILD / "bin" / "soup-go"
 SOUP_GO_COVER = BUILD / "bin" / "soup-go-cover"
 COVER_DIR = BUILD / "coverage"
+PACKAGE_DIR = BUILD / "package"
 
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "unit", "integration", "proof", "matrix_quick"]
+nox.options.sessions = ["lint", "unit", "integration", "proof", "matrix_quick", "package"]
 
 
 def _supported_pythons() -> list[str]:
@@ -79,19 +80,20 @@ def grpc_packages(line: str) -> dict[str, str]:
 
 
 def install_soup(session: nox.Session, grpc_line: str = "latest", extras: str = "test") -> None:
-    """Install soup with the pinned grpcio line and generate stubs for this venv's grpcio."""
+    """Install soup editable with the pinned grpcio line.
+
+    The editable build writes the typed stubs to python/soup/_proto (setup.py), generated
+    with the oldest generator, so they work on every grpcio line (see [build-system]).
+    """
     session.install(
         *(f"{name}=={version}" for name, version in grpc_packages(grpc_line).items()),
         "-e",
         f".[{extras}]",
     )
-    gen = BUILD / "gen" / "python" / Path(session.virtualenv.location).name
-    session.run("python", "scripts/gen_protos.py", "--python-out", str(gen), silent=True)
     site = session.run(
         "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
     )
     site_dir = Path(str(site).strip().splitlines()[-1])
-    (site_dir / "soup_proto.pth").write_text(f"{gen}\n")
     # Subprocess coverage: active only when COVERAGE_PROCESS_START is set (nox -s cover).
     (site_dir / "soup_coverage.pth").write_text(
         "import os; os.environ.get('COVERAGE_PROCESS_START') and "
@@ -147,13 +149,14 @@ def pytest_conformance(
     *extra: str,
     name: str | None = None,
     env: dict[str, str] | None = None,
+    pytest: str = "pytest",
 ) -> None:
     """Run the conformance runner on one suite of cells; it writes build/reports/<name>.*."""
     name = name or suite
     env = env or {}
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
-        "pytest",
+        pytest,
         "conformance/test_matrix.py",
         f"--suite={suite}",
         f"--report-name={name}",
@@ -164,6 +167,7 @@ def pytest_conformance(
         *extra,
         *session.posargs,
         env=env,
+        external=pytest != "pytest",  # another venv's pytest (nox -s package)
     )
 
 
@@ -176,7 +180,7 @@ def protos(session: nox.Session) -> None:
     """Generate Go and Python stubs from proto/ with pinned generators."""
     install_soup(session, extras="test")
     gen_go(session)
-    session.log(f"Go stubs in {GO_DIR / 'kvpb'}; Python stubs in {BUILD / 'gen' / 'python'}")
+    session.log(f"Go stubs in {GO_DIR / 'kvpb'}; Python stubs in {ROOT / 'python/soup/_proto'}")
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -210,6 +214,7 @@ def unit(session: nox.Session) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
+        "conformance/test_dist.py",
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
     )  # fmt: skip
@@ -235,6 +240,91 @@ def proof(session: nox.Session) -> None:
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "proof")
+
+
+def _interpreter(version: str) -> str | None:
+    """The real path of Python ``version`` here (a venv must not link to a pyenv shim)."""
+    launcher = shutil.which(f"python{version}")
+    if not launcher:
+        return None
+    found = subprocess.run(
+        [launcher, "-c", "import sys; print(sys.executable)"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None
+
+
+def _newest_python(max_python: str = "3.99") -> str:
+    """The real path of the newest supported Python installed here, up to ``max_python``."""
+    limit = tuple(map(int, max_python.split(".")))
+    for version in sorted(PYTHONS, key=lambda v: tuple(map(int, v.split("."))), reverse=True):
+        path = _interpreter(version)
+        if path and tuple(map(int, version.split("."))) <= limit:
+            return path
+    return sys.executable
+
+
+def _fresh_venv(session: nox.Session, name: str, python: str, *requirements: str) -> Path:
+    """A new uv venv build/package/<name> with only ``requirements``; returns its bin/."""
+    venv = PACKAGE_DIR / name
+    uv = (sys.executable, "-m", "uv")
+    session.run(*uv, "venv", "-q", "--no-python-downloads", "--python", python, str(venv),
+                external=True)  # fmt: skip
+    session.run(*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                *requirements, external=True)  # fmt: skip
+    session.run(str(venv / "bin" / "python"), "scripts/envinfo.py", external=True)
+    return venv / "bin"
+
+
+def _check_installed(session: nox.Session, bin_dir: Path) -> None:
+    """The installed (not the checkout's) soup imports and answers its CLI basics."""
+    where = str(session.run(str(bin_dir / "python"), "-c", "import soup.pb; print(soup.__file__)",
+                            external=True, silent=True)).strip()  # fmt: skip
+    if not where.startswith(f"{bin_dir.parent}/"):
+        session.error(f"soup imported from {where}, not from {bin_dir.parent}")
+    soup = str(bin_dir / "soup")
+    version = session.run(soup, "--version", external=True, silent=True)
+    if version != session.run(soup, "version", external=True, silent=True):
+        session.error(f"`soup --version` and `soup version` differ: {version!r}")
+    no_cookie = {k: "" for k in ("BASIC_PLUGIN", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_CLIENT_CERT")}
+    not_plugin = session.run(soup, "rpc", "server-start", env=no_cookie, success_codes=[1],
+                             external=True, silent=True)  # fmt: skip
+    if "This binary is a plugin" not in str(not_plugin):
+        session.error(f"`soup rpc server-start` without a cookie printed: {not_plugin!r}")
+    session.log(f"installed soup works: {str(version).strip()} from {where}")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def package(session: nox.Session) -> None:
+    """Build sdist + wheel, install the wheel into fresh venvs on the oldest and latest grpcio
+    line, run the proof cells with the installed package; check an install from the sdist."""
+    session.install(f"grpcio-tools=={grpc_packages('latest')['grpcio-tools']}")  # Go stubs
+    shutil.rmtree(PACKAGE_DIR, ignore_errors=True)
+    dist = PACKAGE_DIR / "dist"
+    # uv builds the sdist, then the wheel from that sdist.
+    session.run(sys.executable, "-m", "uv", "build", "-q", "--no-python-downloads",
+                "--python", DEFAULT_PYTHON, "--out-dir", str(dist), external=True)  # fmt: skip
+    session.run("python", "scripts/check_dist.py", str(dist))
+    (wheel,) = dist.glob("soup-*.whl")
+    (sdist,) = dist.glob("soup-*.tar.gz")
+    build_soup_go(session)
+    for line in ("oldest", "latest"):
+        python = _newest_python(str(GRPC_LINES[line].get("max-python", "3.99")))
+        pins = [f"{name}=={version}" for name, version in grpc_packages(line).items()]
+        bin_dir = _fresh_venv(session, f"wheel-{line}", python, f"soup[test] @ {wheel.as_uri()}",
+                              *pins)  # fmt: skip
+        _check_installed(session, bin_dir)
+        env = {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "VIRTUAL_ENV": str(bin_dir.parent),
+        }
+        pytest_conformance(session, "proof", name=f"package-{line}", env=env,
+                           pytest=str(bin_dir / "pytest"))  # fmt: skip
+    bin_dir = _fresh_venv(session, "sdist", _newest_python(), str(sdist),
+                          f"grpcio=={grpc_packages('latest')['grpcio']}")  # fmt: skip
+    _check_installed(session, bin_dir)
+    for venv in ("wheel-oldest", "wheel-latest", "sdist"):
+        shutil.rmtree(PACKAGE_DIR / venv)
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import grpc
 
@@ -24,13 +23,13 @@ def _message(exc: BaseException, default: str) -> str:
     return str(exc) or default
 
 
-class KVServicer:
+class KVServicer(pb.kv_pb2_grpc.KVServicer):
     """``/proto.KV/Get`` and ``/proto.KV/Put``; errors map to gRPC status codes."""
 
     def __init__(self, store: FileStore) -> None:
         self.store = store
 
-    def Put(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Put(self, request: pb.kv_pb2.PutRequest, context: grpc.ServicerContext) -> pb.kv_pb2.Empty:
         key: str = request.key
         try:
             self.store.put(key, bytes(request.value))
@@ -39,7 +38,9 @@ class KVServicer:
         _LOG.debug("kv put", extra={"key": key, "bytes": len(request.value)})
         return pb.kv_pb2.Empty()
 
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Get(
+        self, request: pb.kv_pb2.GetRequest, context: grpc.ServicerContext
+    ) -> pb.kv_pb2.GetResponse:
         key: str = request.key
         try:
             value = self.store.get(key)

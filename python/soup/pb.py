@@ -1,29 +1,32 @@
-"""The generated protobuf/gRPC stubs (package ``soup_proto``), imported in one place.
+"""The generated protobuf/gRPC stubs (``soup._proto``), imported in one place.
 
-The stubs are generated (``nox -s protos`` or ``scripts/gen_protos.py``) with the
-grpcio-tools matching the installed grpcio, so they are not part of the source
-tree. Everything is re-exported as ``Any``: the generated ``*_pb2_grpc`` modules
-are untyped, and the rest of the package only uses them through small, typed
-wrappers (``soup.kv``, ``soup.plugin``, ``soup.host``).
+The package build generates them from proto/ (setup.py runs scripts/gen_protos.py), typed
+with ``.pyi`` files, so they are not part of the source tree: a wheel carries them and an
+editable install writes them to python/soup/_proto.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-_MISSING = "generated stubs missing: run `nox -s protos` (or scripts/gen_protos.py)"
+_MISSING = (
+    "soup's generated stubs (soup._proto) are missing: they are made by the package build; "
+    "install soup with `pip install .` (or `pip install -e .` in a checkout)"
+)
 
 try:
-    from google.protobuf import empty_pb2 as _empty_pb2
-    from soup_proto import kv_pb2 as _kv_pb2
-    from soup_proto import kv_pb2_grpc as _kv_pb2_grpc
-    from soup_proto.plugin import grpc_broker_pb2 as _grpc_broker_pb2
-    from soup_proto.plugin import grpc_broker_pb2_grpc as _grpc_broker_pb2_grpc
-    from soup_proto.plugin import grpc_controller_pb2 as _grpc_controller_pb2
-    from soup_proto.plugin import grpc_controller_pb2_grpc as _grpc_controller_pb2_grpc
-    from soup_proto.plugin import grpc_stdio_pb2 as _grpc_stdio_pb2
-    from soup_proto.plugin import grpc_stdio_pb2_grpc as _grpc_stdio_pb2_grpc
-except ImportError as exc:  # pragma: no cover - depends on the environment
+    from google.protobuf import empty_pb2
+
+    from soup._proto import kv_pb2, kv_pb2_grpc
+    from soup._proto.plugin import (
+        grpc_broker_pb2,
+        grpc_broker_pb2_grpc,
+        grpc_controller_pb2,
+        grpc_controller_pb2_grpc,
+        grpc_stdio_pb2,
+        grpc_stdio_pb2_grpc,
+    )
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
+    if not (exc.name or "").startswith("soup._proto"):
+        raise
     raise ImportError(f"{_MISSING} ({exc})") from exc
 
 __all__ = [
@@ -37,13 +40,3 @@ __all__ = [
     "kv_pb2",
     "kv_pb2_grpc",
 ]
-
-empty_pb2: Any = _empty_pb2
-kv_pb2: Any = _kv_pb2
-kv_pb2_grpc: Any = _kv_pb2_grpc
-grpc_broker_pb2: Any = _grpc_broker_pb2
-grpc_broker_pb2_grpc: Any = _grpc_broker_pb2_grpc
-grpc_controller_pb2: Any = _grpc_controller_pb2
-grpc_controller_pb2_grpc: Any = _grpc_controller_pb2_grpc
-grpc_stdio_pb2: Any = _grpc_stdio_pb2
-grpc_stdio_pb2_grpc: Any = _grpc_stdio_pb2_grpc

@@ -100,16 +100,18 @@ class ServeOptions:
 # --------------------------------------------------------------------------------------
 # Internal go-plugin services
 
+_Channel = pb.grpc_stdio_pb2.StdioData.Channel
 
-class _StdioHub:
+
+class _StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
     """Bytes written to the swapped sys.stdout/sys.stderr, waiting for StreamStdio."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=_STDIO_QUEUE)
+        self._queue: queue.Queue[tuple[_Channel, bytes] | None] = queue.Queue(maxsize=_STDIO_QUEUE)
         self.closed = threading.Event()
         self.dropped = 0
 
-    def write(self, channel: int, data: bytes) -> None:
+    def write(self, channel: _Channel, data: bytes) -> None:
         if not data or self.closed.is_set():
             return
         try:
@@ -140,7 +142,7 @@ class _StdioHub:
 class _HubRaw(io.RawIOBase):
     """A raw binary stream that forwards every write to a :class:`_StdioHub` channel."""
 
-    def __init__(self, hub: _StdioHub, channel: int) -> None:
+    def __init__(self, hub: _StdioHub, channel: _Channel) -> None:
         super().__init__()
         self._hub = hub
         self._channel = channel
@@ -154,7 +156,7 @@ class _HubRaw(io.RawIOBase):
         return len(chunk)
 
 
-def _hub_writer(hub: _StdioHub, channel: int) -> TextIO:
+def _hub_writer(hub: _StdioHub, channel: _Channel) -> TextIO:
     raw = _HubRaw(hub, channel)
     return io.TextIOWrapper(
         io.BufferedWriter(raw),
@@ -165,7 +167,7 @@ def _hub_writer(hub: _StdioHub, channel: int) -> TextIO:
     )
 
 
-class _Controller:
+class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
     def __init__(self, stop: Callable[[str], None], log: logging.Logger) -> None:
         self._stop = stop
         self._log = log
@@ -177,7 +179,7 @@ class _Controller:
         return pb.grpc_controller_pb2.Empty()
 
 
-class _Broker:
+class _Broker(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):
     """Accepts the host's broker stream and drains it: soup has no broker callbacks."""
 
     def __init__(self, stopping: threading.Event, log: logging.Logger) -> None:
@@ -632,8 +634,8 @@ def serve(
 
     try:
         _write_line(real_stdout, handshake.format_line(line_info))
-        sys.stdout = _hub_writer(plugin.hub, 1)
-        sys.stderr = _hub_writer(plugin.hub, 2)
+        sys.stdout = _hub_writer(plugin.hub, pb.grpc_stdio_pb2.StdioData.STDOUT)
+        sys.stderr = _hub_writer(plugin.hub, pb.grpc_stdio_pb2.StdioData.STDERR)
         log.info(
             "plugin serving",
             extra={
