@@ -184,7 +184,9 @@ class _Connection:
         self._lock = threading.Lock()  # stop() vs close(): never shut down a reused fd
         self._stopped = False
 
-    def attach(self, *, tls: socket.socket | None = None, plain: socket.socket | None = None) -> None:
+    def attach(
+        self, *, tls: socket.socket | None = None, plain: socket.socket | None = None
+    ) -> None:
         """Add the socket(s) not known at construction; a stopped connection shuts them."""
         with self._lock:
             self.tls = tls or self.tls
@@ -272,7 +274,8 @@ class _Connection:
 
     def _relay(self, selector: selectors.BaseSelector) -> str:
         tls, plain, pipe = self.tls, self.plain, self.pipe
-        assert tls is not None and plain is not None
+        assert tls is not None
+        assert plain is not None
         tls.setblocking(False)
         plain.setblocking(False)
         buffer = bytearray(_RECV_SIZE)
@@ -280,18 +283,7 @@ class _Connection:
         masks = {tls: 0, plain: 0}
         while True:
             # Write first: bytes parked before the relay started, or left by the last round.
-            tls_blocked = _send_some(tls, pipe.tls_to_send(), pipe.tls_sent)
-            plain_blocked = False
-            while not plain_blocked and (out := pipe.plain_to_send()):  # decrypts as it goes
-                plain_blocked = _send_some(plain, out, pipe.plain_sent)
-            if pipe.should_shut_tls:
-                pipe.tls_shut()
-                with contextlib.suppress(OSError):
-                    tls.shutdown(socket.SHUT_WR)
-            if pipe.should_shut_plain:
-                pipe.plain_shut()
-                with contextlib.suppress(OSError):
-                    plain.shutdown(socket.SHUT_WR)
+            tls_blocked, plain_blocked = _write_both(tls, plain, pipe)
             if pipe.done:
                 return "both directions ended"
             tls_mask = _WRITE if tls_blocked else 0
@@ -305,27 +297,47 @@ class _Connection:
             for key, events in selector.select():
                 if self._stopped:
                     return "stopped by the bridge"
-                if not events & _READ:
-                    continue
-                sock = key.fileobj
-                try:
-                    count = sock.recv_into(buffer)  # type: ignore[union-attr]
-                except (BlockingIOError, InterruptedError):
-                    continue
-                if sock is tls:
-                    if count:
-                        pipe.receive_tls(view[:count])
-                    else:
-                        pipe.receive_tls_eof()
-                elif count:
-                    pipe.send(view[:count])
-                else:
-                    pipe.send_eof()
+                if events & _READ:
+                    _read_into_pipe(key.fileobj is tls, key.fileobj, pipe, buffer, view)  # type: ignore[arg-type]
 
 
-def _send_some(
-    sock: socket.socket, data: bytes | memoryview, sent: Callable[[int], None]
-) -> bool:
+def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tuple[bool, bool]:
+    """Write what each side takes now, then any due half-close; says which side is blocked."""
+    tls_blocked = _send_some(tls, pipe.tls_to_send(), pipe.tls_sent)
+    plain_blocked = False
+    while not plain_blocked and (out := pipe.plain_to_send()):  # decrypts as it goes
+        plain_blocked = _send_some(plain, out, pipe.plain_sent)
+    if pipe.should_shut_tls:
+        pipe.tls_shut()
+        with contextlib.suppress(OSError):
+            tls.shutdown(socket.SHUT_WR)
+    if pipe.should_shut_plain:
+        pipe.plain_shut()
+        with contextlib.suppress(OSError):
+            plain.shutdown(socket.SHUT_WR)
+    return tls_blocked, plain_blocked
+
+
+def _read_into_pipe(
+    from_tls: bool, sock: socket.socket, pipe: TLSPipe, buffer: bytearray, view: memoryview
+) -> None:
+    """One read into the reusable buffer; the pipe copies (or encrypts) it at once."""
+    try:
+        count = sock.recv_into(buffer)
+    except (BlockingIOError, InterruptedError):
+        return
+    if from_tls:
+        if count:
+            pipe.receive_tls(view[:count])
+        else:
+            pipe.receive_tls_eof()
+    elif count:
+        pipe.send(view[:count])
+    else:
+        pipe.send_eof()
+
+
+def _send_some(sock: socket.socket, data: bytes | memoryview, sent: Callable[[int], None]) -> bool:
     """Write what the socket takes now; True when bytes are left (wait for writability)."""
     if not data:
         return False
@@ -338,7 +350,10 @@ def _send_some(
 
 
 def _set_interest(
-    selector: selectors.BaseSelector, masks: dict[socket.socket, int], sock: socket.socket, mask: int
+    selector: selectors.BaseSelector,
+    masks: dict[socket.socket, int],
+    sock: socket.socket,
+    mask: int,
 ) -> None:
     old = masks[sock]
     if mask == old:
@@ -405,7 +420,8 @@ class _BridgeBase:
         self._accept_thread.start()
 
     def _accept_loop(self) -> None:
-        assert self._listen is not None and self._wake is not None
+        assert self._listen is not None
+        assert self._wake is not None
         listen, wake = self._listen, self._wake[0]
         with selectors.DefaultSelector() as selector:
             selector.register(listen, _READ)
@@ -472,7 +488,9 @@ class _BridgeBase:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                self.log.warning("soup bridge: %s did not stop within %g s", thread.name, JOIN_TIMEOUT)
+                self.log.warning(
+                    "soup bridge: %s did not stop within %g s", thread.name, JOIN_TIMEOUT
+                )
         if self._wake is not None:
             for sock in self._wake:
                 _close_quietly(sock)
@@ -686,7 +704,11 @@ class TLSDialerBridge(_BridgeBase):
         if stale is not None:
             stale.close()
         self.log.debug(
-            "soup bridge: TLS to %s: %s %s alpn=%s", self._where(), info.version, info.cipher, info.alpn
+            "soup bridge: TLS to %s: %s %s alpn=%s",
+            self._where(),
+            info.version,
+            info.cipher,
+            info.alpn,
         )
         return info
 
@@ -711,7 +733,9 @@ class TLSDialerBridge(_BridgeBase):
                 if pipe.forward is not Flow.OPEN or pipe.backward is not Flow.OPEN:
                     raise _Failed("the plugin closed the connection right after the handshake")
                 if time.monotonic() >= grace_end:
-                    self.log.debug("soup bridge: the TLS 1.3 server sent nothing after the handshake")
+                    self.log.debug(
+                        "soup bridge: the TLS 1.3 server sent nothing after the handshake"
+                    )
                     return
                 connection.receive_blocking(grace_end, timeout)
         except TimeoutError:

@@ -20,6 +20,7 @@ a relayed record costs no allocation on the way out; unsent remainders stay view
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ssl
 from dataclasses import dataclass
@@ -305,7 +306,7 @@ class TLSPipe:
             incoming.pending or sslobj.pending() or self.wire_eof
         ):
             try:
-                count = sslobj.read(_TLS_RECORD, view[filled:])
+                count: int = sslobj.read(_TLS_RECORD, view[filled:])  # type: ignore[assignment]
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:  # the peer's close_notify
@@ -344,8 +345,7 @@ class TLSPipe:
             # at EOF cannot be held back and refilled, see queue_close_notify).
             # _decrypt drains them as the plain side reads, then calls back here.
             return
-        try:
+        # An error here (e.g. the peer already failed) still lets the shutdown proceed.
+        with contextlib.suppress(ssl.SSLError):
             queue_close_notify(self._ssl, self._incoming)
-        except ssl.SSLError:  # e.g. the peer already failed: the shutdown still proceeds
-            pass
         self._forward_to(Flow.NOTIFIED)

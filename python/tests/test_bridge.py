@@ -898,7 +898,10 @@ def test_backend_with_full_backlog_is_waited_for(tmp_path: Path) -> None:
     logger.addHandler(Waiting())
     sock, _, address = listen_socket("unix", tmp_path)
     listener = TLSListenerBridge(
-        sock, server_context(pair("ec-p256"), pair("ec-p256"), tmp_path), backend_path, logger=logger
+        sock,
+        server_context(pair("ec-p256"), pair("ec-p256"), tmp_path),
+        backend_path,
+        logger=logger,
     )
     listener.start()
     ctx = client_context(pair("ec-p256"), pair("ec-p256"), tmp_path)

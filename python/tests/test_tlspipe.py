@@ -124,7 +124,7 @@ def test_tampered_record_is_an_error(tmp_path: Path) -> None:
     out = bytearray(client.tls_to_send())
     out[-1] ^= 1  # one bit of the authentication tag
     server.receive_tls(out)
-    with pytest.raises(ssl.SSLError, match="DECRYPTION_FAILED_OR_BAD_RECORD_MAC|BAD_RECORD_MAC"):
+    with pytest.raises(ssl.SSLError, match=r"BAD_RECORD_MAC"):
         drain(server)
 
 
