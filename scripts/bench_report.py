@@ -289,7 +289,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         f"{doc.get('cpus')} CPUs, load average {load or '-'} at the end; KV directories on "
         f"{doc.get('kv_dir_on')}; {doc.get('count')} timed round trips per round-trip run "
-        f"(+{doc.get('warmup')} warm-up); bench wall time {doc.get('seconds', 0):.0f} s. "
+        f"(+{doc.get('warmup')} warm-up); bench wall time {doc.get('seconds', 0):.0f} s; "
+        f"Python bytecode cache {doc.get('bytecode_cache', '-')}. "
         "Ratios are of medians from this run.",
         "",
     ]
