@@ -36,6 +36,9 @@ type BenchResult struct {
 	OpsPerS     float64 `json:"ops_per_s"`
 	// The plugin's resident set (VmRSS, KiB) after the warm-up and after the timed calls.
 	PluginRSSKiB map[string]int64 `json:"plugin_rss_kib,omitempty"`
+	// The plugin's CPU time (user+sys, from /proc) per timed round trip: unlike wall
+	// time it hardly depends on how busy the machine is. 0 where there is no /proc.
+	PluginCPUUSPerOp float64 `json:"plugin_cpu_us_per_op"`
 }
 
 func clientBench(args []string, stdout, stderr io.Writer) int {
@@ -104,12 +107,17 @@ func runBench(opts hostOptions, logOut io.Writer, count, warmup, concurrency int
 			clients = append(clients, kvpb.NewKVClient(conn))
 		}
 		var rssBefore int64
+		var cpuBefore float64
 		var err error
-		samples, wall, rssBefore, err = loadRun(clients, count, warmup, tr, h.pid())
+		samples, wall, rssBefore, cpuBefore, err = loadRun(clients, count, warmup, tr, h.pid())
 		if err != nil {
 			return err
 		}
 		res.PluginRSSKiB = map[string]int64{"before": rssBefore, "after": rssKiB(h.pid())}
+		if cpuBefore >= 0 {
+			used := cpuSeconds(h.pid()) - cpuBefore
+			res.PluginCPUUSPerOp = math.Round(used/float64(len(samples))*1e7) / 10
+		}
 		return nil
 	})
 	res.TLS = tr.TLS
@@ -126,7 +134,7 @@ func runBench(opts hostOptions, logOut io.Writer, count, warmup, concurrency int
 
 // loadRun runs one worker per client: warm-up, then (all together) the timed
 // round trips. Every call must succeed; the first failure is returned.
-func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([]float64, time.Duration, int64, error) {
+func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([]float64, time.Duration, int64, float64, error) {
 	var warm, done sync.WaitGroup
 	start := make(chan struct{})
 	results := make([][]float64, len(clients))
@@ -171,6 +179,7 @@ func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([
 	}
 	warm.Wait()
 	rssBefore := rssKiB(pid)
+	cpuBefore := cpuSeconds(pid)
 	t0 := time.Now()
 	close(start)
 	done.Wait()
@@ -178,11 +187,27 @@ func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([
 	var all []float64
 	for w := range clients {
 		if errs[w] != nil {
-			return nil, 0, 0, errs[w]
+			return nil, 0, 0, 0, errs[w]
 		}
 		all = append(all, results[w]...)
 	}
-	return all, wall, rssBefore, nil
+	return all, wall, rssBefore, cpuBefore, nil
+}
+
+// cpuSeconds is a process's user+system CPU time from /proc/PID/stat (-1 without /proc).
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command (which may hold spaces) start after the last ')'.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return -1
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // clock ticks: USER_HZ is 100 on Linux
 }
 
 // extraConn opens one more connection to the plugin, with the session's TLS config.
