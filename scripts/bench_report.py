@@ -170,47 +170,44 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"x{value:.2f}"
 
 
-def _round_trip_lines(doc: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Round trips (one Put + one Get)",
-        "",
-        "| case | TLS backend | mean us: median (min-max, runs) | p50 us | vs Go->Go | vs floor |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in doc["round_trips"]:
-        name = f"{r['case']} (diagnostic)" if r.get("diagnostic") else r["case"]
-        backend = r.get("backend") or ("-" if r.get("tls") else "plaintext")
-        lines.append(
-            f"| {name} | {backend} | {_spread(r['mean_us'])} | {r['p50_us']['median']:g} "
-            f"| {_ratio(r.get('ratio_vs_go'))} | {_ratio(r.get('ratio_vs_floor'))} |"
-        )
+def _table(title: str, intro: list[str], headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown section: heading, intro lines, one table."""
+    lines = [f"## {title}", "", *intro, *([""] if intro else [])]
+    lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def _round_trip_lines(doc: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"{r['case']} (diagnostic)" if r.get("diagnostic") else r["case"],
+            r.get("backend") or ("-" if r.get("tls") else "plaintext"),
+            _spread(r["mean_us"]),
+            f"{r['p50_us']['median']:g}",
+            _ratio(r.get("ratio_vs_go")),
+            _ratio(r.get("ratio_vs_floor")),
+        ]
+        for r in doc["round_trips"]
+    ]
+    headers = ["case", "TLS backend", "mean us: median (min-max, runs)", "p50 us"]
+    return _table("Round trips (one Put + one Get)", [], [*headers, "vs Go->Go", "vs floor"], rows)
 
 
 def _lifecycle_lines(doc: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Lifecycle (`rpc client test`: host spawn to exit)",
-        "",
-        "| direction | wall ms: median (min-max, runs) | vs Go->Go | steps (median ms) |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for r in doc["lifecycle"]:
         steps = ", ".join(f"{k} {v:g}" for k, v in r["steps_ms"].items())
-        accounted = sum(r["steps_ms"].values())
-        steps += (
-            f"; outside the steps (process start/exit) {r['wall_ms']['median'] - accounted:.0f}"
-        )
-        lines.append(
-            f"| {r['case']} | {_spread(r['wall_ms'])} | {_ratio(r.get('ratio_vs_go'))} | {steps} |"
-        )
-    return [*lines, ""]
+        outside = r["wall_ms"]["median"] - sum(r["steps_ms"].values())
+        steps += f"; outside the steps (process start/exit) {outside:.0f}"
+        rows.append([r["case"], _spread(r["wall_ms"]), _ratio(r.get("ratio_vs_go")), steps])
+    headers = ["direction", "wall ms: median (min-max, runs)", "vs Go->Go", "steps (median ms)"]
+    return _table("Lifecycle (`rpc client test`: host spawn to exit)", [], headers, rows)
 
 
 def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
     s = doc["cold_start"]
-    lines = [
-        "## Python plugin cold start (spawn to handshake line)",
-        "",
+    intro = [
         f"- soup plugin ({s['key_type']}): {_spread(s['spawn_to_handshake_ms'], ' ms')}; "
         f"floor plugin: {_spread(s['floor_spawn_to_handshake_ms'], ' ms')} "
         f"({_ratio(s.get('ratio_vs_floor'))} the floor)",
@@ -221,65 +218,55 @@ def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
         "",
         f"Heaviest imports, from one `-X importtime` run of the plugin (tracing slows it: "
         f"{s['imports_traced_ms']:g} ms in all there):",
-        "",
-        "| import (depth) | cumulative ms | self ms |",
-        "|---|---|---|",
     ]
-    for e in s["importtime_top"]:
-        lines.append(
-            f"| {e['module']} ({e['depth']}) | {e['cumulative_ms']:g} | {e['self_ms']:g} |"
-        )
-    return [*lines, ""]
+    rows = [
+        [f"{e['module']} ({e['depth']})", f"{e['cumulative_ms']:g}", f"{e['self_ms']:g}"]
+        for e in s["importtime_top"]
+    ]
+    headers = ["import (depth)", "cumulative ms", "self ms"]
+    return _table("Python plugin cold start (spawn to handshake line)", intro, headers, rows)
 
 
 def _throughput_lines(doc: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Throughput (callers at once; ops = Put+Get round trips; one run each)",
-        "",
+    intro = [
         "The Go host opens one connection per caller; the Python host runs its callers as "
         "threads over its one channel. **Load row** = Go host, 32 connections: every call "
-        "succeeded (a failed call fails the bench).",
-        "",
-        "| host | plugin | callers | calls | ops/s | vs soup-go | p50 us | p99 us | plugin RSS KiB before -> after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "succeeded (a failed call fails the bench)."
     ]
-    for r in doc["throughput"]:
-        mark = " **load row**" if r.get("load_row") else ""
-        lines.append(
-            f"| {r['host']} | {r['plugin']} | {r['concurrency']}{mark} | {r['calls']} | {r['ops_per_s']:g} "
-            f"| {_ratio(r.get('vs_soup_go'))} | {r['p50_us']:g} | {r['p99_us']:g} "
-            f"| {r['rss_before_kib']} -> {r['rss_after_kib']} |"
-        )
-    return [*lines, ""]
+    rows = [
+        [
+            r["host"],
+            r["plugin"],
+            f"{r['concurrency']}{' **load row**' if r.get('load_row') else ''}",
+            r["calls"],
+            f"{r['ops_per_s']:g}",
+            _ratio(r.get("vs_soup_go")),
+            f"{r['p50_us']:g}",
+            f"{r['p99_us']:g}",
+            f"{r['rss_before_kib']} -> {r['rss_after_kib']}",
+        ]
+        for r in doc["throughput"]
+    ]
+    headers = ["host", "plugin", "callers", "calls", "ops/s", "vs soup-go", "p50 us", "p99 us"]
+    title = "Throughput (callers at once; ops = Put+Get round trips; one run each)"
+    return _table(title, intro, [*headers, "plugin RSS KiB before -> after"], rows)
 
 
 def _keygen_lines(doc: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Key generation (soup.certs.self_signed, in process)",
-        "",
-        "| key type | ms: median (min-max, runs) | vs ec-p256 |",
-        "|---|---|---|",
+    rows = [
+        [r["key_type"], _spread(r["ms"]), _ratio(r.get("ratio_vs_ec_p256"))] for r in doc["keygen"]
     ]
-    for r in doc["keygen"]:
-        lines.append(
-            f"| {r['key_type']} | {_spread(r['ms'])} | {_ratio(r.get('ratio_vs_ec_p256'))} |"
-        )
-    return [*lines, ""]
+    headers = ["key type", "ms: median (min-max, runs)", "vs ec-p256"]
+    return _table("Key generation (soup.certs.self_signed, in process)", [], headers, rows)
 
 
 def _target_lines(found: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "## Issue 10 targets (this run)",
-        "",
-        "| target | value | limit | met |",
-        "|---|---|---|---|",
+    verdicts = {True: "yes", False: "**no**", None: "not measured"}
+    rows = [
+        [t["target"], "-" if t["value"] is None else t["value"], t["limit"], verdicts[t["met"]]]
+        for t in found
     ]
-    for t in found:
-        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
-        lines.append(
-            f"| {t['target']} | {t['value'] if t['value'] is not None else '-'} | {t['limit']} | {met} |"
-        )
-    return [*lines, ""]
+    return _table("Issue 10 targets (this run)", [], ["target", "value", "limit", "met"], rows)
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
