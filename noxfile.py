@@ -352,7 +352,7 @@ def matrix(session: nox.Session, grpc: str) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks as ratios against Go->Go in the same run; writes build/reports/bench.*."""
-    install_soup(session)
+    install_soup(session, extras="bench")
     build_soup_go(session)
     session.run("python", "scripts/bench.py", "--soup-go", str(SOUP_GO), *session.posargs)
 

@@ -1,31 +1,41 @@
-"""Benchmark Put+Get round trips per direction, reported as ratios against Go->Go.
+"""soup's benchmarks, every figure a ratio to a reference measured in the same run.
 
-Each case is two real processes: `<client> rpc client bench --json --server '<plugin>'`
-(addendum 2 of the contract), which connects once and times --count Put+Get iterations
-after a warm-up. The cases run in rounds (every case once per round, --repeat rounds) so
-a change in machine load hits every case alike; per case the median of the per-run
-means is reported. The OpenSSL-vs-native ratio is the median of the per-round ratios of
-the two adjacent Python->Python runs. The plugins store into a tmpfs directory when
-there is one (/dev/shm), so a round trip measures RPC + TLS, not the disk's fsync.
+Sections (each run count and min/median/max is in the report):
 
-Two diagnostic rows (not part of the Go baseline comparison) explain the OpenSSL cost:
-plaintext Python->Python (no TLS, no bridge) and the bridge relaying without TLS
-(scripts/bench_relay.py): the difference between the latter and native TLS is what the
-extra relay hop costs by itself.
+* round trips: one Put+Get per iteration, per direction, TLS backend and plaintext,
+  against Go->Go and against the **floor** (scripts/bench_floor.py: the least a grpcio
+  plugin can be, from the soup-go host, plaintext). Cases run in rounds (every case once
+  per round) so a change in machine load hits every case alike.
+* lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
+  host's own per-step split.
+* cold start of the Python plugin: spawn to handshake line, broken down into the bare
+  interpreter, imports (`-X importtime`, top items listed), key generation and the rest.
+* throughput: --concurrency callers at once (1, 16, 32) per host and plugin: ops/s
+  (Put+Get round trips per second), p50/p99 and the plugin's RSS before and after. The
+  **load row** is the Go host with 32 connections x --load-count Put+Get each against
+  every plugin implementation and backend: every call must succeed.
+* key generation per key type (in this process, soup.certs), and the wall time of the
+  last `nox -s proof` and matrix runs (from build/reports/*.json, when present).
 
-Writes build/reports/bench.{md,json}; progress goes to stderr. Every run is bounded
-(--run-timeout) and leaves nothing running: on a timeout the client's session and the
-plugin (found by this run's private --kv-dir in its command line) are killed.
+Python processes run with a bytecode cache (build/pycache, as a pip-installed package
+has its .pyc files), also where PYTHONDONTWRITEBYTECODE is set and the venv (uv installs
+without compiling) has none: else every start would compile grpc and cryptography.
+
+Writes build/reports/bench.{md,json,png}. Every process run is bounded and leaves
+nothing behind (the conformance runner's bounded runner). --quick: a small smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,220 +45,468 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "conformance"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_report  # noqa: E402 - a sibling script module
 from cells import run_bounded  # noqa: E402 - the conformance runner's bounded process runner
 
-RELAY = ROOT / "scripts" / "bench_relay.py"
-PYTHON_KEY = ("--key-type", "ec-p256")
-NATIVE = "Python->Python native"
-OPENSSL = "Python->Python openssl"
+PY = sys.executable
+SOUP = [PY, "-m", "soup"]
+RELAY = [PY, str(ROOT / "scripts" / "bench_relay.py")]
+FLOOR = [PY, str(ROOT / "scripts" / "bench_floor.py")]
+LOAD = [PY, str(ROOT / "scripts" / "bench_load.py")]
+PY_KEY = ("--key-type", "ec-p256")
+NO_TLS = ("--tls-mode", "disabled")
+KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "ed25519", "rsa-2048")
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin under test: its command and the host flags it needs."""
+
+    name: str
+    kind: str  # go | python | floor | relay
+    args: tuple[str, ...] = ()  # plugin flags
+    host_args: tuple[str, ...] = ()  # host flags that go with it
+
+    def argv(self, soup_go: str, kv_dir: Path) -> list[str]:
+        if self.kind == "floor":
+            return [*FLOOR, "--dir", str(kv_dir)]
+        base = {"go": [soup_go], "relay": RELAY}.get(self.kind, SOUP)
+        return [*base, "rpc", "server-start", "--kv-dir", str(kv_dir), *self.args]
+
+
+GO_PLUGIN = Plugin("soup-go", "go")
+GO_PLUGIN_PLAIN = Plugin("soup-go", "go", NO_TLS, NO_TLS)
+PY_NATIVE = Plugin("soup native", "python", ("--tls-backend", "native", *PY_KEY))
+PY_OPENSSL = Plugin("soup openssl", "python", ("--tls-backend", "openssl", *PY_KEY))
+PY_PLAIN = Plugin("soup", "python", NO_TLS, NO_TLS)
+FLOOR_PLUGIN = Plugin("floor", "floor", (), NO_TLS)
 
 
 @dataclass(frozen=True)
 class Case:
+    """One round-trip (or lifecycle / load) measurement: a host against a plugin."""
+
     name: str
-    client: str  # go | python | relay (python with the no-TLS bridge, diagnostic)
-    server: str
-    args: tuple[str, ...] = ()  # given to both sides
+    host: str  # go | python | relay
+    plugin: Plugin
+    host_args: tuple[str, ...] = ()
     diagnostic: bool = False
 
+    @property
+    def tls(self) -> bool:
+        return "disabled" not in self.plugin.host_args
 
-CASES = (
-    Case("Go->Go (baseline)", "go", "go"),
-    Case(NATIVE, "python", "python", ("--tls-backend", "native")),
-    Case(OPENSSL, "python", "python", ("--tls-backend", "openssl")),
-    Case("Python->Go", "python", "go"),
-    Case("Go->Python", "go", "python"),
-    Case(
-        "Python->Python plaintext (tls disabled)",
-        "python",
-        "python",
-        ("--tls-mode", "disabled"),
-        diagnostic=True,
-    ),
+    def host_argv(self, soup_go: str) -> list[str]:
+        return {"go": [soup_go], "relay": RELAY}.get(self.host, SOUP)
+
+
+GO_GO = "Go->Go"
+FLOOR_CASE = "Go->floor (grpcio minimum), plaintext"
+ROUND_TRIPS = (
+    Case(GO_GO, "go", GO_PLUGIN),
+    Case(FLOOR_CASE, "go", FLOOR_PLUGIN),
+    Case("Go->Go plaintext", "go", GO_PLUGIN_PLAIN),
+    Case("Go->Python plaintext", "go", PY_PLAIN),
+    Case("Go->Python native", "go", PY_NATIVE, PY_KEY),
+    Case("Go->Python openssl", "go", PY_OPENSSL),
+    Case("Python->Go", "python", GO_PLUGIN, ("--tls-backend", "openssl", *PY_KEY)),
+    Case("Python->Python plaintext", "python", PY_PLAIN),
+    Case("Python->Python native", "python", PY_NATIVE, ("--tls-backend", "native", *PY_KEY)),
+    Case("Python->Python openssl", "python", PY_OPENSSL, ("--tls-backend", "openssl", *PY_KEY)),
     Case(
         "Python->Python bridge relay without TLS",
         "relay",
-        "relay",
-        ("--tls-backend", "openssl"),
+        Plugin("soup relay", "relay", ("--tls-backend", "openssl", *PY_KEY)),
+        ("--tls-backend", "openssl", *PY_KEY),
         diagnostic=True,
     ),
 )
+LIFECYCLE = (
+    Case(GO_GO, "go", GO_PLUGIN),
+    Case("Go->Python", "go", Plugin("soup", "python")),
+    Case("Python->Go", "python", GO_PLUGIN),
+    Case("Python->Python", "python", Plugin("soup", "python")),
+)
+LOAD_PLUGINS = (GO_PLUGIN, PY_NATIVE, PY_OPENSSL, FLOOR_PLUGIN)
 
 
-def _impl(kind: str, soup_go: str) -> list[str]:
-    if kind == "go":
-        return [soup_go]
-    if kind == "relay":
-        return [sys.executable, str(RELAY)]
-    return [sys.executable, "-m", "soup"]
+class BenchError(Exception):
+    """A run failed or said nothing useful; the message holds its command and stderr."""
 
 
-def command(case: Case, soup_go: str, count: int, warmup: int, kv_dir: Path) -> list[str]:
-    python_key = PYTHON_KEY if "disabled" not in case.args else ()
-    server = [*_impl(case.server, soup_go), "rpc", "server-start", *case.args]
-    server += ["--kv-dir", str(kv_dir)]
-    if case.server != "go":
-        server += python_key
-    client = [*_impl(case.client, soup_go), "rpc", "client", "bench", "--json"]
-    client += ["--count", str(count), "--warmup", str(warmup), *case.args]
-    if case.client != "go":
-        client += python_key
-    return [*client, "--server", shlex.join(server)]
+def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
+    """min/median/max and the run count of a series."""
+    return {
+        "runs": len(values),
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
 
 
-def run_once(argv: list[str], timeout: float) -> dict[str, Any]:
-    """One bounded client run (the matrix's runner: own process group, no plugin left)."""
+def run_json(argv: list[str], timeout: float) -> dict[str, Any]:
+    """One bounded run that prints one JSON object with ``"ok": true``."""
     returncode, stdout, stderr = run_bounded(argv, timeout)
+    where = shlex.join(argv)
     if returncode is None:
-        sys.exit(f"bench: timed out after {timeout:g} s: {shlex.join(argv)}")
+        raise BenchError(f"timed out after {timeout:g} s: {where}")
     try:
-        result = json.loads(stdout)
-    except json.JSONDecodeError:
-        sys.exit(f"bench: no JSON from: {shlex.join(argv)}\n{stderr[-2000:]}")
+        result = dict(json.loads(stdout.strip().splitlines()[-1]))
+    except (json.JSONDecodeError, IndexError):
+        raise BenchError(f"no JSON from: {where}\n{stderr[-2000:]}") from None
     if returncode != 0 or not result.get("ok"):
-        sys.exit(f"bench: failed: {shlex.join(argv)}\n{result.get('error')}\n{stderr[-2000:]}")
-    return dict(result)
+        raise BenchError(f"failed: {where}\n{result.get('error')}\n{stderr[-2000:]}")
+    return result
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, scratch: Path) -> None:
+        self.args = args
+        self.scratch = scratch
+        self.soup_go = str(args.soup_go)
+        self.started = time.monotonic()
+        self._dirs = 0
+
+    def kv_dir(self) -> Path:
+        self._dirs += 1
+        path = self.scratch / f"kv-{self._dirs}"
+        path.mkdir()
+        return path
+
+    def say(self, text: str) -> None:
+        print(
+            f"bench ({time.monotonic() - self.started:.0f} s): {text}", file=sys.stderr, flush=True
+        )
+
+    def host_command(self, case: Case, sub: str, *extra: str) -> list[str]:
+        plugin = shlex.join(case.plugin.argv(self.soup_go, self.kv_dir()))
+        return [
+            *case.host_argv(self.soup_go),
+            "rpc",
+            "client",
+            sub,
+            "--json",
+            *extra,
+            *case.plugin.host_args,
+            *case.host_args,
+            "--server",
+            plugin,
+        ]
+
+    # -- round trips
+    def round_trips(self) -> list[dict[str, Any]]:
+        a = self.args
+        runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in ROUND_TRIPS}
+        for round_no in range(1, a.repeat + 1):
+            for case in ROUND_TRIPS:
+                self.say(f"round trips {round_no}/{a.repeat}: {case.name}")
+                argv = self.host_command(
+                    case, "bench", "--count", str(a.count), "--warmup", str(a.warmup)
+                )
+                runs[case.name].append(run_json(argv, a.run_timeout))
+        rows = []
+        for case in ROUND_TRIPS:
+            results = runs[case.name]
+            tls = results[-1].get("tls") or {}
+            rows.append(
+                {
+                    "case": case.name,
+                    "diagnostic": case.diagnostic,
+                    "tls": case.tls,
+                    "backend": tls.get("backend"),
+                    "tls_version": tls.get("version"),
+                    "mean_us": spread([float(r["round_trip_us"]["mean"]) for r in results]),
+                    "p50_us": spread([float(r["round_trip_us"]["p50"]) for r in results]),
+                    "command": shlex.join(
+                        self.host_command(case, "bench", "--count", str(a.count))
+                    ).replace(str(self.scratch), "SCRATCH"),
+                }
+            )
+        return rows
+
+    # -- lifecycle
+    def lifecycle(self) -> list[dict[str, Any]]:
+        walls: dict[str, list[float]] = {c.name: [] for c in LIFECYCLE}
+        steps: dict[str, dict[str, list[float]]] = {c.name: {} for c in LIFECYCLE}
+        for round_no in range(1, self.args.lifecycle_repeat + 1):
+            for case in LIFECYCLE:
+                self.say(f"lifecycle {round_no}/{self.args.lifecycle_repeat}: {case.name}")
+                argv = self.host_command(case, "test")
+                started = time.perf_counter()
+                result = run_json(argv, self.args.run_timeout)
+                walls[case.name].append((time.perf_counter() - started) * 1000)
+                for step in result.get("steps", []):
+                    steps[case.name].setdefault(step["name"], []).append(float(step["ms"]))
+        return [
+            {
+                "case": c.name,
+                "wall_ms": spread(walls[c.name]),
+                "steps_ms": {k: round(statistics.median(v), 1) for k, v in steps[c.name].items()},
+            }
+            for c in LIFECYCLE
+        ]
+
+    # -- cold start
+    def cold_start(self) -> dict[str, Any]:
+        runs = self.args.startup_repeat
+        self.say(f"cold start x{runs}")
+        cert = _host_cert_pem()
+        plugin = [*SOUP, "rpc", "server-start", "--kv-dir", str(self.kv_dir()), *PY_KEY]
+        floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
+        handshake = [_time_to_handshake(plugin, cert, self.scratch) for _ in range(runs)]
+        floor = [_time_to_handshake(floor_argv, None, self.scratch) for _ in range(runs)]
+        interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
+        # What `soup rpc server-start` imports, untraced (the traced run only ranks them).
+        imported = [_time_to_exit([PY, "-c", "import soup.cli"]) for _ in range(runs)]
+        traced = [PY, "-X", "importtime", *plugin[1:]]
+        stderr = self.scratch / "importtime.txt"
+        _time_to_handshake(traced, cert, self.scratch, stderr_to=stderr)
+        imports = bench_report.parse_importtime(stderr.read_text())
+        keygen = [_keygen_ms(PY_KEY[1]) for _ in range(runs)]
+        median = statistics.median
+        import_ms = median(imported) - median(interpreter)
+        rest = median(handshake) - median(imported) - median(keygen)
+        return {
+            "spawn_to_handshake_ms": spread(handshake),
+            "floor_spawn_to_handshake_ms": spread(floor),
+            "interpreter_ms": spread(interpreter),
+            "imports_ms": round(import_ms, 1),
+            "imports_traced_ms": imports["total_ms"],
+            "keygen_ms": spread(keygen),
+            "rest_ms": round(rest, 1),
+            "importtime_top": imports["top"],
+            "key_type": PY_KEY[1],
+        }
+
+    # -- throughput
+    def throughput(self) -> list[dict[str, Any]]:
+        rows = []
+        for host in ("go", "python"):
+            for plugin in LOAD_PLUGINS:
+                if host == "python" and plugin.kind == "floor":
+                    continue  # the floor is a Go-host reference
+                for concurrency in self.args.concurrency:
+                    rows.append(self._load_row(host, plugin, concurrency))
+        return rows
+
+    def _load_row(self, host: str, plugin: Plugin, concurrency: int) -> dict[str, Any]:
+        a = self.args
+        count = a.load_count if (host == "go" and concurrency == 32) else a.throughput_count
+        self.say(f"throughput: {host} host -> {plugin.name}, {concurrency} x {count}")
+        kv_dir = self.kv_dir()
+        server = shlex.join(plugin.argv(self.soup_go, kv_dir))
+        flags = ["--count", str(count), "--warmup", "10", "--concurrency", str(concurrency)]
+        if host == "go":
+            go_args = PY_KEY if plugin is PY_NATIVE else ()
+            argv = [self.soup_go, "rpc", "client", "bench", "--json", *flags]
+            argv += [*plugin.host_args, *go_args, "--server", server]
+        else:
+            backend = "native" if plugin is PY_NATIVE else "openssl"
+            argv = [*LOAD, *flags, "--tls-backend", backend, "--server", server]
+        result = run_json(argv, a.load_timeout)
+        rss = result.get("plugin_rss_kib") or {}
+        return {
+            "host": host,
+            "plugin": plugin.name,
+            "concurrency": concurrency,
+            "count_per_caller": count,
+            "calls": 2 * count * concurrency,
+            "load_row": host == "go" and concurrency == 32,
+            "ops_per_s": result["ops_per_s"],
+            "p50_us": result["round_trip_us"]["p50"],
+            "p99_us": result["round_trip_us"]["p99"],
+            "rss_before_kib": rss.get("before"),
+            "rss_after_kib": rss.get("after"),
+        }
+
+
+def _host_cert_pem() -> str:
+    from soup import certs  # noqa: PLC0415 - only this section needs it
+
+    return certs.self_signed("ec-p521").cert_pem.decode()
+
+
+def _plugin_env(cert_pem: str | None) -> dict[str, str]:
+    env = {**os.environ, "BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1"}
+    env.pop("PLUGIN_CLIENT_CERT", None)
+    if cert_pem is not None:
+        env["PLUGIN_CLIENT_CERT"] = cert_pem
+    return env
+
+
+def _time_to_handshake(
+    argv: list[str],
+    cert_pem: str | None,
+    scratch: Path,
+    stderr_to: Path | None = None,
+    timeout: float = 30.0,
+) -> float:
+    """Milliseconds from spawning a plugin to its handshake line on stdout; then ends it."""
+    stderr_path = stderr_to or scratch / "stderr.txt"
+    with stderr_path.open("wb") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_plugin_env(cert_pem),
+            start_new_session=True,
+        )
+        try:
+            line = _read_line_bounded(proc, timeout)
+            elapsed = (time.perf_counter() - started) * 1000
+            if line.count(b"|") < 4:
+                raise BenchError(f"no handshake line from {shlex.join(argv)}: {line!r}")
+            return elapsed
+        finally:
+            _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the plugin's process group, SIGKILL after 5 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _read_line_bounded(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    import selectors  # noqa: PLC0415 - only the cold start waits on a pipe
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise BenchError(f"no handshake line within {timeout:g} s")
+    return proc.stdout.readline()
+
+
+def _time_to_exit(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, timeout=30, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - started) * 1000
+
+
+def _keygen_ms(key_type: str) -> float:
+    from soup import certs  # noqa: PLC0415 - only this section needs it
+
+    started = time.perf_counter()
+    certs.self_signed(key_type)
+    return (time.perf_counter() - started) * 1000
+
+
+def keygen(runs: int) -> list[dict[str, Any]]:
+    return [
+        {"key_type": k, "ms": spread([_keygen_ms(k) for _ in range(runs)], 2)} for k in KEY_TYPES
+    ]
+
+
+def walls(reports: Path) -> list[dict[str, Any]]:
+    """Wall time of the last proof and matrix runs, as their own reports recorded it."""
+    found = []
+    for path in sorted(reports.glob("*.json")):
+        if not path.name.startswith(("proof", "matrix")):
+            continue
+        try:
+            seconds = json.loads(path.read_text()).get("wall_seconds")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(seconds, (int, float)):
+            found.append({"report": path.stem, "seconds": round(float(seconds), 1)})
+    return found
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--soup-go", default=str(ROOT / "build" / "bin" / "soup-go"))
+    parser.add_argument("--count", type=int, default=1000, help="timed Put+Get per run (1000)")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed Put+Get per run (100)")
+    parser.add_argument("--repeat", type=int, default=3, help="round-trip rounds (3)")
+    parser.add_argument("--lifecycle-repeat", type=int, default=5, help="lifecycle rounds (5)")
+    parser.add_argument("--startup-repeat", type=int, default=7, help="cold starts (7)")
+    parser.add_argument("--keygen-repeat", type=int, default=5, help="keys per type (5)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 16, 32], help="callers (1 16 32)"
+    )
+    parser.add_argument(
+        "--load-count", type=int, default=2000, help="Put+Get per connection, load row (2000)"
+    )
+    parser.add_argument(
+        "--throughput-count", type=int, default=200, help="Put+Get per caller, other rows (200)"
+    )
+    parser.add_argument("--run-timeout", type=float, default=120.0, help="bound per run (s)")
+    parser.add_argument("--load-timeout", type=float, default=900.0, help="bound per load run")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=list(bench_report.SECTIONS),
+        choices=bench_report.SECTIONS,
+        help="what to run (all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (for tests)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "reports")
+    args = parser.parse_args()
+    if args.quick:
+        args.count, args.warmup, args.repeat = 20, 5, 1
+        args.lifecycle_repeat = args.startup_repeat = args.keygen_repeat = 1
+        args.load_count = args.throughput_count = 10
+    return args
+
+
+def use_bytecode_cache() -> str:
+    """Let every Python process of the run read and write .pyc files in build/pycache."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    cache = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / "build" / "pycache"))
+    for code in ("import soup.cli", "import soup.plugin, soup.host, soup.kvstore"):
+        subprocess.run([PY, "-c", code], check=True, timeout=120)  # fill it before timing
+    return cache
+
+
+def main() -> None:
+    args = parse_args()
+    cache = use_bytecode_cache()
+    scratch = Path(tempfile.mkdtemp(prefix="soup-bench-", dir=_scratch_root()))
+    bench = Bench(args, scratch)
+    doc: dict[str, Any] = {
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "kv_dir_on": "tmpfs" if _scratch_root() else "disk",
+        "count": args.count,
+        "warmup": args.warmup,
+        "bytecode_cache": cache,
+    }
+    try:
+        sections = set(args.sections)
+        if "round_trips" in sections:
+            doc["round_trips"] = bench.round_trips()
+        if "lifecycle" in sections:
+            doc["lifecycle"] = bench.lifecycle()
+        if "cold_start" in sections:
+            doc["cold_start"] = bench.cold_start()
+        if "throughput" in sections:
+            doc["throughput"] = bench.throughput()
+        if "keygen" in sections:
+            doc["keygen"] = keygen(args.keygen_repeat)
+    except BenchError as exc:
+        sys.exit(f"bench: {exc}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    doc["walls"] = walls(args.out)
+    doc["load_average"] = list(os.getloadavg())
+    doc["seconds"] = round(time.monotonic() - bench.started, 1)
+    print(bench_report.write(doc, args.out))
 
 
 def _scratch_root() -> str | None:
     shm = Path("/dev/shm")  # noqa: S108 - only the parent of a private mkdtemp directory
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--soup-go", default=str(ROOT / "build" / "bin" / "soup-go"))
-    parser.add_argument("--count", type=int, default=1000, help="timed Put+Get per run (1000)")
-    parser.add_argument("--warmup", type=int, default=100, help="untimed Put+Get per run (100)")
-    parser.add_argument("--repeat", type=int, default=4, help="rounds over all cases (4)")
-    parser.add_argument("--run-timeout", type=float, default=60.0, help="bound per run (s)")
-    parser.add_argument("--no-diagnostics", action="store_true", help="skip diagnostic rows")
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "reports")
-    args = parser.parse_args()
-
-    cases = [c for c in CASES if not (args.no_diagnostics and c.diagnostic)]
-    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cases}
-    started = time.monotonic()
-    scratch = tempfile.mkdtemp(prefix="soup-bench-", dir=_scratch_root())
-    try:
-        for round_no in range(1, args.repeat + 1):
-            for case in cases:
-                kv_dir = Path(scratch) / f"kv-{round_no}-{len(runs[case.name])}-{case.client}"
-                argv = command(case, args.soup_go, args.count, args.warmup, kv_dir)
-                print(
-                    f"bench: round {round_no}/{args.repeat}: {case.name} "
-                    f"({time.monotonic() - started:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                runs[case.name].append(run_once(argv, args.run_timeout))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    rows: list[dict[str, Any]] = []
-    for case in cases:
-        results = runs[case.name]
-        means = [float(r["round_trip_us"]["mean"]) for r in results]
-        p50s = [float(r["round_trip_us"]["p50"]) for r in results]
-        tls = results[-1].get("tls") or {}
-        rows.append(
-            {
-                "case": case.name,
-                "diagnostic": case.diagnostic,
-                "backend": tls.get("backend"),
-                "tls_version": tls.get("version"),
-                "mean_us": round(statistics.median(means), 1),
-                "p50_us": round(statistics.median(p50s), 1),
-                "runs_mean_us": [round(m, 1) for m in means],
-                "command": shlex.join(
-                    command(case, args.soup_go, args.count, args.warmup, Path("KV"))
-                ),
-            }
-        )
-    base = float(rows[0]["mean_us"])
-    for row in rows:
-        row["ratio_vs_go"] = round(float(row["mean_us"]) / base, 2)
-    by_name = {r["case"]: r for r in rows}
-
-    def paired(name: str, ref: str) -> float:
-        a, b = runs[name], runs[ref]
-        return statistics.median(
-            float(x["round_trip_us"]["mean"]) / float(y["round_trip_us"]["mean"])
-            for x, y in zip(a, b, strict=True)
-        )
-
-    openssl_vs_native = paired(OPENSSL, NATIVE)
-    relay_name = "Python->Python bridge relay without TLS"
-    relay_vs_native = paired(relay_name, NATIVE) if relay_name in runs else None
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "count": args.count,
-        "warmup": args.warmup,
-        "repeat": args.repeat,
-        "kv_dir_on": "tmpfs" if _scratch_root() else "disk",
-        "load_average": list(os.getloadavg()),
-        "cpus": os.cpu_count(),
-        "rows": rows,
-        "openssl_vs_native": round(openssl_vs_native, 3),
-        "relay_without_tls_vs_native": None
-        if relay_vs_native is None
-        else round(relay_vs_native, 3),
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = render(doc, by_name, openssl_vs_native, relay_vs_native)
-    (args.out / "bench.md").write_text(md)
-    print(md)
-
-
-def render(
-    doc: dict[str, Any],
-    by_name: dict[str, dict[str, Any]],
-    openssl_vs_native: float,
-    relay_vs_native: float | None,
-) -> str:
-    rows = doc["rows"]
-    load = ", ".join(f"{x:.1f}" for x in doc["load_average"])
-    lines = [
-        "# soup bench: one Put + one Get per iteration (ec-p256 on the Python side)",
-        "",
-        f"{doc['repeat']} rounds x {doc['count']} timed round trips per case "
-        f"(+{doc['warmup']} warm-up), cases interleaved per round; KV directory on "
-        f"{doc['kv_dir_on']}; {doc['cpus']} CPUs, load average {load} at the end. "
-        "Mean and p50 are the medians over the rounds; ratios use the mean.",
-        "",
-        "| case | TLS backend | mean round trip (us) | p50 (us) | ratio vs Go->Go |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        name = f"{r['case']} (diagnostic)" if r["diagnostic"] else r["case"]
-        backend = "openssl bridge, no TLS" if "without TLS" in r["case"] else r["backend"]
-        lines.append(
-            f"| {name} | {backend or '-'} | {r['mean_us']:.0f} | {r['p50_us']:.0f} "
-            f"| {r['ratio_vs_go']} |"
-        )
-    verdict = "within" if openssl_vs_native <= 1.2 else "over"
-    lines += [
-        "",
-        f"OpenSSL bridge vs native TLS, Python->Python ec-p256 (median of per-round ratios): "
-        f"x{openssl_vs_native:.2f} ({(openssl_vs_native - 1) * 100:+.0f}% time per Put+Get; "
-        f"target <= +20%: {verdict}).",
-    ]
-    if relay_vs_native is not None:
-        tls_part = openssl_vs_native - relay_vs_native
-        lines += [
-            "",
-            f"Where the OpenSSL cost goes: the same bridge relaying without TLS "
-            f"(scripts/bench_relay.py, diagnostic row) is x{relay_vs_native:.2f} of native, so "
-            f"of the {(openssl_vs_native - 1) * 100:+.0f}% the relay hop itself accounts for "
-            f"{(relay_vs_native - 1) * 100:+.0f} points and the TLS work for "
-            f"{tls_part * 100:+.0f}. The hop (one more Python thread wake-up with epoll_wait, "
-            "recv and send per message on each side: 8 per Put+Get) is paid by any bridge in "
-            "front of grpcio and grows with CPU contention on a 2-CPU machine.",
-        ]
-    lines.append("")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

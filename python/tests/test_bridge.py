@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from soup import bridge
+from soup import bridge, tlspipe
 from soup.bridge import BridgeError, TLSDialerBridge, TLSListenerBridge, private_socket_dir
 
 try:
@@ -570,7 +570,7 @@ def test_close_notify_keeps_queued_records(tmp_path: Path) -> None:
     pump()
     got = bytearray(client.read(16384))
     assert c_in.pending > 100_000  # many whole records still queued
-    bridge._queue_close_notify(client, c_in)
+    tlspipe.queue_close_notify(client, c_in)
     pump()
     assert server.read(1) == b""  # the close_notify arrived
     server.write(b"after our close_notify")
@@ -799,7 +799,9 @@ def test_no_threads_or_fds_left_after_close(tmp_path: Path) -> None:
     )
     target = dialer.start()
     dialer.first_handshake(TIMEOUT)
-    assert len(bridge_threads()) == 2
+    # One accept thread per bridge, one thread per relayed connection: the listener's
+    # relays the probed connection; the dialer's parked one has no thread until used.
+    assert len(bridge_threads()) == 3
     path = target.removeprefix("unix:")
     # live connections at close time, one finished connection
     live = []
@@ -865,3 +867,62 @@ def test_grpc_unary_through_both_bridges_p521(tmp_path: Path) -> None:
         server.stop(None).wait(TIMEOUT)
         shutil.rmtree(backend_dir, ignore_errors=True)
     assert bridge_threads() == []
+
+
+def test_backend_with_full_backlog_is_waited_for(tmp_path: Path) -> None:
+    """A busy backend (accept queue full: connect says EAGAIN) delays, not drops, a client."""
+    backend_dir = private_socket_dir()
+    backend_path = str(backend_dir / "busy.sock")
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    busy.bind(backend_path)
+    busy.listen(0)
+    fillers: list[socket.socket] = []
+    while True:  # fill the accept queue until the kernel says EAGAIN
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        fillers.append(filler)
+        try:
+            filler.connect(backend_path)
+        except BlockingIOError:
+            break
+    fillers.pop().close()
+    waiting = threading.Event()
+
+    class Waiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "full backlog" in record.getMessage():
+                waiting.set()
+
+    logger = logging.getLogger(f"test.bridge.backlog.{id(waiting)}")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Waiting())
+    sock, _, address = listen_socket("unix", tmp_path)
+    listener = TLSListenerBridge(
+        sock,
+        server_context(pair("ec-p256"), pair("ec-p256"), tmp_path),
+        backend_path,
+        logger=logger,
+    )
+    listener.start()
+    ctx = client_context(pair("ec-p256"), pair("ec-p256"), tmp_path)
+    try:
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(TIMEOUT)
+        raw.connect(address)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"ping")
+            assert waiting.wait(TIMEOUT)  # the bridge is connecting, the queue is full
+            for _ in fillers:  # make room: the waiting connect completes
+                busy.accept()[0].close()
+            conn, _ = busy.accept()
+            with conn:
+                assert conn.recv(4) == b"ping"
+                conn.sendall(b"pong")
+            assert tls.recv(4) == b"pong"
+        assert listener.last_error is None
+    finally:
+        listener.close()
+        for filler in fillers:
+            filler.close()
+        busy.close()
+        shutil.rmtree(backend_dir, ignore_errors=True)

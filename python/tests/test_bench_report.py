@@ -1,0 +1,151 @@
+"""The bench report's rendering on synthetic results (no processes, no timing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import bench_report
+
+
+def spread(median: float) -> dict[str, Any]:
+    return {"runs": 3, "min": median * 0.9, "median": median, "max": median * 1.2}
+
+
+def trip(case: str, mean: float, backend: str | None = "go") -> dict[str, Any]:
+    return {
+        "case": case,
+        "tls": backend is not None,
+        "backend": backend,
+        "mean_us": spread(mean),
+        "p50_us": spread(mean),
+    }
+
+
+def load(host: str, plugin: str, ops: float, rss: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "host": host,
+        "plugin": plugin,
+        "concurrency": 32,
+        "count_per_caller": 2000,
+        "calls": 128000,
+        "load_row": host == "go",
+        "ops_per_s": ops,
+        "p50_us": 100.0,
+        "p99_us": 900.0,
+        "rss_before_kib": rss[0],
+        "rss_after_kib": rss[1],
+    }
+
+
+def synthetic() -> dict[str, Any]:
+    return {
+        "cpus": 2,
+        "count": 1000,
+        "warmup": 100,
+        "kv_dir_on": "tmpfs",
+        "load_average": [1.0, 2.0, 3.0],
+        "seconds": 60,
+        "round_trips": [
+            trip("Go->Go", 300),
+            trip("Go->floor (grpcio minimum), plaintext", 700, None),
+            trip("Go->Python plaintext", 770, None),  # x1.10 the floor: met
+            trip("Go->Python native", 1050, "native"),  # x1.50 the floor: not met
+            trip("Python->Go", 510, "openssl"),  # x1.70 Go->Go: met
+        ],
+        "lifecycle": [
+            {"case": "Go->Go", "wall_ms": spread(30), "steps_ms": {"spawn": 10.0, "put": 1.0}},
+            {"case": "Go->Python", "wall_ms": spread(210), "steps_ms": {"spawn": 150.0}},
+        ],
+        "cold_start": {
+            "spawn_to_handshake_ms": spread(180),
+            "floor_spawn_to_handshake_ms": spread(120),
+            "interpreter_ms": spread(10),
+            "imports_ms": 140.0,
+            "imports_traced_ms": 160.0,
+            "keygen_ms": spread(1.5),
+            "rest_ms": 28.5,
+            "importtime_top": bench_report.parse_importtime(IMPORTTIME)["top"],
+            "key_type": "ec-p256",
+        },
+        "throughput": [
+            load("go", "soup-go", 2000, (16000, 17000)),
+            load("go", "soup native", 1000, (50000, 70000)),  # 50 %: met; +19.5 MiB: not met
+        ],
+        "keygen": [
+            {"key_type": "ec-p256", "ms": spread(1.0)},
+            {"key_type": "rsa-2048", "ms": spread(80.0)},
+        ],
+        "walls": [{"report": "proof", "seconds": 42.0}],
+    }
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   _io
+import time:      2000 |      90000 | grpc
+import time:      5000 |      60000 |   grpc._cython.cygrpc
+import time:       300 |        300 |     grpc._cython
+import time:      1000 |      30000 | cryptography.x509
+unrelated line
+"""
+
+
+def test_parse_importtime_totals_and_ranks() -> None:
+    parsed = bench_report.parse_importtime(IMPORTTIME)
+    # The name column: one space at the top level, two more per nesting level.
+    names = [e["module"] for e in parsed["top"]]
+    assert names[:2] == ["grpc", "grpc._cython.cygrpc"]
+    assert "grpc._cython" not in names  # depth 2: below the list's cut
+    grpc = parsed["top"][0]
+    assert grpc == {"module": "grpc", "depth": 0, "self_ms": 2.0, "cumulative_ms": 90.0}
+    assert parsed["total_ms"] == 120.0  # grpc + cryptography.x509 (the top level)
+
+
+def test_ratios_and_targets() -> None:
+    doc = synthetic()
+    bench_report.ratios(doc)
+    trips = {r["case"]: r for r in doc["round_trips"]}
+    assert trips["Go->Python plaintext"]["ratio_vs_floor"] == 1.1
+    assert trips["Python->Go"]["ratio_vs_go"] == 1.7
+    assert doc["lifecycle"][1]["ratio_vs_go"] == 7.0
+    assert doc["cold_start"]["ratio_vs_floor"] == 1.5
+    assert doc["throughput"][1]["vs_soup_go"] == 0.5
+    assert doc["keygen"][1]["ratio_vs_ec_p256"] == 80.0
+    found = {t["target"]: t for t in bench_report.targets(doc)}
+    assert found["Go->Python plaintext vs floor"]["met"] is True
+    assert found["Go->Python native (mTLS) vs floor"]["met"] is False
+    assert found["Go->Python openssl (mTLS) vs floor"]["met"] is None  # not in this run
+    assert found["Python->Go vs Go->Go"]["met"] is True
+    assert found["Python plugin spawn to handshake line (ms)"]["met"] is False
+    assert found["lifecycle Go->Python vs Go->Go"]["met"] is False
+    assert found["c=32 soup native ops/s vs soup-go"]["met"] is True
+    assert found["c=32 soup native RSS growth (MiB)"] == {
+        "target": "c=32 soup native RSS growth (MiB)",
+        "value": 19.5,
+        "limit": "<= 10",
+        "met": False,
+    }
+
+
+def test_markdown_and_json_written(tmp_path: Path) -> None:
+    markdown = bench_report.write(synthetic(), tmp_path)
+    assert (tmp_path / "bench.md").read_text() == markdown
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["targets"]
+    assert (
+        "| Go->Python plaintext | plaintext | 770 (693-924, n=3) | 770 | x2.57 | x1.10 |"
+        in markdown
+    )
+    assert (
+        "| go | soup native | 32 **load row** | 128000 | 1000 | x0.50 | 100 | 900 | 50000 -> 70000 |"
+        in markdown
+    )
+    assert "| Go->Python native (mTLS) vs floor | 1.5 | <= 1.3 | **no** |" in markdown
+    assert "| Go->Python openssl (mTLS) vs floor | - | <= 1.3 | not measured |" in markdown
+    assert "| grpc (0) | 90 | 2 |" in markdown
+    assert "- proof: 42 s" in markdown
+    assert "outside the steps (process start/exit) 19" in markdown  # 30 - (10 + 1)

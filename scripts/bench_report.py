@@ -1,0 +1,342 @@
+"""Rendering of the bench's results: ratios, issue-10 targets, Markdown, JSON and a chart.
+
+Pure functions of the results document that scripts/bench.py builds (no processes
+here), so the rendering is tested on synthetic data (python/tests/test_bench_report.py).
+matplotlib (the ``bench`` extra) is imported only to draw the chart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("round_trips", "lifecycle", "cold_start", "throughput", "keygen")
+GO_GO = "Go->Go"
+FLOOR = "Go->floor (grpcio minimum), plaintext"
+MIB = 1024
+
+
+def parse_importtime(stderr: str, top: int = 12) -> dict[str, Any]:
+    """Total and heaviest imports from ``python -X importtime`` output (stderr).
+
+    Lines look like ``import time:   123 |   4567 |   package.module``; nesting is the
+    indentation of the name. The total is the sum over top-level imports; the list has
+    the heaviest top-level and first-level imports by cumulative time.
+    """
+    entries: list[dict[str, Any]] = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        parts = line[len("import time:") :].split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue  # the header line
+        name = parts[2].rstrip()
+        depth = (len(name) - len(name.lstrip()) - 1) // 2  # " a": 0, "   a.b": 1
+        entries.append(
+            {
+                "module": name.strip(),
+                "depth": depth,
+                "self_ms": round(int(parts[0]) / 1000, 1),
+                "cumulative_ms": round(int(parts[1]) / 1000, 1),
+            }
+        )
+    total = sum(e["cumulative_ms"] for e in entries if e["depth"] == 0)
+    shallow = [e for e in entries if e["depth"] <= 1]
+    shallow.sort(key=lambda e: -e["cumulative_ms"])
+    return {"total_ms": round(total, 1), "top": shallow[:top]}
+
+
+def _median(row: dict[str, Any], key: str) -> float:
+    return float(row[key]["median"])
+
+
+def ratios(doc: dict[str, Any]) -> None:
+    """Add ratio_vs_go / ratio_vs_floor to the rows, from medians of the same run."""
+    trips = {r["case"]: r for r in doc.get("round_trips", [])}
+    go = trips.get(GO_GO)
+    floor = trips.get(FLOOR)
+    for row in trips.values():
+        mean = _median(row, "mean_us")
+        row["ratio_vs_go"] = round(mean / _median(go, "mean_us"), 2) if go else None
+        row["ratio_vs_floor"] = round(mean / _median(floor, "mean_us"), 2) if floor else None
+    cycles = {r["case"]: r for r in doc.get("lifecycle", [])}
+    base = cycles.get(GO_GO)
+    for row in cycles.values():
+        row["ratio_vs_go"] = (
+            round(_median(row, "wall_ms") / _median(base, "wall_ms"), 2) if base else None
+        )
+    load = doc.get("throughput", [])
+    for row in load:
+        ref = next(
+            (
+                r
+                for r in load
+                if r["host"] == row["host"]
+                and r["plugin"] == "soup-go"
+                and r["concurrency"] == row["concurrency"]
+            ),
+            None,
+        )
+        row["vs_soup_go"] = round(row["ops_per_s"] / ref["ops_per_s"], 2) if ref else None
+    start = doc.get("cold_start")
+    if start:
+        start["ratio_vs_floor"] = round(
+            _median(start, "spawn_to_handshake_ms") / _median(start, "floor_spawn_to_handshake_ms"),
+            2,
+        )
+    keys = doc.get("keygen", [])
+    p256 = next((k for k in keys if k["key_type"] == "ec-p256"), None)
+    for row in keys:
+        row["ratio_vs_ec_p256"] = (
+            round(_median(row, "ms") / _median(p256, "ms"), 2) if p256 else None
+        )
+
+
+def _target(
+    name: str, value: float | None, limit: float, *, at_most: bool = True
+) -> dict[str, Any]:
+    met = None if value is None else (value <= limit if at_most else value >= limit)
+    return {
+        "target": name,
+        "value": value,
+        "limit": ("<= " if at_most else ">= ") + f"{limit:g}",
+        "met": met,
+    }
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 10's targets, judged on this run's medians (None: not measured this run)."""
+    trips = {r["case"]: r for r in doc.get("round_trips", [])}
+
+    def trip(case: str, key: str) -> float | None:
+        return trips[case].get(key) if case in trips else None
+
+    found = [
+        _target(
+            "Go->Python plaintext vs floor", trip("Go->Python plaintext", "ratio_vs_floor"), 1.15
+        ),
+        _target(
+            "Go->Python native (mTLS) vs floor", trip("Go->Python native", "ratio_vs_floor"), 1.3
+        ),
+        _target(
+            "Go->Python openssl (mTLS) vs floor", trip("Go->Python openssl", "ratio_vs_floor"), 1.3
+        ),
+        _target("Python->Go vs Go->Go", trip("Python->Go", "ratio_vs_go"), 1.8),
+        _target("Go->Python native vs Go->Go", trip("Go->Python native", "ratio_vs_go"), 3.0),
+        _target("Go->Python openssl vs Go->Go", trip("Go->Python openssl", "ratio_vs_go"), 3.0),
+        _target(
+            "Python->Python native vs Go->Go", trip("Python->Python native", "ratio_vs_go"), 3.5
+        ),
+        _target(
+            "Python->Python openssl vs Go->Go", trip("Python->Python openssl", "ratio_vs_go"), 3.5
+        ),
+    ]
+    start = doc.get("cold_start")
+    found.append(
+        _target(
+            "Python plugin spawn to handshake line (ms)",
+            _median(start, "spawn_to_handshake_ms") if start else None,
+            170,
+        )
+    )
+    cycles = {r["case"]: r for r in doc.get("lifecycle", [])}
+    found.append(
+        _target(
+            "lifecycle Go->Python vs Go->Go",
+            cycles["Go->Python"]["ratio_vs_go"] if "Go->Python" in cycles else None,
+            6.0,
+        )
+    )
+    for row in doc.get("throughput", []):
+        if row["host"] == "go" and row["concurrency"] == 32 and row["plugin"].startswith("soup "):
+            found.append(
+                _target(
+                    f"c=32 {row['plugin']} ops/s vs soup-go", row["vs_soup_go"], 0.45, at_most=False
+                )
+            )
+            growth = (row["rss_after_kib"] or 0) - (row["rss_before_kib"] or 0)
+            found.append(
+                _target(f"c=32 {row['plugin']} RSS growth (MiB)", round(growth / MIB, 1), 10)
+            )
+    return found
+
+
+def _spread(s: dict[str, Any], unit: str = "") -> str:
+    return f"{s['median']:g}{unit} ({s['min']:g}-{s['max']:g}, n={s['runs']})"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
+def _table(title: str, intro: list[str], headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown section: heading, intro lines, one table."""
+    lines = [f"## {title}", "", *intro, *([""] if intro else [])]
+    lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _round_trip_lines(doc: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            f"{r['case']} (diagnostic)" if r.get("diagnostic") else r["case"],
+            r.get("backend") or ("-" if r.get("tls") else "plaintext"),
+            _spread(r["mean_us"]),
+            f"{r['p50_us']['median']:g}",
+            _ratio(r.get("ratio_vs_go")),
+            _ratio(r.get("ratio_vs_floor")),
+        ]
+        for r in doc["round_trips"]
+    ]
+    headers = ["case", "TLS backend", "mean us: median (min-max, runs)", "p50 us"]
+    return _table("Round trips (one Put + one Get)", [], [*headers, "vs Go->Go", "vs floor"], rows)
+
+
+def _lifecycle_lines(doc: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in doc["lifecycle"]:
+        steps = ", ".join(f"{k} {v:g}" for k, v in r["steps_ms"].items())
+        outside = r["wall_ms"]["median"] - sum(r["steps_ms"].values())
+        steps += f"; outside the steps (process start/exit) {outside:.0f}"
+        rows.append([r["case"], _spread(r["wall_ms"]), _ratio(r.get("ratio_vs_go")), steps])
+    headers = ["direction", "wall ms: median (min-max, runs)", "vs Go->Go", "steps (median ms)"]
+    return _table("Lifecycle (`rpc client test`: host spawn to exit)", [], headers, rows)
+
+
+def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
+    s = doc["cold_start"]
+    intro = [
+        f"- soup plugin ({s['key_type']}): {_spread(s['spawn_to_handshake_ms'], ' ms')}; "
+        f"floor plugin: {_spread(s['floor_spawn_to_handshake_ms'], ' ms')} "
+        f"({_ratio(s.get('ratio_vs_floor'))} the floor)",
+        f"- breakdown (medians): interpreter {s['interpreter_ms']['median']:g} ms, imports "
+        f"{s['imports_ms']:g} ms (`import soup.cli` less the bare interpreter), key generation "
+        f"{s['keygen_ms']['median']:g} ms, the rest (listen, TLS setup, handshake line) "
+        f"{s['rest_ms']:g} ms",
+        "",
+        f"Heaviest imports, from one `-X importtime` run of the plugin (tracing slows it: "
+        f"{s['imports_traced_ms']:g} ms in all there):",
+    ]
+    rows = [
+        [f"{e['module']} ({e['depth']})", f"{e['cumulative_ms']:g}", f"{e['self_ms']:g}"]
+        for e in s["importtime_top"]
+    ]
+    headers = ["import (depth)", "cumulative ms", "self ms"]
+    return _table("Python plugin cold start (spawn to handshake line)", intro, headers, rows)
+
+
+def _throughput_lines(doc: dict[str, Any]) -> list[str]:
+    intro = [
+        "The Go host opens one connection per caller; the Python host runs its callers as "
+        "threads over its one channel. **Load row** = Go host, 32 connections: every call "
+        "succeeded (a failed call fails the bench)."
+    ]
+    rows = [
+        [
+            r["host"],
+            r["plugin"],
+            f"{r['concurrency']}{' **load row**' if r.get('load_row') else ''}",
+            r["calls"],
+            f"{r['ops_per_s']:g}",
+            _ratio(r.get("vs_soup_go")),
+            f"{r['p50_us']:g}",
+            f"{r['p99_us']:g}",
+            f"{r['rss_before_kib']} -> {r['rss_after_kib']}",
+        ]
+        for r in doc["throughput"]
+    ]
+    headers = ["host", "plugin", "callers", "calls", "ops/s", "vs soup-go", "p50 us", "p99 us"]
+    title = "Throughput (callers at once; ops = Put+Get round trips; one run each)"
+    return _table(title, intro, [*headers, "plugin RSS KiB before -> after"], rows)
+
+
+def _keygen_lines(doc: dict[str, Any]) -> list[str]:
+    rows = [
+        [r["key_type"], _spread(r["ms"]), _ratio(r.get("ratio_vs_ec_p256"))] for r in doc["keygen"]
+    ]
+    headers = ["key type", "ms: median (min-max, runs)", "vs ec-p256"]
+    return _table("Key generation (soup.certs.self_signed, in process)", [], headers, rows)
+
+
+def _target_lines(found: list[dict[str, Any]]) -> list[str]:
+    verdicts = {True: "yes", False: "**no**", None: "not measured"}
+    rows = [
+        [t["target"], "-" if t["value"] is None else t["value"], t["limit"], verdicts[t["met"]]]
+        for t in found
+    ]
+    return _table("Issue 10 targets (this run)", [], ["target", "value", "limit", "met"], rows)
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    load = ", ".join(f"{x:.1f}" for x in doc.get("load_average", []))
+    lines = [
+        "# soup bench" + (" (--quick: a smoke run, not a measurement)" if doc.get("quick") else ""),
+        "",
+        f"{doc.get('cpus')} CPUs, load average {load or '-'} at the end; KV directories on "
+        f"{doc.get('kv_dir_on')}; {doc.get('count')} timed round trips per round-trip run "
+        f"(+{doc.get('warmup')} warm-up); bench wall time {doc.get('seconds', 0):.0f} s; "
+        f"Python bytecode cache {doc.get('bytecode_cache', '-')}. "
+        "Ratios are of medians from this run.",
+        "",
+    ]
+    renderers = {
+        "round_trips": _round_trip_lines,
+        "lifecycle": _lifecycle_lines,
+        "cold_start": _cold_start_lines,
+        "throughput": _throughput_lines,
+        "keygen": _keygen_lines,
+    }
+    for section in SECTIONS:
+        if doc.get(section):
+            lines += renderers[section](doc)
+    if doc.get("walls"):
+        lines += ["## Wall time of the last conformance runs", ""]
+        lines += [f"- {w['report']}: {w['seconds']:g} s" for w in doc["walls"]]
+        lines.append("")
+    lines += _target_lines(doc.get("targets", []))
+    return "\n".join(lines)
+
+
+def render_chart(doc: dict[str, Any], path: Path) -> bool:
+    """Round-trip ratios and throughput as one PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - optional (the bench extra)
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    trips = [r for r in doc.get("round_trips", []) if r.get("ratio_vs_go") is not None]
+    load = [r for r in doc.get("throughput", []) if r["concurrency"] == 32]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    left.barh([r["case"] for r in trips], [r["ratio_vs_go"] for r in trips], color="tab:blue")
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.set_xlabel("mean Put+Get time vs Go->Go (x)")
+    left.invert_yaxis()
+    right.barh(
+        [f"{r['host']} host -> {r['plugin']}" for r in load],
+        [r["ops_per_s"] for r in load],
+        color="tab:green",
+    )
+    right.set_xlabel("Put+Get round trips per second, 32 callers")
+    right.invert_yaxis()
+    fig.suptitle("soup bench" + (" (quick smoke run)" if doc.get("quick") else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write(doc: dict[str, Any], out: Path) -> str:
+    """Add ratios and targets, write bench.json, bench.md and bench.png; returns the Markdown."""
+    ratios(doc)
+    doc["targets"] = targets(doc)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    markdown = render_markdown(doc)
+    if render_chart(doc, out / "bench.png"):
+        markdown += "\n![bench chart](bench.png)\n"
+    (out / "bench.md").write_text(markdown)
+    return markdown
