@@ -88,7 +88,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rpc", "server-start", "--tls-mode", "manual", "--cert-file", "c"}, "requires --key-file"},
 		{[]string{"rpc", "server-start", "--transport", "udp"}, "invalid --transport"},
 		{[]string{"rpc", "server-start", "--bogus"}, "flag provided but not defined"},
-		{[]string{"rpc", "client", "test"}, "--server is required"},
+		{[]string{"rpc", "client", "test"}, "--server or --reattach is required"},
 		{[]string{"rpc", "client", "test", "--server", "x", "--key-type", "rsa-1024"}, "invalid --key-type"},
 		{[]string{"rpc", "client", "test", "--server", "'x"}, "no closing quotation"},
 		{[]string{"rpc", "kv", "put", "k", "--server", "x"}, "expected 2 argument(s), got 1"},
