@@ -34,11 +34,13 @@ const (
 	// Python store uses the same, so either removes the other's leftovers.
 	tmpFilePrefix = ".tmp-"
 
-	// The plugin's own temporary directories (removed on every exit path).
-	kvTempPattern     = "soup-go-kv-"
-	socketTempPattern = "soup-go-sock-"
+	// runDirPattern names the plugin's own temporary directory (socket and
+	// temporary KV store), removed on every exit path.
+	// Both names are short: a unix socket path has at most 104-108 bytes,
+	// and the plugin's socket may sit in its directory in the host's.
+	runDirPattern = "soup-go-p-"
 	// hostSocketPattern is the private PLUGIN_UNIX_SOCKET_DIR a host hands its plugin.
-	hostSocketPattern = "soup-go-host-"
+	hostSocketPattern = "soup-go-h-"
 )
 
 // Bounds of the host and the plugin.

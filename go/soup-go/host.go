@@ -73,7 +73,8 @@ func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
 		Logger:           hostLogger(logOut),
 	}
 	// gRPC-Go waits at least 20 s for a connection attempt that hangs (an
-	// address that accepts and never answers); --timeout is the bound instead.
+	// address that accepts and never answers), and go-plugin's Client()
+	// waits for it (its stdio stream); connect's bound is the limit instead.
 	setDialOptions(h.cfg,
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: h.connectBound()}),
 		grpc.WithChainUnaryInterceptor(h.boundShutdown))
@@ -273,6 +274,10 @@ func (h *host) connect() error {
 		// unknown-authority error; say what happened instead.
 		return errors.New(noCertMsg)
 	}
+	// The bound starts here: go-plugin's Client() already waits for the connection.
+	bound := h.connectBound()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
 	rpc, err := h.client.Client()
 	if err != nil {
 		return err
@@ -282,9 +287,6 @@ func (h *host) connect() error {
 		return err
 	}
 	h.kv = raw.(*kvClient)
-	bound := h.connectBound()
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
 	conn := h.kv.conn
 	conn.Connect()
 	for {
@@ -297,6 +299,11 @@ func (h *host) connect() error {
 			_, err := grpc_health_v1.NewHealthClient(conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
 			if err == nil {
 				return nil
+			}
+			if dl, _ := ctx.Deadline(); time.Until(dl) < bound/10 {
+				// gRPC's own connect timeout (set to bound) ended the attempt.
+				return fmt.Errorf("no connection to the plugin at %s %s within %s: it accepted the connection but did not answer",
+					h.addr.Network(), h.addr, bound)
 			}
 			return fmt.Errorf("connecting to the plugin at %s %s failed: %s", h.addr.Network(), h.addr, status.Convert(err).Message())
 		}

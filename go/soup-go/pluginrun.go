@@ -105,8 +105,8 @@ func announce(rc *plugin.ReattachConfig, front *tcpFront, stdout, stderr io.Writ
 }
 
 // stopServe ends Serve: cancel ends it in debug mode, Stop on the gRPC server
-// otherwise (once Serve has built it). Bounded: Serve may be stuck before it
-// has a server, and then the process exits without it.
+// otherwise (once Serve has built it). Bounded: Serve may be stuck (before it
+// has a server, or in go-plugin's muxer), and then the process exits without it.
 func stopServe(cancel context.CancelFunc, server *atomic.Pointer[grpc.Server], served <-chan struct{}) error {
 	cancel()
 	deadline := time.After(stopBound)
@@ -115,7 +115,9 @@ func stopServe(cancel context.CancelFunc, server *atomic.Pointer[grpc.Server], s
 	stopped := false
 	for {
 		if s := server.Load(); s != nil && !stopped {
-			s.Stop()
+			// In a goroutine: with PLUGIN_MULTIPLEX_GRPC go-plugin's muxer
+			// blocks closing its listener until a host has connected.
+			go s.Stop()
 			stopped = true
 		}
 		select {

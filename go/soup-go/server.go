@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -68,7 +69,7 @@ func serverStart(args []string, stdout, stderr io.Writer) int {
 	opts.tls.register(c.fs, goPluginKeyType)
 	hf.register(c.fs)
 	c.fs.StringVar(&opts.transport, "transport", "unix", "unix (what go-plugin does on Linux) or tcp (127.0.0.1, through a front; see tcpfront.go)")
-	c.fs.StringVar(&opts.kvDir, "kv-dir", "", "directory of the KV store (default: a fresh temporary directory removed at exit)")
+	c.fs.StringVar(&opts.kvDir, "kv-dir", "", "directory of the KV store (default: a temporary one in the plugin's run directory, removed at exit)")
 	c.fs.BoolVar(&opts.debug, "debug", false, "debug mode: no host, print the reattach config (JSON) on stdout, serve until Shutdown or SIGTERM")
 	return c.run(args, stdout, stderr, func(pos []string) (int, error) {
 		if len(pos) > 0 {
@@ -126,18 +127,15 @@ func servePlugin(opts pluginOptions, stdout, stderr io.Writer) (int, error) {
 	logger := pluginLogger(stderr)
 	cfg.Logger = logger
 
-	sockDir, err := privateSocketDir()
+	runDir, err := privateRunDir()
 	if err != nil {
 		return 1, err
 	}
-	defer removeAll(logger, sockDir)
+	defer removeAll(logger, runDir)
 	if opts.kvDir == "" {
-		dir, err := os.MkdirTemp("", kvTempPattern)
-		if err != nil {
-			return 1, err
-		}
-		defer removeAll(logger, dir)
-		opts.kvDir = dir
+		// Inside the run directory: a host that hands out a private
+		// PLUGIN_UNIX_SOCKET_DIR removes it even after a SIGKILL.
+		opts.kvDir = filepath.Join(runDir, "kv")
 	}
 	if kv.store, err = openFileStore(opts.kvDir); err != nil {
 		return 1, err
@@ -184,13 +182,14 @@ func pluginTLS(tf tlsFlags, clientCert string) (func() (*tls.Config, error), err
 	return nil, nil
 }
 
-// privateSocketDir makes a directory of the plugin's own for go-plugin's
-// socket (inside the host's PLUGIN_UNIX_SOCKET_DIR if it gave one) and points
-// PLUGIN_UNIX_SOCKET_DIR at it. go-plugin does not remove its socket on every
-// path (an unknown PLUGIN_UNIX_SOCKET_GROUP, a stop with the gRPC muxer), so
-// removing this directory at exit removes whatever it left.
-func privateSocketDir() (string, error) {
-	dir, err := os.MkdirTemp(os.Getenv(envUnixSocketDir), socketTempPattern)
+// privateRunDir makes the plugin's own directory (inside the host's
+// PLUGIN_UNIX_SOCKET_DIR if it gave one) for go-plugin's socket and a
+// temporary KV store, and points PLUGIN_UNIX_SOCKET_DIR at it. go-plugin does
+// not remove its socket on every path (an unknown PLUGIN_UNIX_SOCKET_GROUP, a
+// stop with the gRPC muxer), so removing this directory at exit removes
+// whatever it left.
+func privateRunDir() (string, error) {
+	dir, err := os.MkdirTemp(os.Getenv(envUnixSocketDir), runDirPattern)
 	if err != nil {
 		return "", err
 	}
