@@ -87,14 +87,23 @@ func waitExit(t *testing.T, cmd *exec.Cmd, bound time.Duration) int {
 	return -1
 }
 
-// gone: no such process, or a zombie nobody reaped yet (it has exited).
-func gone(pid int) bool {
+// procState is the state letter of /proc/PID/stat ("" if there is no such process).
+func procState(pid int) string {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		return ""
 	}
 	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
+	if len(fields) == 0 {
+		return ""
+	}
+	return fields[0]
+}
+
+// gone: no such process, or a zombie nobody reaped yet (it has exited).
+func gone(pid int) bool {
+	st := procState(pid)
+	return st == "" || st == "Z"
 }
 
 // shortTempDir is a TMPDIR for a plugin: t.TempDir's long names would push
@@ -350,6 +359,12 @@ func TestE2EStoppedPluginIsDetected(t *testing.T) {
 	}
 	if err := syscall.Kill(h.pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
+	}
+	// The stop takes effect asynchronously: wait (bounded) until the kernel says so.
+	for deadline := time.Now().Add(processBound); procState(h.pid()) != "T"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin not stopped within %s (state %q)", processBound, procState(h.pid()))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
