@@ -58,16 +58,21 @@ func TestTLSFlagsValidate(t *testing.T) {
 		{tlsFlags{mode: "manual", keyType: "ec-p521", certFile: "c", keyFile: "k", caFile: "a"}, ""},
 	}
 	for _, c := range cases {
-		err := c.f.validate()
-		if c.want == "" {
-			if err != nil {
-				t.Errorf("%+v: %v", c.f, err)
-			}
-			continue
+		checkUsage(t, c.f, c.f.validate(), c.want)
+	}
+}
+
+// checkUsage: want "" means no error, else a usage error containing want.
+func checkUsage(t *testing.T, input any, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Errorf("%+v: %v", input, err)
 		}
-		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: got %v, want usage error containing %q", c.f, err, c.want)
-		}
+		return
+	}
+	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), want) {
+		t.Errorf("%+v: got %v, want a usage error containing %q", input, err, want)
 	}
 }
 

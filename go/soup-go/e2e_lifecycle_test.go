@@ -414,3 +414,12 @@ func TestE2EAddressThatNeverAnswers(t *testing.T) {
 		t.Fatalf("took %s with --timeout 1", took)
 	}
 }
+
+// A first stdout line over 64 KiB is named as such, not as an early exit.
+func TestE2EHandshakeLineTooLong(t *testing.T) {
+	fake := `sh -c 'head -c 70000 /dev/zero | tr "\0" x; echo; exec sleep 30'`
+	code, r := clientTestJSON(t, "--tls-mode", "disabled", "--timeout", "5", "--server", fake)
+	if code != 1 || !strings.HasPrefix(deref(r.Error), "the plugin's first line on stdout is longer than 64 KiB") {
+		t.Fatalf("exit %d, %q", code, deref(r.Error))
+	}
+}

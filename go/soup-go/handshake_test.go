@@ -116,16 +116,7 @@ func TestHostFlagsServerOrReattach(t *testing.T) {
 		c.f.timeout = 1
 		c.f.tls = tlsFlags{mode: "disabled", keyType: goPluginKeyType}
 		c.f.hs = handshakeFlags{cookieKey: "K", cookieValue: "V", versions: "1"}
-		err := c.f.validate()
-		if c.want == "" {
-			if err != nil {
-				t.Errorf("%+v: %v", c.f, err)
-			}
-			continue
-		}
-		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v; want a usage error with %q", c.f, err, c.want)
-		}
+		checkUsage(t, c.f, c.f.validate(), c.want)
 	}
 	f := hostFlags{server: "a 'b c'", timeout: 1, tls: tlsFlags{mode: "disabled", keyType: goPluginKeyType},
 		hs: handshakeFlags{cookieKey: "K", cookieValue: "V", versions: "1"}}

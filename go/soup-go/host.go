@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -57,6 +59,7 @@ type host struct {
 	addr      net.Addr
 	kv        *kvClient
 	hung      atomic.Bool // the plugin did not answer Shutdown in time
+	scan      lineTooLong // go-plugin's stdout scanner gave up on a long line
 }
 
 // newHost prepares the go-plugin ClientConfig: handshake, bounded dialing,
@@ -70,7 +73,7 @@ func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     opts.timeout,
 		Stderr:           h.ident,
-		Logger:           hostLogger(logOut),
+		Logger:           hostLogger(logOut, &h.scan),
 	}
 	// gRPC-Go waits at least 20 s for a connection attempt that hangs (an
 	// address that accepts and never answers), and go-plugin's Client()
@@ -174,9 +177,24 @@ func hostEnviron() []string {
 
 // hostLogger is go-plugin's logger on the host side. Always stderr: stdout
 // carries only the result. Quiet by default (the plugin's stderr is kept
-// for the result); SOUP_LOG_LEVEL=debug shows everything.
-func hostLogger(w io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "soup.host", Level: logLevel(hclog.Error), Output: w})
+// for the result); SOUP_LOG_LEVEL=debug shows everything. Its errors also go
+// to errs, whatever the level.
+func hostLogger(w io.Writer, errs io.Writer) hclog.Logger {
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "soup.host", Level: logLevel(hclog.Error), Output: w})
+	l.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Error, Output: errs}))
+	return l
+}
+
+// lineTooLong watches go-plugin's error log for its stdout scanner giving
+// up (bufio.Scanner's 64 KiB line limit): go-plugin then reports "Failed to
+// read any lines" as if the plugin had printed nothing.
+type lineTooLong struct{ seen atomic.Bool }
+
+func (l *lineTooLong) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(bufio.ErrTooLong.Error())) {
+		l.seen.Store(true)
+	}
+	return len(p), nil
 }
 
 // connectBound bounds the connection (TLS handshake included): --timeout,
@@ -229,6 +247,8 @@ func (h *host) start() (err error) {
 func (h *host) startError(err error) error {
 	msg := err.Error()
 	switch {
+	case h.scan.seen.Load():
+		msg = "the plugin's first line on stdout is longer than 64 KiB (go-plugin's limit), so it is no handshake line"
 	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
 		// go-plugin appends generic notes (architecture, permissions) that
 		// hide the real reason: the exit status and stderr below.
