@@ -54,8 +54,9 @@ const (
 	exitWait = 2 * time.Second
 	// parentPoll is how often a plugin checks that its host still lives.
 	parentPoll = 200 * time.Millisecond
-	// stopBound bounds the plugin's own stop (server stop, front close).
-	stopBound = 2 * time.Second
+	// stopBound bounds the plugin's own stop (server stop, front close); with
+	// parentPoll it keeps the exit after the host's death under 2 s.
+	stopBound = 1500 * time.Millisecond
 	// stderrTail is how much of the plugin's stderr the host keeps.
 	stderrTail = 4096
 )

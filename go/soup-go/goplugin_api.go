@@ -3,7 +3,7 @@ package main
 // Every use of a go-plugin API that is not in all the releases soup-go is
 // built against lives here, so that a build for another release swaps this
 // one file (build tags) and nothing else:
-//   - ClientConfig.SkipHostEnv (v1.6.0+),
+//   - ClientConfig.SkipHostEnv (v1.5.0+),
 //   - ClientConfig.GRPCDialOptions,
 //   - ServeConfig.Test / ServeTestConfig (debug mode, reattach config).
 // soup-go does not use ClientConfig.UnixSocketConfig or GRPCBrokerMultiplex:

@@ -217,7 +217,7 @@ func (f *tcpFront) Close() {
 	select {
 	case <-done:
 	case <-time.After(stopBound):
-		f.logger.Warn("tcp front goroutines did not stop within 2 s")
+		f.logger.Warn("tcp front goroutines did not stop in time", "bound", stopBound)
 	}
 	if f.r != nil {
 		_ = f.r.Close()
