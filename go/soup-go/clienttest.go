@@ -1,5 +1,7 @@
 package main
 
+// The test script of `rpc client test` and the TLS evidence it reports.
+
 import (
 	"bytes"
 	"crypto/rand"
@@ -58,7 +60,8 @@ func peerEvidence(p *peer.Peer, r *Result) error {
 
 // runTest is `rpc client test`: spawn, handshake, put, get, get_missing,
 // health, shutdown. It stops at the first failing step and always ends the
-// plugin.
+// plugin; a reattached one only with Shutdown, and with --keep-running not
+// at all (the shutdown step then passes as "skipped").
 func runTest(opts hostOptions, logOut io.Writer) *Result {
 	res := newResult(opts.tls.mode)
 	if opts.tls.mode != "disabled" {
