@@ -575,10 +575,19 @@ class DebugPlugin:
         return self.proc.stdout.readline().decode().strip()
 
     def close(self) -> str:
-        """End the process group; returns stderr."""
+        """End the process group: SIGTERM (the plugin removes its files), then SIGKILL
+        for whatever is left after a bound; returns stderr."""
+        err = b""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                _, err = self.proc.communicate(timeout=DEBUG_LINE_TIMEOUT_S)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        _, err = self.proc.communicate(timeout=DEBUG_LINE_TIMEOUT_S)
         return err.decode("utf-8", "replace")
 
 

@@ -350,7 +350,8 @@ func TestE2EStoppedPluginIsDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.killGroup()
+	// On every path: the plugin's group killed, the host's socket directory removed.
+	t.Cleanup(func() { h.killGroup(); h.stop() })
 	if err := h.start(); err != nil {
 		t.Fatal(err)
 	}
