@@ -328,16 +328,20 @@ def run_bounded(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
     return returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def run_bounded_bytes(argv: list[str], timeout: float) -> tuple[int | None, bytes, bytes]:
-    """run_bounded with the raw output bytes (e.g. a `kv get` of a binary value)."""
+def run_bounded_bytes(
+    argv: list[str], timeout: float, stdin: bytes | None = None
+) -> tuple[int | None, bytes, bytes]:
+    """run_bounded with the raw output bytes (e.g. a `kv get` of a binary value); stdin:
+    bytes to feed it (default: no input)."""
     marker = uuid.uuid4().hex
     env = {**os.environ, "SOUP_CELL_MARKER": marker}
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         env=env, start_new_session=True,
     )  # fmt: skip
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=stdin, timeout=timeout)
         return proc.returncode, out, err
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)

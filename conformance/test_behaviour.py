@@ -11,13 +11,17 @@ implementations word details differently (exit status text, stderr tails).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
+import select
 import shlex
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +81,8 @@ def impls(request: pytest.FixtureRequest) -> dict[str, list[str]]:
     return {impl: matrix.impl_command(impl, data, paths) for impl in IMPLS}
 
 
-def run(argv: list[str], timeout: float = RUN_TIMEOUT_S) -> Run:
-    returncode, out, err = matrix.run_bounded_bytes(argv, timeout)
+def run(argv: list[str], timeout: float = RUN_TIMEOUT_S, stdin: bytes | None = None) -> Run:
+    returncode, out, err = matrix.run_bounded_bytes(argv, timeout, stdin)
     return Run(argv, returncode, out, err.decode("utf-8", "replace"))
 
 
@@ -412,3 +416,235 @@ def test_usage_errors_exit_2_and_name_the_flag(
     for r in runs.values():
         expect(r, r.returncode == 2 and r.stdout == b"", "expected a usage error: exit 2")
         expect(r, all(w in r.stderr for w in words), f"the message must name {words}")
+
+
+# ---------------------------------------------------------------------------------------
+# 6. handshake config on the CLI: app protocol versions and a custom magic cookie
+
+
+def client_test(impls: dict[str, list[str]], client: str, server: str, *extra: str) -> list[str]:
+    """`<client> rpc client test --json ... --server '<server command>'`."""
+    return [*impls[client], "rpc", "client", "test", "--json", *HOST_TIMEOUT, *extra, "--server", server]  # fmt: skip
+
+
+def result_of(r: Run) -> dict[str, object]:
+    """The one JSON object `client test --json` prints."""
+    try:
+        doc = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"stdout is not one JSON object\n{r.describe()}", pytrace=False)
+    expect(r, isinstance(doc, dict), "expected a JSON object")
+    return dict(doc)
+
+
+def _error(r: Run) -> str:
+    return str(result_of(r).get("error") or "")
+
+
+SERVED = ("--protocol-versions", "5,6")
+INCOMPATIBLE = "incompatible API version with plugin. Plugin version: 5, Client versions: [7]"
+# What the host asks for -> the version it must get (None: go-plugin's error above).
+NEGOTIATION: dict[str, int | None] = {"5": 5, "6": 6, "5,6": 6, "7": None}
+
+
+@pytest.mark.parametrize("asked", list(NEGOTIATION))
+def test_version_negotiation(asked: str, impls: dict[str, list[str]]) -> None:
+    want = NEGOTIATION[asked]
+
+    def one(pair: tuple[str, str]) -> Run:
+        client, server = pair
+        server_cmd = plugin_cmd(impls, server, *SERVED)
+        return run(client_test(impls, client, server_cmd, "--protocol-versions", asked))
+
+    runs = dict(zip(map(pair_id, PAIRS), parallel(one, PAIRS), strict=True))
+    assert_same(runs, lambda r: (r.returncode, result_of(r).get("protocol_version")))
+    for r in runs.values():
+        doc = result_of(r)
+        if want is None:
+            expect(r, r.returncode == 1 and doc["ok"] is False, "expected the host to fail")
+            expect(r, INCOMPATIBLE in _error(r), f"expected go-plugin's error {INCOMPATIBLE!r}")
+        else:
+            expect(r, r.returncode == 0 and doc["ok"] is True, "expected a pass")
+            expect(r, doc.get("protocol_version") == want, f"expected protocol_version {want}")
+
+
+COOKIE = ("--magic-cookie-key", "SOUP_TEST_COOKIE", "--magic-cookie-value", "s3cret")
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_custom_cookie_host_and_plugin_agree(
+    pair: tuple[str, str], impls: dict[str, list[str]]
+) -> None:
+    client, server = pair
+    r = run(client_test(impls, client, plugin_cmd(impls, server, *COOKIE), *COOKIE))
+    expect(r, r.returncode == 0 and result_of(r)["ok"] is True, "same cookie: expected a pass")
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_custom_cookie_mismatch_is_not_a_plugin(
+    pair: tuple[str, str], impls: dict[str, list[str]]
+) -> None:
+    client, server = pair
+    # The host sends SOUP_TEST_COOKIE=s3cret; the plugin waits for BASIC_PLUGIN=hello.
+    r = run(client_test(impls, client, plugin_cmd(impls, server), *COOKIE))
+    doc = result_of(r)
+    expect(r, r.returncode == 1 and doc["ok"] is False, "expected the host to fail")
+    expect(
+        r,
+        "This binary is a plugin." in str(doc.get("plugin_stderr_tail")),
+        "the plugin must refuse with go-plugin's not-a-plugin message",
+    )
+
+
+def test_plugin_with_custom_cookie_run_by_hand(impls: dict[str, list[str]]) -> None:
+    # The default cookie is set, the plugin asks for its own: go-plugin's message.
+    argvs = [
+        [*plugin_env("BASIC_PLUGIN=hello", "SOUP_TEST_COOKIE=wrong"), *impls[i], "rpc", "server-start", *COOKIE]
+        for i in IMPLS
+    ]  # fmt: skip
+    runs = dict(zip(IMPLS, parallel(run, argvs), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout, r.stderr))
+    r = runs["go"]
+    expect(
+        r, r.returncode == 1 and r.stderr.encode() == NOT_A_PLUGIN, "expected go-plugin's message"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 7. kv put from stdin (`-`) and from --value-file: values far over the argv limit
+
+BIG_VALUE = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB, every byte value
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_kv_put_large_value_from_stdin_and_file(
+    pair: tuple[str, str], impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    client, server = pair
+    server_cmd = plugin_cmd(impls, server, "--kv-dir", str(tmp_path / "kv"))
+    value_file = tmp_path / "value"
+    value_file.write_bytes(BIG_VALUE[::-1])
+    r = run(kv(impls, client, ["put", "from-stdin", "-"], server_cmd), stdin=BIG_VALUE)
+    expect(r, r.returncode == 0 and not r.errors, "put from stdin must succeed")
+    r = run(kv(impls, client, ["put", "from-file"], server_cmd, "--value-file", str(value_file)))
+    expect(r, r.returncode == 0 and not r.errors, "put --value-file must succeed")
+    for key, want in {"from-stdin": BIG_VALUE, "from-file": BIG_VALUE[::-1]}.items():
+        r = run(kv(impls, client, ["get", key], server_cmd))
+        expect(r, r.returncode == 0 and r.stdout == want, f"get {key}: expected the 3 MiB back")
+
+
+def test_kv_put_value_and_value_file_is_a_usage_error(impls: dict[str, list[str]]) -> None:
+    argv = ["rpc", "kv", "put", "k", "v", "--value-file", "f", "--server", "true"]
+    runs = dict(zip(IMPLS, parallel(run, [[*impls[i], *argv] for i in IMPLS]), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout))
+    for r in runs.values():
+        expect(
+            r,
+            r.returncode == 2 and "--value-file" in r.stderr,
+            "expected exit 2 naming --value-file",
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# 8. reattach: a debug plugin prints its reattach config; hosts connect, leave it, stop it
+
+DEBUG_AUTO = (
+    "--debug cannot use --tls-mode auto: no host sends PLUGIN_CLIENT_CERT to a plugin started "
+    "by hand; use --tls-mode manual (TLS with your cert files) or --tls-mode disabled"
+)
+REATTACH_KEYS = ["Addr", "Pid", "Protocol", "ProtocolVersion", "Test"]
+DEBUG_LINE_TIMEOUT_S = 15.0
+
+
+class DebugPlugin:
+    """A plugin started by hand with --debug, in its own process group, always ended."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        self.line = self._first_line()
+
+    def _first_line(self) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], DEBUG_LINE_TIMEOUT_S)
+        if not ready:
+            self.close()
+            pytest.fail(f"no reattach line within {DEBUG_LINE_TIMEOUT_S} s", pytrace=False)
+        return self.proc.stdout.readline().decode().strip()
+
+    def close(self) -> str:
+        """End the process group: SIGTERM (the plugin removes its files), then SIGKILL
+        for whatever is left after a bound; returns stderr."""
+        err = b""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                _, err = self.proc.communicate(timeout=DEBUG_LINE_TIMEOUT_S)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return err.decode("utf-8", "replace")
+
+
+@pytest.fixture
+def debug_plugins() -> Iterator[Callable[[list[str]], DebugPlugin]]:
+    started: list[DebugPlugin] = []
+
+    def start(argv: list[str]) -> DebugPlugin:
+        started.append(DebugPlugin(argv))
+        return started[-1]
+
+    yield start
+    for plugin in started:
+        plugin.close()
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_reattach_keep_running_then_stop(
+    pair: tuple[str, str],
+    impls: dict[str, list[str]],
+    debug_plugins: Callable[[list[str]], DebugPlugin],
+) -> None:
+    first, server = pair
+    second = "python" if first == "go" else "go"
+    plugin = debug_plugins(
+        [*impls[server], "rpc", "server-start", "--debug", "--tls-mode", "disabled"]
+    )
+    config = json.loads(plugin.line)
+    want = {"Protocol": "grpc", "ProtocolVersion": 1, "Pid": plugin.proc.pid, "Test": True}
+    assert sorted(config) == REATTACH_KEYS, plugin.line
+    assert sorted(config["Addr"]) == ["Network", "String"], plugin.line
+    assert {k: v for k, v in config.items() if k != "Addr"} == want, plugin.line
+
+    def host(impl: str, *extra: str) -> Run:
+        argv = [*impls[impl], "rpc", "client", "test", "--json", *HOST_TIMEOUT]
+        return run([*argv, "--tls-mode", "disabled", "--reattach", plugin.line, *extra])
+
+    r = host(first, "--keep-running")
+    doc = result_of(r)
+    expect(r, r.returncode == 0 and doc["ok"] is True, "reattach with --keep-running must pass")
+    steps = doc["steps"]
+    assert isinstance(steps, list)
+    expect(r, str(steps[-1]["detail"]).startswith("skipped"), "the shutdown step must be skipped")
+    expect(r, plugin.proc.poll() is None, "--keep-running: the plugin must still run")
+    r = host(second)
+    expect(r, r.returncode == 0 and result_of(r)["ok"] is True, "a second host must reattach")
+    try:
+        code = plugin.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the plugin still runs 5 s after Shutdown\n{r.describe()}", pytrace=False)
+    expect(r, code == 0, f"the debug plugin must exit 0 after Shutdown, not {code}")
+
+
+def test_debug_refuses_auto_tls(impls: dict[str, list[str]]) -> None:
+    argvs = [[*impls[i], "rpc", "server-start", "--debug"] for i in IMPLS]
+    runs = dict(zip(IMPLS, parallel(lambda a: run(a, timeout=10), argvs), strict=True))
+    assert_same(runs, lambda r: (r.returncode, r.stdout))
+    for r in runs.values():
+        expect(r, r.returncode == 1 and r.stdout == b"", "expected exit 1 and no reattach line")
+        expect(r, DEBUG_AUTO in r.stderr, "expected the contract's message")

@@ -130,40 +130,77 @@ func (t *tlsFlags) validate() error {
 	return nil
 }
 
-// hostFlags are the flags of every command that launches a plugin.
+// hostFlags are the flags of every command that launches a plugin or
+// reattaches to one.
 type hostFlags struct {
-	server  string
-	timeout float64
-	tls     tlsFlags
+	server      string
+	reattach    string
+	keepRunning bool
+	timeout     float64
+	tls         tlsFlags
+	hs          handshakeFlags
+
+	parsed hostOptions // filled by validate
 }
 
 func (h *hostFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&h.server, "server", "", "plugin command line, split with shell rules (required)")
-	fs.Float64Var(&h.timeout, "timeout", 30, "seconds to wait for the plugin to start and print its handshake line")
+	fs.StringVar(&h.server, "server", "", "plugin command line, split with shell rules (this or --reattach is required)")
+	fs.StringVar(&h.reattach, "reattach", "", "reattach config (JSON) of a running plugin, as `rpc server-start --debug` prints it, instead of --server")
+	fs.BoolVar(&h.keepRunning, "keep-running", false, "with --reattach: leave the plugin running at the end (no Shutdown)")
+	fs.Float64Var(&h.timeout, "timeout", 30, "seconds: bound on each wait for the plugin (start and handshake line, connection)")
 	h.tls.register(fs, goPluginKeyType)
+	h.hs.register(fs)
 }
 
+// validate checks the flags (usage errors, exit 2) and keeps what options returns.
 func (h *hostFlags) validate() error {
-	if strings.TrimSpace(h.server) == "" {
-		return usagef("--server is required")
-	}
-	if _, err := splitShell(h.server); err != nil {
-		return usagef("--server: %v", err)
+	server := strings.TrimSpace(h.server) != ""
+	switch {
+	case server && h.reattach != "":
+		return usagef("--server and --reattach cannot be used together")
+	case !server && h.reattach == "":
+		return usagef("--server or --reattach is required")
+	case h.keepRunning && h.reattach == "":
+		return usagef("--keep-running needs --reattach (a plugin the host started always ends with it)")
 	}
 	if h.timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
-	return h.tls.validate()
+	if err := h.tls.validate(); err != nil {
+		return err
+	}
+	hs, err := h.hs.parse()
+	if err != nil {
+		return err
+	}
+	h.parsed = hostOptions{
+		hs:          hs,
+		tls:         h.tls,
+		timeout:     time.Duration(h.timeout * float64(time.Second)),
+		keepRunning: h.keepRunning,
+	}
+	if h.reattach != "" {
+		if h.parsed.reattach, err = parseReattach(h.reattach); err != nil {
+			return usagef("--reattach: %v", err)
+		}
+		return nil
+	}
+	if h.parsed.argv, err = splitShell(h.server); err != nil {
+		return usagef("--server: %v", err)
+	}
+	return nil
 }
 
-func (h *hostFlags) options() hostOptions {
-	argv, _ := splitShell(h.server)
-	return hostOptions{
-		argv:    argv,
-		tls:     h.tls,
-		timeout: time.Duration(h.timeout * float64(time.Second)),
+// peerLabel names the plugin in evidence lines: its command or reattach config.
+func (h *hostFlags) peerLabel() string {
+	if h.reattach != "" {
+		return "reattach " + h.reattach
 	}
+	return h.server
 }
+
+// options is what validate accepted.
+func (h *hostFlags) options() hostOptions { return h.parsed }
 
 // splitShell splits a command line like Python's shlex.split (POSIX mode, no
 // comments), so `--server` means the same to soup and soup-go: whitespace

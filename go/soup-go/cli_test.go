@@ -58,16 +58,21 @@ func TestTLSFlagsValidate(t *testing.T) {
 		{tlsFlags{mode: "manual", keyType: "ec-p521", certFile: "c", keyFile: "k", caFile: "a"}, ""},
 	}
 	for _, c := range cases {
-		err := c.f.validate()
-		if c.want == "" {
-			if err != nil {
-				t.Errorf("%+v: %v", c.f, err)
-			}
-			continue
+		checkUsage(t, c.f, c.f.validate(), c.want)
+	}
+}
+
+// checkUsage: want "" means no error, else a usage error containing want.
+func checkUsage(t *testing.T, input any, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Errorf("%+v: %v", input, err)
 		}
-		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: got %v, want usage error containing %q", c.f, err, c.want)
-		}
+		return
+	}
+	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), want) {
+		t.Errorf("%+v: got %v, want a usage error containing %q", input, err, want)
 	}
 }
 
@@ -88,7 +93,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rpc", "server-start", "--tls-mode", "manual", "--cert-file", "c"}, "requires --key-file"},
 		{[]string{"rpc", "server-start", "--transport", "udp"}, "invalid --transport"},
 		{[]string{"rpc", "server-start", "--bogus"}, "flag provided but not defined"},
-		{[]string{"rpc", "client", "test"}, "--server is required"},
+		{[]string{"rpc", "client", "test"}, "--server or --reattach is required"},
 		{[]string{"rpc", "client", "test", "--server", "x", "--key-type", "rsa-1024"}, "invalid --key-type"},
 		{[]string{"rpc", "client", "test", "--server", "'x"}, "no closing quotation"},
 		{[]string{"rpc", "kv", "put", "k", "--server", "x"}, "expected 2 argument(s), got 1"},

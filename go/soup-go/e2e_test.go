@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 		run(os.Args[1:], os.Stdout, os.Stderr)
 		time.Sleep(time.Minute)
 		os.Exit(0)
+	case "spawner":
+		// A stand-in host that starts a plugin and can then be SIGKILLed.
+		os.Exit(spawnPlugin(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }

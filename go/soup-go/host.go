@@ -1,11 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,49 +13,101 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-
-	"soup-go/kvpb"
 )
 
 const (
-	rpcTimeout   = 5 * time.Second
-	stderrTail   = 4096
-	noCertMsg    = "plugin did not return a certificate; refusing plaintext"
-	killWatchdog = 10 * time.Second
+	noCertMsg       = "plugin did not return a certificate; refusing plaintext"
+	reattachAutoMsg = "--reattach cannot use --tls-mode auto: a plugin in debug mode got no PLUGIN_CLIENT_CERT from a host; " +
+		"use --tls-mode manual (TLS with your cert files) or --tls-mode disabled, as the plugin was started"
+	// shutdownMethod is go-plugin's controller RPC that go-plugin's Kill sends.
+	shutdownMethod = "/plugin.GRPCController/Shutdown"
+	// killWatchdog bounds go-plugin's Kill: Shutdown (bounded), 2 s to exit, SIGKILL.
+	killWatchdog = shutdownBound + exitWait + 2*time.Second
 )
 
-// hostOptions say how to launch and talk to the plugin.
+// hostOptions say how to launch (argv) or reach (reattach) and talk to the plugin.
 type hostOptions struct {
-	argv    []string
-	tls     tlsFlags
-	timeout time.Duration
+	argv        []string
+	reattach    *plugin.ReattachConfig
+	keepRunning bool
+	hs          handshake
+	tls         tlsFlags
+	timeout     time.Duration
 }
 
-// host is one go-plugin client session: a plugin process and its connection.
+// host is one go-plugin client session: a plugin process (or a reattached
+// plugin) and its connection.
 type host struct {
-	opts   hostOptions
-	cmd    *exec.Cmd
-	cfg    *plugin.ClientConfig
-	client *plugin.Client
-	stderr *tailBuffer
-	ident  *identityWriter // the plugin's stderr, scanned for who serves
-	addr   net.Addr
-	kv     *kvClient
+	opts      hostOptions
+	cmd       *exec.Cmd // nil on reattach
+	socketDir string    // the plugin's private PLUGIN_UNIX_SOCKET_DIR
+	cfg       *plugin.ClientConfig
+	client    *plugin.Client
+	stderr    *tailBuffer
+	ident     *identityWriter // the plugin's stderr, scanned for who serves
+	addr      net.Addr
+	kv        *kvClient
+	hung      atomic.Bool // the plugin did not answer Shutdown in time
+	scan      lineTooLong // go-plugin's stdout scanner gave up on a long line
 }
 
-// newHost prepares the go-plugin ClientConfig for the TLS mode:
+// newHost prepares the go-plugin ClientConfig: handshake, bounded dialing,
+// and either the plugin's command (launch) or its address (reattach).
+func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
+	h := &host{opts: opts, stderr: newTailBuffer(stderrTail)}
+	h.ident = &identityWriter{next: h.stderr}
+	h.cfg = &plugin.ClientConfig{
+		HandshakeConfig:  opts.hs.config(),
+		VersionedPlugins: opts.hs.pluginSets(&kvPlugin{}),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     opts.timeout,
+		Stderr:           h.ident,
+		Logger:           hostLogger(logOut, &h.scan),
+	}
+	// gRPC-Go waits at least 20 s for a connection attempt that hangs (an
+	// address that accepts and never answers), and go-plugin's Client()
+	// waits for it (its stdio stream); connect's bound is the limit instead.
+	setDialOptions(h.cfg,
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: h.connectBound()}),
+		grpc.WithChainUnaryInterceptor(h.boundShutdown))
+	if opts.reattach != nil {
+		return h, h.configureReattach()
+	}
+	return h, h.configureLaunch()
+}
+
+// configureReattach: connect to a running (debug) plugin's address. There is
+// no field 6 to pin, so TLS is manual (own files) or disabled.
+func (h *host) configureReattach() error {
+	h.cfg.Reattach = h.opts.reattach
+	// go-plugin only picks a versioned plugin set in the handshake; a
+	// reattached client dispenses from Plugins.
+	h.cfg.Plugins = plugin.PluginSet{pluginName: &kvPlugin{}}
+	switch h.opts.tls.mode {
+	case "auto":
+		return errors.New(reattachAutoMsg)
+	case "manual":
+		cert, ca, err := loadPair(h.opts.tls.certFile, h.opts.tls.keyFile, h.opts.tls.caFile)
+		if err != nil {
+			return err
+		}
+		h.cfg.TLSConfig = manualClientTLS(cert, ca)
+	}
+	return nil
+}
+
+// configureLaunch prepares the plugin's command for the TLS mode:
 //   - auto + ec-p521: stock AutoMTLS, exactly what Terraform does;
 //   - auto + other key: the same protocol done by hand. soup-go makes a
 //     go-plugin style cert of that type, sends it in PLUGIN_CLIENT_CERT and
@@ -66,57 +117,58 @@ type host struct {
 //     writes through the TLSConfig pointer), so the plugin cert is pinned;
 //   - manual: TLSConfig with own cert and RootCAs from --ca-file;
 //   - disabled: no TLS, and no PLUGIN_CLIENT_CERT.
-func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
-	cmd := exec.Command(opts.argv[0], opts.argv[1:]...)
+//
+// The plugin gets a private PLUGIN_UNIX_SOCKET_DIR, removed by stop whether
+// the plugin exited, crashed or was killed.
+func (h *host) configureLaunch() error {
+	cmd := exec.Command(h.opts.argv[0], h.opts.argv[1:]...)
 	// Own process group, so the last-resort kill reaches the plugin's children.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = hostEnviron()
-	h := &host{opts: opts, cmd: cmd, stderr: newTailBuffer(stderrTail)}
-	h.ident = &identityWriter{next: h.stderr}
-	h.cfg = &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{pluginName: &kvPlugin{}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		StartTimeout:     opts.timeout,
-		Stderr:           h.ident,
-		Logger:           hostLogger(logOut),
-		// cmd.Env already holds the parent's environment, minus a stray
-		// PLUGIN_CLIENT_CERT that would otherwise ask for TLS we don't want.
-		SkipHostEnv: true,
-	}
-	switch opts.tls.mode {
+	h.cmd = cmd
+	h.cfg.Cmd = cmd
+	// cmd.Env already holds the parent's environment, minus the variables
+	// that only this host may set.
+	setHostEnv(h.cfg)
+	switch h.opts.tls.mode {
 	case "auto":
-		if opts.tls.keyType == goPluginKeyType {
+		if h.opts.tls.keyType == goPluginKeyType {
 			h.cfg.AutoMTLS = true
 			break
 		}
-		cert, certPEM, err := selfSignedCert(opts.tls.keyType)
+		cert, certPEM, err := selfSignedCert(h.opts.tls.keyType)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		cmd.Env = append(cmd.Env, "PLUGIN_CLIENT_CERT="+string(certPEM))
+		cmd.Env = append(cmd.Env, envClientCert+"="+string(certPEM))
 		h.cfg.TLSConfig = &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ServerName:   "localhost",
 			MinVersion:   tls.VersionTLS12,
 		}
 	case "manual":
-		cert, ca, err := loadPair(opts.tls.certFile, opts.tls.keyFile, opts.tls.caFile)
+		cert, ca, err := loadPair(h.opts.tls.certFile, h.opts.tls.keyFile, h.opts.tls.caFile)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		h.cfg.TLSConfig = manualClientTLS(cert, ca)
 	}
-	return h, nil
+	dir, err := os.MkdirTemp("", hostSocketPattern)
+	if err != nil {
+		return err
+	}
+	h.socketDir = dir
+	cmd.Env = append(cmd.Env, envUnixSocketDir+"="+dir)
+	return nil
 }
 
-// hostEnviron is the parent's environment without PLUGIN_CLIENT_CERT;
-// go-plugin appends the cookie, versions and ports itself.
+// hostEnviron is the parent's environment without the variables this host
+// sets itself: a stray PLUGIN_CLIENT_CERT would ask for TLS we don't want.
+// go-plugin appends the cookie, versions and ports.
 func hostEnviron() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PLUGIN_CLIENT_CERT=") {
+		if !strings.HasPrefix(kv, envClientCert+"=") && !strings.HasPrefix(kv, envUnixSocketDir+"=") {
 			env = append(env, kv)
 		}
 	}
@@ -125,18 +177,56 @@ func hostEnviron() []string {
 
 // hostLogger is go-plugin's logger on the host side. Always stderr: stdout
 // carries only the result. Quiet by default (the plugin's stderr is kept
-// for the result); SOUP_GO_LOG_LEVEL=debug shows everything.
-func hostLogger(w io.Writer) hclog.Logger {
-	level := hclog.LevelFromString(os.Getenv("SOUP_GO_LOG_LEVEL"))
-	if level == hclog.NoLevel {
-		level = hclog.Error
+// for the result); SOUP_LOG_LEVEL=debug shows everything. Its errors also go
+// to errs, whatever the level.
+func hostLogger(w io.Writer, errs io.Writer) hclog.Logger {
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "soup.host", Level: logLevel(hclog.Error), Output: w})
+	l.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Error, Output: errs}))
+	return l
+}
+
+// lineTooLong watches go-plugin's error log for its stdout scanner giving
+// up (bufio.Scanner's 64 KiB line limit): go-plugin then reports "Failed to
+// read any lines" as if the plugin had printed nothing.
+type lineTooLong struct{ seen atomic.Bool }
+
+func (l *lineTooLong) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(bufio.ErrTooLong.Error())) {
+		l.seen.Store(true)
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: "soup.host", Level: level, Output: w})
+	return len(p), nil
+}
+
+// connectBound bounds the connection (TLS handshake included): --timeout,
+// at most rpcTimeout.
+func (h *host) connectBound() time.Duration {
+	return min(h.opts.timeout, rpcTimeout)
+}
+
+// boundShutdown gives go-plugin's Shutdown (sent without a deadline by Kill)
+// one: a plugin that does not answer (SIGSTOPped, wedged) is SIGKILLed.
+func (h *host) boundShutdown(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if method != shutdownMethod {
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, shutdownBound)
+	defer cancel()
+	err := invoke(ctx, method, req, reply, cc, opts...)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		h.hung.Store(true)
+		h.killGroup()
+	}
+	return err
 }
 
 // start launches the plugin and reads its handshake line (go-plugin's Start
-// does both; they cannot be timed apart without racing on its state).
+// does both; they cannot be timed apart without racing on its state), or
+// checks the reattach config.
 func (h *host) start() (err error) {
+	if rc := h.opts.reattach; rc != nil && !h.opts.hs.serves(rc.ProtocolVersion) {
+		return incompatibleVersion(rc.ProtocolVersion, h.opts.hs.versions)
+	}
 	h.client = plugin.NewClient(h.cfg)
 	defer func() {
 		// go-plugin dereferences a nil TLSConfig when a plugin sends a cert
@@ -157,6 +247,8 @@ func (h *host) start() (err error) {
 func (h *host) startError(err error) error {
 	msg := err.Error()
 	switch {
+	case h.scan.seen.Load():
+		msg = "the plugin's first line on stdout is longer than 64 KiB (go-plugin's limit), so it is no handshake line"
 	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
 		// go-plugin appends generic notes (architecture, permissions) that
 		// hide the real reason: the exit status and stderr below.
@@ -166,6 +258,10 @@ func (h *host) startError(err error) error {
 	case strings.HasPrefix(msg, "timeout while waiting for plugin to start"):
 		msg = fmt.Sprintf("timed out after %s s waiting for the plugin's handshake line on stdout",
 			strconv.FormatFloat(h.opts.timeout.Seconds(), 'f', -1, 64))
+	}
+	if h.cmd == nil {
+		return fmt.Errorf("reattach to pid %d at %s %s: %s", h.opts.reattach.Pid,
+			h.opts.reattach.Addr.Network(), h.opts.reattach.Addr, msg)
 	}
 	h.stop() // so that the exit status and all of stderr are in
 	if ps := h.cmd.ProcessState; ps != nil {
@@ -178,6 +274,12 @@ func (h *host) startError(err error) error {
 }
 
 func (h *host) pid() int {
+	if h.cmd == nil {
+		if h.opts.reattach != nil {
+			return h.opts.reattach.Pid
+		}
+		return 0
+	}
 	if h.cmd.Process == nil {
 		return 0
 	}
@@ -185,13 +287,17 @@ func (h *host) pid() int {
 }
 
 // connect checks that TLS was not silently lost, dispenses the KV client and
-// establishes the gRPC connection (TLS handshake included) within 5 s.
+// establishes the gRPC connection (TLS handshake included) within connectBound.
 func (h *host) connect() error {
 	if h.opts.tls.mode == "auto" && (h.cfg.TLSConfig == nil || h.cfg.TLSConfig.RootCAs == nil) {
 		// No field-6 cert: go-plugin would go on and fail later with an
 		// unknown-authority error; say what happened instead.
 		return errors.New(noCertMsg)
 	}
+	// The bound starts here: go-plugin's Client() already waits for the connection.
+	bound := h.connectBound()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
 	rpc, err := h.client.Client()
 	if err != nil {
 		return err
@@ -201,8 +307,6 @@ func (h *host) connect() error {
 		return err
 	}
 	h.kv = raw.(*kvClient)
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
 	conn := h.kv.conn
 	conn.Connect()
 	for {
@@ -216,10 +320,15 @@ func (h *host) connect() error {
 			if err == nil {
 				return nil
 			}
+			if dl, _ := ctx.Deadline(); time.Until(dl) < bound/10 {
+				// gRPC's own connect timeout (set to bound) ended the attempt.
+				return fmt.Errorf("no connection to the plugin at %s %s within %s: it accepted the connection but did not answer",
+					h.addr.Network(), h.addr, bound)
+			}
 			return fmt.Errorf("connecting to the plugin at %s %s failed: %s", h.addr.Network(), h.addr, status.Convert(err).Message())
 		}
 		if !conn.WaitForStateChange(ctx, st) {
-			return fmt.Errorf("no connection to the plugin at %s %s within %s (state %s)", h.addr.Network(), h.addr, rpcTimeout, st)
+			return fmt.Errorf("no connection to the plugin at %s %s within %s (state %s)", h.addr.Network(), h.addr, bound, st)
 		}
 	}
 }
@@ -228,16 +337,21 @@ func rpcCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), rpcTimeout)
 }
 
-// stop ends the plugin and reports whether it exited by itself. go-plugin's
-// Kill does Controller.Shutdown, closes the connection, waits 2 s and then
+// stop ends the plugin and reports whether it exited by itself, then removes
+// the plugin's socket directory. go-plugin's Kill does Controller.Shutdown
+// (bounded by boundShutdown), closes the connection, waits 2 s and then
 // SIGKILLs the process (logging "plugin failed to exit gracefully"). Rather
 // than parse that log line, stop reads the process's wait status, which
 // cmd holds once Kill has returned: killed by a signal = did not exit by
 // itself. Kill is bounded by a watchdog, and the process group gets a
 // SIGKILL at the end for anything the plugin left behind.
 func (h *host) stop() (exitedByItself bool, detail string) {
+	defer h.removeSocketDir()
 	if h.client == nil {
 		return false, "plugin not started"
+	}
+	if h.cmd == nil {
+		return h.detach()
 	}
 	done := make(chan struct{})
 	go func() { h.client.Kill(); close(done) }()
@@ -256,205 +370,67 @@ func (h *host) stop() (exitedByItself bool, detail string) {
 	if ps == nil {
 		return false, "plugin process was never waited for"
 	}
+	if h.hung.Load() {
+		return false, fmt.Sprintf("did not answer Shutdown within %s (stopped or hung); killed (%s)", shutdownBound, ps)
+	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return false, fmt.Sprintf("did not exit within 2 s of Shutdown; killed (%s)", ps)
 	}
 	return true, fmt.Sprintf("exited by itself after Shutdown (%s)", ps)
 }
 
+// detach ends a reattached session: Shutdown (go-plugin's Kill does nothing
+// for a test-mode plugin, so it is sent here) and a bounded wait until the
+// plugin stops serving, or with --keep-running only the connection closes.
+func (h *host) detach() (bool, string) {
+	if h.opts.keepRunning {
+		if h.kv != nil {
+			_ = h.kv.conn.Close()
+		}
+		return true, "skipped: --keep-running, the plugin keeps running"
+	}
+	rpc, err := h.client.Client()
+	if err != nil {
+		return false, "no connection for Shutdown: " + err.Error()
+	}
+	_ = rpc.Close() // Shutdown, then close the connection
+	if h.hung.Load() {
+		return false, fmt.Sprintf("did not answer Shutdown within %s (stopped or hung)", shutdownBound)
+	}
+	addr := h.opts.reattach.Addr
+	deadline := time.Now().Add(exitWait)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout(addr.Network(), addr.String(), 100*time.Millisecond)
+		if err != nil {
+			return true, fmt.Sprintf("stopped serving after Shutdown (%s %s closed)", addr.Network(), addr)
+		}
+		_ = c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false, fmt.Sprintf("still serving at %s %s %s after Shutdown", addr.Network(), addr, exitWait)
+}
+
+func (h *host) removeSocketDir() {
+	if h.socketDir != "" {
+		_ = os.RemoveAll(h.socketDir)
+	}
+}
+
 // terminate sends SIGTERM to the plugin's process group when there is no
 // usable connection: go-plugin's Kill would wait 2 s for a Shutdown that
 // cannot arrive and then SIGKILL, leaving the plugin no chance to clean up.
 func (h *host) terminate() {
-	if pid := h.pid(); pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
+	if h.cmd != nil && h.pid() > 0 {
+		_ = syscall.Kill(-h.pid(), syscall.SIGTERM)
 	}
 }
 
-// killGroup SIGKILLs the plugin's process group (ESRCH when it is empty).
+// killGroup SIGKILLs the plugin's process group (ESRCH when it is empty);
+// never a reattached plugin, which this host did not start.
 func (h *host) killGroup() {
-	if pid := h.pid(); pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if h.cmd != nil && h.pid() > 0 {
+		_ = syscall.Kill(-h.pid(), syscall.SIGKILL)
 	}
-}
-
-// ownCertEvidence fills the client key and fingerprint from the TLSConfig
-// go-plugin uses (for AutoMTLS it only exists after Start).
-func (h *host) ownCertEvidence(r *Result) {
-	if h.cfg.TLSConfig == nil || len(h.cfg.TLSConfig.Certificates) == 0 {
-		return
-	}
-	if leaf, err := leafOf(h.cfg.TLSConfig.Certificates[0]); err == nil {
-		r.TLS.ClientKey = strp(keyTypeOf(leaf))
-		r.TLS.ClientFingerprint = strp(fingerprint(leaf.Raw))
-	}
-}
-
-// peerEvidence fills the TLS facts of the live connection from a grpc.Peer
-// captured on an RPC. An error if TLS was asked for but is not there.
-func peerEvidence(p *peer.Peer, r *Result) error {
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		if r.TLS.Mode == "disabled" {
-			return nil
-		}
-		return fmt.Errorf("tls-mode %s but the connection to the plugin is not TLS", r.TLS.Mode)
-	}
-	st := info.State
-	r.TLS.Version = strp(tlsVersionName(st.Version))
-	r.TLS.VersionSource = strp("live")
-	if st.NegotiatedProtocol != "" {
-		r.TLS.ALPN = strp(st.NegotiatedProtocol)
-	}
-	if len(st.PeerCertificates) > 0 {
-		c := st.PeerCertificates[0]
-		r.TLS.ServerKey = strp(keyTypeOf(c))
-		r.TLS.ServerFingerprint = strp(fingerprint(c.Raw))
-	}
-	return nil
-}
-
-// runTest is `rpc client test`: spawn, handshake, put, get, get_missing,
-// health, shutdown. It stops at the first failing step and always ends the
-// plugin.
-func runTest(opts hostOptions, logOut io.Writer) *Result {
-	res := newResult(opts.tls.mode)
-	if opts.tls.mode != "disabled" {
-		res.TLS.Backend = strp("go")
-	}
-	h, err := newHost(opts, logOut)
-	if err != nil {
-		res.fail(err.Error())
-		return res
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			h.stop()
-		}
-		res.PluginStderrTail = h.stderr.String()
-		res.Server = h.ident.identity()
-	}()
-
-	ok := true
-	step := func(name string, fn func() (string, error)) {
-		if !ok {
-			return
-		}
-		t0 := time.Now()
-		detail, err := fn()
-		ms := float64(time.Since(t0).Microseconds()) / 1000
-		if err != nil {
-			ok = false
-			if detail != "" {
-				detail += ": "
-			}
-			res.addStep(name, false, ms, detail+err.Error())
-			res.fail(err.Error())
-			return
-		}
-		res.addStep(name, true, ms, detail)
-	}
-
-	step("spawn", func() (string, error) {
-		err := h.start()
-		if err != nil {
-			if h.pid() > 0 {
-				return fmt.Sprintf("pid %d", h.pid()), err
-			}
-			return "", err
-		}
-		v := h.client.NegotiatedVersion()
-		res.AppProtocolVersion = &v
-		res.Transport = strp(h.addr.Network())
-		res.Address = strp(h.addr.String())
-		h.ownCertEvidence(res)
-		return fmt.Sprintf("pid %d, handshake line read: %s %s", h.pid(), h.addr.Network(), h.addr), nil
-	})
-	step("handshake", func() (string, error) {
-		if err := h.connect(); err != nil {
-			h.terminate()
-			return "", err
-		}
-		return fmt.Sprintf("grpc connected, app protocol %d, tls-mode %s", h.client.NegotiatedVersion(), opts.tls.mode), nil
-	})
-	value := []byte("hello from soup" + randHex(8))
-	step("put", func() (string, error) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		var p peer.Peer
-		if _, err := h.kv.kv.Put(ctx, &kvpb.PutRequest{Key: "soup-test-key", Value: value}, grpc.Peer(&p)); err != nil {
-			return "", rpcError(err)
-		}
-		if err := peerEvidence(&p, res); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("key=soup-test-key bytes=%d", len(value)), nil
-	})
-	step("get", func() (string, error) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		resp, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: "soup-test-key"})
-		if err != nil {
-			return "", rpcError(err)
-		}
-		if !bytes.Equal(resp.GetValue(), value) {
-			return "", fmt.Errorf("get returned %q, put wrote %q", resp.GetValue(), value)
-		}
-		return fmt.Sprintf("key=soup-test-key bytes=%d same bytes", len(value)), nil
-	})
-	step("get_missing", func() (string, error) {
-		key := "soup-missing-key-" + randHex(8)
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		_, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: key})
-		if err == nil {
-			return "", fmt.Errorf("get of missing key %s succeeded; expected NOT_FOUND", key)
-		}
-		st := status.Convert(err)
-		if st.Code() != codes.NotFound {
-			return "", fmt.Errorf("get of missing key %s: expected NOT_FOUND, got %s", key, rpcError(err))
-		}
-		return fmt.Sprintf("key=%s -> %s: %s", key, codeName(st.Code()), st.Message()), nil
-	})
-	step("health", func() (string, error) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		resp, err := grpc_health_v1.NewHealthClient(h.kv.conn).Check(ctx,
-			&grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
-		if err != nil {
-			return "", rpcError(err)
-		}
-		if resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
-			return "", fmt.Errorf("health of service %q is %s, expected SERVING", plugin.GRPCServiceName, resp.GetStatus())
-		}
-		return fmt.Sprintf("service=%s SERVING", plugin.GRPCServiceName), nil
-	})
-	step("shutdown", func() (string, error) {
-		stopped = true
-		byItself, detail := h.stop()
-		if !byItself {
-			return "", errors.New("shutdown: plugin " + detail)
-		}
-		return detail, nil
-	})
-	res.OK = ok
-	return res
-}
-
-// rpcError spells a gRPC error as the kv commands print it: "CODE: message".
-func rpcError(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	return fmt.Errorf("%s: %s", codeName(st.Code()), st.Message())
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // withPlugin launches the plugin, connects, runs fn and always ends the

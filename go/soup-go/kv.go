@@ -12,17 +12,6 @@ import (
 	"soup-go/kvpb"
 )
 
-// Handshake is shared by host and plugin: go-plugin's grpc example values, so
-// go-plugin's own example host and plugins can talk to ours.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "BASIC_PLUGIN",
-	MagicCookieValue: "hello",
-}
-
-// pluginName is the key in the plugin set ("kv" as in go-plugin's example).
-const pluginName = "kv"
-
 // kvServer serves /proto.KV over a fileStore.
 type kvServer struct {
 	kvpb.UnimplementedKVServer

@@ -45,8 +45,9 @@ that tests any go-plugin KV plugin (Go or Python) over real processes.
 commands:
   rpc server-start              run as a go-plugin KV plugin (started by a host)
   rpc client test --server CMD  launch CMD as a plugin; put, get, get_missing, health, shutdown
+                  --reattach J  the same against a running debug plugin (rpc server-start --debug)
   rpc client bench --server CMD time Put+Get round trips against CMD
-  rpc kv put KEY VALUE --server CMD
+  rpc kv put KEY VALUE|- --server CMD  (or --value-file F; - reads stdin)
   rpc kv get KEY --server CMD
   version                       print the version
 
@@ -118,8 +119,11 @@ Act as a go-plugin host (plugin.NewClient from hashicorp/go-plugin, gRPC only):
 launch CMD as a plugin and run the steps spawn, handshake, put, get (same bytes
 back), get_missing (must be NOT_FOUND), health (grpc.health.v1 "plugin" must be
 SERVING) and shutdown (the plugin must exit by itself within 2 s). Stops at the
-first failing step; always ends the plugin. Prints evidence lines, or with
---json exactly one JSON object on stdout. Exit 0 pass, 1 fail, 2 usage error.`,
+first failing step; always ends the plugin. With --reattach JSON it connects to
+a running debug plugin instead of starting one, and shuts it down at the end
+unless --keep-running (then the shutdown step is "skipped"). Prints evidence
+lines, or with --json exactly one JSON object on stdout. Exit 0 pass, 1 fail,
+2 usage error.`,
 		`soup-go rpc client test --json --server 'soup-go rpc server-start --transport tcp'`)
 	var (
 		hf     hostFlags
@@ -140,7 +144,7 @@ first failing step; always ends the plugin. Prints evidence lines, or with
 				return 1, err
 			}
 		} else {
-			res.writeHuman(stdout, hf.server)
+			res.writeHuman(stdout, hf.peerLabel())
 		}
 		if !res.OK {
 			return 1, nil

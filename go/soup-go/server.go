@@ -3,17 +3,17 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 )
 
 const (
@@ -25,49 +25,70 @@ const (
 	disabledButCertMsg = "tls-mode disabled but the host asked for TLS (PLUGIN_CLIENT_CERT set)"
 	autoKeyTypeMsg     = "in --tls-mode auto soup-go uses go-plugin's own AutoMTLS certificate, which is always ec-p521; " +
 		"use --tls-mode manual for other key types"
+	debugAutoMsg = "--debug cannot use --tls-mode auto: no host sends PLUGIN_CLIENT_CERT to a plugin started by hand; " +
+		"use --tls-mode manual (TLS with your cert files) or --tls-mode disabled"
+	debugHint = "plugin running in debug mode; reattach with: --reattach '%s'\n"
 )
 
 func serverCommand() *command {
-	c := newCommand("rpc server-start", "[flags]", `
+	return newCommand("rpc server-start", "[flags]", `
 Run as a go-plugin KV plugin (plugin.Serve from hashicorp/go-plugin): check the
-magic cookie BASIC_PLUGIN=hello, listen, print the handshake line on stdout and
-serve /proto.KV/Get and /proto.KV/Put over a file store until the host shuts it
-down. A host starts this command; running it by hand only prints go-plugin's
-"This binary is a plugin" message.
+magic cookie (--magic-cookie-key=--magic-cookie-value), negotiate one of
+--protocol-versions, listen, print the handshake line on stdout and serve
+/proto.KV/Get and /proto.KV/Put over a file store until the host shuts it down
+(or SIGTERM, or the host process dies). Running it by hand without the cookie
+prints go-plugin's "This binary is a plugin" message.
+
+--debug: serve without a host (go-plugin's test mode, no cookie), print the
+reattach config as one JSON line on stdout and serve until Shutdown or SIGTERM;
+a host connects with --reattach.
 
 TLS modes: auto = go-plugin AutoMTLS (ec-p521, host must send PLUGIN_CLIENT_CERT,
 otherwise the plugin refuses to serve plaintext); manual = own cert/key, client
 certs required and verified against --ca-file; disabled = plaintext (refused if
 the host asked for TLS).`,
 		"BASIC_PLUGIN=hello PLUGIN_PROTOCOL_VERSIONS=1 soup-go rpc server-start --tls-mode disabled --kv-dir /tmp/kv")
-	return c
+}
+
+// pluginOptions is everything `rpc server-start` was asked to do.
+type pluginOptions struct {
+	tls       tlsFlags
+	hs        handshake
+	transport string
+	kvDir     string
+	debug     bool
 }
 
 // serverStart is `rpc server-start`.
 func serverStart(args []string, stdout, stderr io.Writer) int {
 	c := serverCommand()
 	var (
-		tf        tlsFlags
-		transport string
-		kvDir     string
+		opts pluginOptions
+		hf   handshakeFlags
 	)
-	tf.register(c.fs, goPluginKeyType)
-	c.fs.StringVar(&transport, "transport", "unix", "unix (what go-plugin does on Linux) or tcp (127.0.0.1, through a front; see tcpfront.go)")
-	c.fs.StringVar(&kvDir, "kv-dir", "", "directory of the KV store (default: a fresh temporary directory removed at exit)")
+	opts.tls.register(c.fs, goPluginKeyType)
+	hf.register(c.fs)
+	c.fs.StringVar(&opts.transport, "transport", "unix", "unix (what go-plugin does on Linux) or tcp (127.0.0.1, through a front; see tcpfront.go)")
+	c.fs.StringVar(&opts.kvDir, "kv-dir", "", "directory of the KV store (default: a temporary one in the plugin's run directory, removed at exit)")
+	c.fs.BoolVar(&opts.debug, "debug", false, "debug mode: no host, print the reattach config (JSON) on stdout, serve until Shutdown or SIGTERM")
 	return c.run(args, stdout, stderr, func(pos []string) (int, error) {
 		if len(pos) > 0 {
 			return 2, usagef("unexpected argument %q", pos[0])
 		}
-		if err := tf.validate(); err != nil {
+		if err := opts.tls.validate(); err != nil {
 			return 2, err
 		}
-		if tf.mode == "auto" && tf.keyType != goPluginKeyType {
+		if opts.tls.mode == "auto" && opts.tls.keyType != goPluginKeyType {
 			return 2, usageError{autoKeyTypeMsg}
 		}
-		if transport != "unix" && transport != "tcp" {
-			return 2, usagef("invalid --transport %q (choose from unix, tcp)", transport)
+		if opts.transport != "unix" && opts.transport != "tcp" {
+			return 2, usagef("invalid --transport %q (choose from unix, tcp)", opts.transport)
 		}
-		code, err := servePlugin(tf, transport, kvDir)
+		var err error
+		if opts.hs, err = hf.parse(); err != nil {
+			return 2, err
+		}
+		code, err := servePlugin(opts, stdout, stderr)
 		if err != nil {
 			// Like every other plugin log line (and the Python plugin): hclog JSON
 			// on stderr, which a go-plugin host re-logs at its level.
@@ -77,125 +98,169 @@ func serverStart(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// servePlugin runs plugin.Serve. The order matters: the magic cookie comes
-// first so that running the binary by hand gives go-plugin's own message and
-// exit code whatever the other flags and variables say.
-func servePlugin(tf tlsFlags, transport, kvDir string) (int, error) {
+// servePlugin checks the cookie and the TLS policy, makes the plugin's
+// temporary directories and serves. The cookie comes first so that running
+// the binary by hand gives go-plugin's own message and exit code whatever the
+// other flags and variables say. Every directory made here is removed by a
+// deferred call on every return path.
+func servePlugin(opts pluginOptions, stdout, stderr io.Writer) (int, error) {
 	kv := &kvPlugin{}
-	// Serve only builds the server once it has a listener and TLS, so a nil
-	// server after Serve means it bailed out early.
-	var server atomic.Pointer[grpc.Server]
 	cfg := &plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{pluginName: kv},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			s := plugin.DefaultGRPCServer(opts)
-			server.Store(s)
-			return s
-		},
+		HandshakeConfig:  opts.hs.config(),
+		VersionedPlugins: opts.hs.pluginSets(kv),
 	}
-	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+	if opts.debug && opts.tls.mode == "auto" {
+		return 1, errors.New(debugAutoMsg)
+	}
+	if !opts.debug && os.Getenv(opts.hs.cookieKey) != opts.hs.cookieValue {
 		plugin.Serve(cfg) // prints go-plugin's message and exits 1
 		return 1, nil
 	}
-
-	clientCert := os.Getenv("PLUGIN_CLIENT_CERT")
-	switch tf.mode {
-	case "auto":
-		if clientCert == "" {
-			return 1, fmt.Errorf("%s", autoNoCertMsg)
-		}
-		// plugin.Serve would only log this and then serve TLS that no client
-		// can pass; refuse at once, as the Python plugin does.
-		if !x509.NewCertPool().AppendCertsFromPEM([]byte(clientCert)) {
-			return 1, fmt.Errorf("%s", badClientCertMsg)
-		}
-	case "disabled":
-		if clientCert != "" {
-			return 1, fmt.Errorf("%s", disabledButCertMsg)
-		}
-	case "manual":
-		cert, ca, err := loadPair(tf.certFile, tf.keyFile, tf.caFile)
-		if err != nil {
-			return 1, err
-		}
-		// With a TLSProvider go-plugin ignores PLUGIN_CLIENT_CERT and sends
-		// no cert in the handshake line: the host trusts --ca-file instead.
-		cfg.TLSProvider = func() (*tls.Config, error) { return manualServerTLS(cert, ca), nil }
+	provider, err := pluginTLS(opts.tls, os.Getenv(envClientCert))
+	if err != nil {
+		return 1, err
 	}
+	cfg.TLSProvider = provider
 
-	logger := pluginLogger(os.Stderr)
+	// stderr is the real fd 2 (main's os.Stderr): Serve points os.Stderr at
+	// its stdio pipe later.
+	logger := pluginLogger(stderr)
 	cfg.Logger = logger
 
-	cleanup := func() {}
-	if kvDir == "" {
-		dir, err := os.MkdirTemp("", "soup-go-kv-")
-		if err != nil {
-			return 1, err
-		}
-		cleanup = func() { _ = os.RemoveAll(dir) }
-		defer cleanup()
-		kvDir = dir
+	runDir, err := privateRunDir()
+	if err != nil {
+		return 1, err
 	}
-	kv.store = newFileStore(kvDir)
+	defer removeAll(logger, runDir)
+	if opts.kvDir == "" {
+		// Inside the run directory: a host that hands out a private
+		// PLUGIN_UNIX_SOCKET_DIR removes it even after a SIGKILL.
+		opts.kvDir = filepath.Join(runDir, "kv")
+	}
+	if kv.store, err = openFileStore(opts.kvDir); err != nil {
+		return 1, err
+	}
 	// "backend" names who terminates TLS, like the Python plugin's log, so that reports can
 	// show both sides' TLS stacks; it is null in disabled mode.
 	var backend any
-	if tf.mode != "disabled" {
+	if opts.tls.mode != "disabled" {
 		backend = "go"
 	}
 	// impl and version tell the host who serves (identity is not on the wire);
 	// both soup hosts read them from this first line, as from the Python plugin's.
-	logger.Info("soup-go plugin starting", "impl", "go", "version", versionString(), "tls_mode", tf.mode,
-		"backend", backend, "transport", transport, "kv_dir", kvDir, "pid", os.Getpid())
+	logger.Info("soup-go plugin starting", "impl", "go", "version", versionString(), "tls_mode", opts.tls.mode,
+		"backend", backend, "transport", opts.transport, "kv_dir", opts.kvDir, "pid", os.Getpid(), "debug", opts.debug)
+	return runPlugin(cfg, opts, logger, stdout, stderr)
+}
 
-	if transport == "tcp" {
-		front, err := startTCPFront(logger)
+// pluginTLS is the TLS policy: nil provider = go-plugin's own AutoMTLS (auto)
+// or plaintext (disabled), after the checks that make the plugin refuse.
+func pluginTLS(tf tlsFlags, clientCert string) (func() (*tls.Config, error), error) {
+	switch tf.mode {
+	case "auto":
+		if clientCert == "" {
+			return nil, errors.New(autoNoCertMsg)
+		}
+		// plugin.Serve would only log this and then serve TLS that no client
+		// can pass; refuse at once, as the Python plugin does.
+		if !x509.NewCertPool().AppendCertsFromPEM([]byte(clientCert)) {
+			return nil, errors.New(badClientCertMsg)
+		}
+	case "disabled":
+		if clientCert != "" {
+			return nil, errors.New(disabledButCertMsg)
+		}
+	case "manual":
+		cert, ca, err := loadPair(tf.certFile, tf.keyFile, tf.caFile)
 		if err != nil {
-			return 1, err
+			return nil, err
 		}
-		defer front.Close()
+		// With a TLSProvider go-plugin ignores PLUGIN_CLIENT_CERT and sends
+		// no cert in the handshake line: the host trusts --ca-file instead.
+		return func() (*tls.Config, error) { return manualServerTLS(cert, ca), nil }, nil
 	}
+	return nil, nil
+}
 
-	// SIGTERM stops the gRPC server, which makes Serve return normally: the
-	// socket and a temporary --kv-dir are removed. go-plugin hosts never send
-	// it (they use Shutdown, then SIGKILL); soup-go's host does when the
-	// connection failed and Shutdown cannot arrive.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		<-sig
-		logger.Info("SIGTERM: stopping")
-		if s := server.Load(); s != nil {
-			s.Stop()
-			return
+// privateRunDir makes the plugin's own directory (inside the host's
+// PLUGIN_UNIX_SOCKET_DIR if it gave one) for go-plugin's socket and a
+// temporary KV store, and points PLUGIN_UNIX_SOCKET_DIR at it. go-plugin does
+// not remove its socket on every path (an unknown PLUGIN_UNIX_SOCKET_GROUP, a
+// stop with the gRPC muxer), so removing this directory at exit removes
+// whatever it left.
+func privateRunDir() (string, error) {
+	dir, err := os.MkdirTemp(os.Getenv(envUnixSocketDir), runDirPattern)
+	if err != nil {
+		return "", err
+	}
+	// A host in another user's group must reach the socket in here too.
+	if group := os.Getenv(envUnixSocketGroup); group != "" {
+		if gid, ok := lookupGID(group); ok {
+			_ = os.Chown(dir, -1, gid)
+			_ = os.Chmod(dir, 0o770)
 		}
-		cleanup()
-		os.Exit(1)
-	}()
-
-	plugin.Serve(cfg)
-	if server.Load() == nil {
-		return 1, fmt.Errorf("plugin.Serve failed before serving (see the log above)")
+		// An unknown group: go-plugin refuses with its own message.
 	}
-	logger.Info("soup-go plugin stopped")
-	return 0, nil
+	if err := os.Setenv(envUnixSocketDir, dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// lookupGID resolves a group name or number as go-plugin does.
+func lookupGID(group string) (int, bool) {
+	if gid, err := strconv.Atoi(group); err == nil {
+		return gid, true
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, false
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	return gid, err == nil
+}
+
+func removeAll(logger hclog.Logger, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		logger.Warn("could not remove a temporary directory", "dir", dir, "error", err)
+	}
 }
 
 // pluginLogger logs hclog JSON lines, which a go-plugin host parses and
 // re-logs with their levels. UTC, so the timestamp ends in "Z" with exactly
 // six fractional digits as the go-plugin host expects.
 func pluginLogger(w io.Writer) hclog.Logger {
-	level := hclog.LevelFromString(os.Getenv("SOUP_GO_LOG_LEVEL"))
-	if level == hclog.NoLevel {
-		level = hclog.Debug
-	}
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "soup.plugin",
-		Level:      level,
+		Level:      logLevel(hclog.Debug),
 		Output:     w,
 		JSONFormat: true,
 		TimeFn:     func() time.Time { return time.Now().UTC() },
 	})
+}
+
+// logLevel is SOUP_LOG_LEVEL, or def when it is unset or unknown.
+func logLevel(def hclog.Level) hclog.Level {
+	level := hclog.LevelFromString(os.Getenv(envLogLevel))
+	if level == hclog.NoLevel {
+		return def
+	}
+	return level
+}
+
+// printReattach prints the debug plugin's reattach line and the hint.
+func printReattach(stdout, stderr io.Writer, rc *plugin.ReattachConfig) error {
+	line, err := formatReattach(rc)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(stdout, line); err != nil {
+		return err
+	}
+	if f, ok := stdout.(*os.File); ok {
+		_ = f.Sync()
+	}
+	fmt.Fprintf(stderr, debugHint, line)
+	return nil
 }

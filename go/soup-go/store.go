@@ -16,7 +16,7 @@ const maxKeyBytes = 180
 
 var (
 	errEmptyKey    = errors.New("key must not be empty")
-	errKeyNotFound = errors.New("key not found")
+	errKeyNotFound = errors.New(keyNotFoundMsg)
 )
 
 // keyTooLongError carries the length so the gRPC message can name it.
@@ -45,11 +45,75 @@ type fileStore struct {
 	dir string
 }
 
-func newFileStore(dir string) *fileStore { return &fileStore{dir: dir} }
+// openFileStore opens the store in dir and removes the temporary files of
+// Puts that died (a SIGKILL mid-Put leaves a full-size .tmp-* file). A
+// writer holds an exclusive flock on its temporary file, so a file nobody
+// holds is stale; another live plugin's file in progress is left alone.
+func openFileStore(dir string) (*fileStore, error) {
+	s := &fileStore{dir: dir}
+	matches, err := filepath.Glob(filepath.Join(dir, tmpFilePrefix+"*"))
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range matches {
+		if err := removeIfUnlocked(path); err != nil {
+			return nil, fmt.Errorf("removing stale temporary file: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// removeIfUnlocked removes path unless a live writer holds its lock.
+func removeIfUnlocked(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // renamed or removed meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil // a Put in progress
+		}
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// createLockedTemp creates a .tmp-* file and locks it. If a store opening
+// at that moment removed it before the lock was taken, it is created anew.
+func createLockedTemp(dir string) (*os.File, error) {
+	for {
+		f, err := os.CreateTemp(dir, tmpFilePrefix+"*")
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+			return nil, err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		if st.Nlink > 0 {
+			return f, nil
+		}
+		_ = f.Close()
+	}
+}
 
 // Put writes value under key: temp file in the same directory, fsync, rename
-// over the target, fsync the directory (so the rename itself survives a crash).
-func (s *fileStore) Put(key string, value []byte) (err error) {
+// over the target (still holding the temp file's lock, so no opening store
+// takes it for stale), fsync the directory (so the rename survives a crash).
+func (s *fileStore) Put(key string, value []byte) error {
 	name, err := keyFilename(key)
 	if err != nil {
 		return err
@@ -57,29 +121,29 @@ func (s *fileStore) Put(key string, value []byte) (err error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	tmp, err := createLockedTemp(s.dir)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(value); err != nil {
-		return err
+	err = writeAndRename(tmp, value, filepath.Join(s.dir, name))
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
 	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(s.dir, name)); err != nil {
+	if err != nil {
+		_ = os.Remove(tmp.Name())
 		return err
 	}
 	return syncDir(s.dir)
+}
+
+func writeAndRename(tmp *os.File, value []byte, target string) error {
+	if _, err := tmp.Write(value); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), target)
 }
 
 // Get returns the value of key, or errKeyNotFound.

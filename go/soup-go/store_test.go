@@ -11,7 +11,7 @@ import (
 )
 
 func TestStoreRoundTrip(t *testing.T) {
-	s := newFileStore(t.TempDir())
+	s := mustOpen(t, t.TempDir())
 	for _, v := range [][]byte{[]byte("hello"), {}, {0, 1, 2, 255}} {
 		if err := s.Put("k", v); err != nil {
 			t.Fatal(err)
@@ -24,7 +24,7 @@ func TestStoreRoundTrip(t *testing.T) {
 }
 
 func TestStoreKeyErrors(t *testing.T) {
-	s := newFileStore(t.TempDir())
+	s := mustOpen(t, t.TempDir())
 	if err := s.Put("", []byte("x")); !errors.Is(err, errEmptyKey) || err.Error() != "key must not be empty" {
 		t.Errorf("Put empty key: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestStoreKeyErrors(t *testing.T) {
 func TestStorePathTricksStayInside(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "kv")
-	s := newFileStore(dir)
+	s := mustOpen(t, dir)
 	keys := []string{"../x", "a/b", "..", ".", "/etc/passwd", `..\x`, ".tmp-x", "ok"}
 	for _, k := range keys {
 		if err := s.Put(k, []byte(k)); err != nil {
@@ -81,7 +81,7 @@ func TestStorePathTricksStayInside(t *testing.T) {
 
 func TestStoreCreatesDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
-	s := newFileStore(dir)
+	s := mustOpen(t, dir)
 	if _, err := s.Get("k"); !errors.Is(err, errKeyNotFound) {
 		t.Fatalf("Get before dir exists: %v", err)
 	}
@@ -110,5 +110,63 @@ func TestDirSyncUnsupportedErrnosAreTolerated(t *testing.T) {
 	}
 	if dirSyncUnsupported(&os.PathError{Op: "sync", Path: "/kv", Err: syscall.EIO}) {
 		t.Error("EIO tolerated: a real sync failure must fail the Put")
+	}
+}
+
+func mustOpen(t *testing.T, dir string) *fileStore {
+	t.Helper()
+	s, err := openFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A Put that died leaves a .tmp-* file nobody holds: opening removes it. A
+// Put in progress (its writer holds the lock) is left alone, and so are keys.
+func TestOpenRemovesStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".tmp-123")
+	if err := os.WriteFile(stale, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := createLockedTemp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = busy.Close() }()
+	s := mustOpen(t, dir)
+	if err := s.Put("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	if _, err := os.Stat(busy.Name()); err != nil {
+		t.Errorf("a live writer's temp file was removed: %v", err)
+	}
+	if got, err := s.Get("k"); err != nil || string(got) != "v" {
+		t.Errorf("Get k = %q, %v", got, err)
+	}
+}
+
+// createLockedTemp never hands out a file that an opening store removed
+// between its creation and the lock: the file it returns is still linked.
+func TestCreateLockedTempIsLinked(t *testing.T) {
+	dir := t.TempDir()
+	f, err := createLockedTemp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if !strings.HasPrefix(filepath.Base(f.Name()), tmpFilePrefix) {
+		t.Fatalf("name %q", f.Name())
+	}
+	if err := removeIfUnlocked(f.Name()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.Name()); err != nil {
+		t.Fatalf("locked temp file removed: %v", err)
 	}
 }

@@ -30,10 +30,14 @@ import (
 // Right after printing, Serve points os.Stdout at its own stdio pipe, so the
 // front never assigns os.Stdout while Serve runs (that would race); Close
 // restores it once Serve has returned.
+//
+// In debug mode no handshake line is printed: the plugin opens the front for
+// the address in go-plugin's reattach config instead (open).
 type tcpFront struct {
 	logger hclog.Logger
 	stdout *os.File // the real stdout
-	r, w   *os.File // the pipe plugin.Serve prints into
+	r, w   *os.File // the pipe plugin.Serve prints into (nil in debug mode)
+	failed chan error
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -43,18 +47,27 @@ type tcpFront struct {
 
 var errFrontClosed = errors.New("tcp front closed")
 
-// startTCPFront swaps os.Stdout and starts waiting for the handshake line.
-func startTCPFront(logger hclog.Logger) (*tcpFront, error) {
+// startTCPFront starts the front; with handshake it swaps os.Stdout and
+// waits for the handshake line to rewrite.
+func startTCPFront(logger hclog.Logger, handshake bool) (*tcpFront, error) {
+	f := &tcpFront{logger: logger.Named("tcpfront"), stdout: os.Stdout, conns: map[net.Conn]struct{}{}, failed: make(chan error, 1)}
+	if !handshake {
+		return f, nil
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	f := &tcpFront{logger: logger.Named("tcpfront"), stdout: os.Stdout, r: r, w: w, conns: map[net.Conn]struct{}{}}
+	f.r, f.w = r, w
 	os.Stdout = w
 	f.wg.Add(1)
 	go f.relayHandshake()
 	return f, nil
 }
+
+// Failed delivers the error that keeps the front from serving: a plugin
+// asked for tcp must not hand out a unix address instead, so it stops.
+func (f *tcpFront) Failed() <-chan error { return f.failed }
 
 func (f *tcpFront) relayHandshake() {
 	defer f.wg.Done()
@@ -64,14 +77,13 @@ func (f *tcpFront) relayHandshake() {
 		// Serve returned without printing (it logged why); Close ends us.
 		return
 	}
-	out, err := f.listen(strings.TrimSpace(line))
+	out, err := f.rewrite(strings.TrimSpace(line))
 	if errors.Is(err, errFrontClosed) {
 		return
 	}
 	if err != nil {
-		// A plugin asked for tcp must not hand out a unix address instead.
-		f.logger.Error("tcp front failed; exiting", "error", err)
-		os.Exit(1)
+		f.failed <- fmt.Errorf("tcp front: %w", err)
+		return
 	}
 	fmt.Fprintf(f.stdout, "%s\n", out)
 	_ = f.stdout.Sync()
@@ -79,16 +91,25 @@ func (f *tcpFront) relayHandshake() {
 	_, _ = io.Copy(io.Discard, br)
 }
 
-// listen opens the TCP listener and returns the rewritten handshake line.
-func (f *tcpFront) listen(line string) (string, error) {
+// rewrite returns the handshake line with the front's TCP address.
+func (f *tcpFront) rewrite(line string) (string, error) {
 	parts := strings.Split(line, "|")
 	if len(parts) < 5 || parts[2] != "unix" {
 		return "", fmt.Errorf("unexpected handshake line from plugin.Serve: %q", line)
 	}
-	backend := parts[3]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := f.open(parts[3])
 	if err != nil {
 		return "", err
+	}
+	parts[2], parts[3] = "tcp", addr.String()
+	return strings.Join(parts, "|"), nil
+}
+
+// open listens on 127.0.0.1 and relays every connection to the unix socket backend.
+func (f *tcpFront) open(backend string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	f.mu.Lock()
 	closed := f.conns == nil
@@ -98,14 +119,13 @@ func (f *tcpFront) listen(line string) (string, error) {
 	f.mu.Unlock()
 	if closed {
 		_ = ln.Close()
-		return "", errFrontClosed
+		return nil, errFrontClosed
 	}
 	// Not "backend": in the plugin's log that key names the TLS stack (reports read it).
 	f.logger.Debug("relaying tcp to go-plugin's unix socket", "address", ln.Addr().String(), "unix_socket", backend)
 	f.wg.Add(1)
 	go f.accept(ln, backend)
-	parts[2], parts[3] = "tcp", ln.Addr().String()
-	return strings.Join(parts, "|"), nil
+	return ln.Addr(), nil
 }
 
 func (f *tcpFront) accept(ln net.Listener, backend string) {
@@ -127,7 +147,7 @@ func (f *tcpFront) accept(ln net.Listener, backend string) {
 // half-closes so that TLS close_notify and EOF arrive as sent.
 func (f *tcpFront) relay(c net.Conn, backend string) {
 	defer f.wg.Done()
-	b, err := net.DialTimeout("unix", backend, 5*time.Second)
+	b, err := net.DialTimeout("unix", backend, rpcTimeout)
 	if err != nil {
 		f.logger.Error("dial go-plugin's socket", "error", err)
 		_ = c.Close()
@@ -179,8 +199,10 @@ func (f *tcpFront) untrack(cs ...net.Conn) {
 // Close stops the front after plugin.Serve returned: restore stdout, stop
 // listening, cut live relays, wait (bounded) for its goroutines.
 func (f *tcpFront) Close() {
-	os.Stdout = f.stdout
-	_ = f.w.Close()
+	if f.w != nil {
+		os.Stdout = f.stdout
+		_ = f.w.Close()
+	}
 	f.mu.Lock()
 	if f.ln != nil {
 		_ = f.ln.Close()
@@ -194,8 +216,10 @@ func (f *tcpFront) Close() {
 	go func() { f.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
-		f.logger.Warn("tcp front goroutines did not stop within 2 s")
+	case <-time.After(stopBound):
+		f.logger.Warn("tcp front goroutines did not stop in time", "bound", stopBound)
 	}
-	_ = f.r.Close()
+	if f.r != nil {
+		_ = f.r.Close()
+	}
 }

@@ -23,9 +23,6 @@ import (
 // keyTypes are the key types of the shared contract, in its order.
 var keyTypes = []string{"rsa-2048", "rsa-4096", "ec-p256", "ec-p384", "ec-p521", "ed25519"}
 
-// goPluginKeyType is what go-plugin's AutoMTLS always uses (hard-coded in mtls.go).
-const goPluginKeyType = "ec-p521"
-
 func validKeyType(kt string) bool {
 	for _, k := range keyTypes {
 		if k == kt {

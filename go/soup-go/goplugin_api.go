@@ -1,0 +1,36 @@
+package main
+
+// Every use of a go-plugin API that is not in all the releases soup-go is
+// built against lives here, so that a build for another release swaps this
+// one file (build tags) and nothing else:
+//   - ClientConfig.SkipHostEnv (v1.5.0+),
+//   - ClientConfig.GRPCDialOptions,
+//   - ServeConfig.Test / ServeTestConfig (debug mode, reattach config).
+// soup-go does not use ClientConfig.UnixSocketConfig or GRPCBrokerMultiplex:
+// the private socket directory is set through PLUGIN_UNIX_SOCKET_DIR in the
+// plugin's environment, which every release's plugin side reads.
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// setHostEnv makes go-plugin start the plugin with exactly cmd.Env (plus its
+// own handshake variables) instead of appending the host's environment.
+func setHostEnv(cfg *plugin.ClientConfig) {
+	cfg.SkipHostEnv = true
+}
+
+// setDialOptions adds gRPC dial options to go-plugin's own.
+func setDialOptions(cfg *plugin.ClientConfig, opts ...grpc.DialOption) {
+	cfg.GRPCDialOptions = append(cfg.GRPCDialOptions, opts...)
+}
+
+// setDebugServe puts Serve in go-plugin's test mode: no cookie check, no
+// handshake line, the reattach config sent on reattach, serving until ctx
+// ends (or Shutdown), closed is closed when Serve is done.
+func setDebugServe(cfg *plugin.ServeConfig, ctx context.Context, reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) {
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+}
