@@ -265,14 +265,19 @@ def target(plugin: Plugin) -> str:
 
 
 @contextlib.contextmanager
-def channel(plugin: Plugin, own: certs.CertKey | None) -> Iterator[grpc.Channel]:
-    """A gRPC channel: plaintext, or TLS through soup's OpenSSL dialer (every key type)."""
+def channel(
+    plugin: Plugin, own: certs.CertKey | None, trusted: bytes | None = None
+) -> Iterator[grpc.Channel]:
+    """A gRPC channel: plaintext, or TLS through soup's OpenSSL dialer (every key type).
+
+    TLS trusts ``trusted`` (manual mode: the CA), else the certificate in field 6.
+    """
     options = [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0)]
     if own is None:
         with grpc.insecure_channel(target(plugin), options=options) as chan:
             yield chan
         return
-    context = tls.client_ssl_context(own, plugin.cert_pem())
+    context = tls.client_ssl_context(own, trusted or plugin.cert_pem())
     dialer = bridge.TLSDialerBridge(
         plugin.network, plugin.address, context, server_hostname=tls.SERVER_NAME
     )
@@ -294,10 +299,10 @@ def health(chan: grpc.Channel, timeout: float = 3.0) -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-def good_call(plugin: Plugin, own: certs.CertKey | None) -> str:
+def good_call(plugin: Plugin, own: certs.CertKey | None, trusted: bytes | None = None) -> str:
     """One health call the way a correct host makes it: ``SERVING`` when healthy."""
     try:
-        with channel(plugin, own) as chan:
+        with channel(plugin, own, trusted) as chan:
             return health(chan)
     except (OSError, bridge.BridgeError) as exc:
         return _reason(exc)

@@ -42,9 +42,11 @@ __all__ = [
     "load_cert_pem",
     "load_manual",
     "load_pair",
+    "pinned_peer_problem",
     "require_key_usage",
     "self_signed",
     "signature_hash",
+    "validity_problem",
     "write_pair",
 ]
 
@@ -359,6 +361,27 @@ def key_usage_problem(cert: x509.Certificate, role: str) -> str | None:
         f"{INCOMPATIBLE_KEY_USAGE}: a TLS {role} certificate must allow {_USAGE_NAMES[wanted]}, "
         f"this one (SHA-256 {fingerprint(cert)[:16]}...) allows only {names}"
     )
+
+
+def validity_problem(cert: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (default: the current time), or None."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if now < cert.not_valid_before_utc:
+        return f"certificate is not valid yet (valid from {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ})"
+    if now > cert.not_valid_after_utc:
+        return f"certificate has expired (valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+    return None
+
+
+def pinned_peer_problem(
+    cert: x509.Certificate, role: str, now: datetime.datetime | None = None
+) -> str | None:
+    """Why TLS must refuse a peer whose certificate is pinned in advance (AutoMTLS), or None.
+
+    Both checks a handshake makes on the peer's own certificate: its key usage for
+    ``role`` and its validity period.
+    """
+    return key_usage_problem(cert, role) or validity_problem(cert, now)
 
 
 def require_key_usage(cert: x509.Certificate, role: str) -> x509.Certificate:

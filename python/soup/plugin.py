@@ -354,7 +354,7 @@ class _Plugin:
             except Exception as exc:
                 raise PluginError(f"{ENV_CLIENT_CERT} is not a PEM certificate: {exc}") from exc
             self.peer_key_type = certs.key_type_of(host_cert)
-            self.peer_refusal = certs.key_usage_problem(host_cert, "client")
+            self.peer_refusal = certs.pinned_peer_problem(host_cert, "client")
             try:
                 self.own = certs.self_signed(opts.key_type)
             except ValueError as exc:

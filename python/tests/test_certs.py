@@ -296,3 +296,16 @@ def test_self_signed_validity_can_be_chosen() -> None:
     end = datetime.datetime(2002, 1, 1, tzinfo=datetime.UTC)
     cert = certs.self_signed("ec-p256", validity=(start, end)).cert
     assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (start, end)
+
+
+def test_pinned_peer_problem_checks_validity_and_key_usage() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    expired = certs.self_signed("ec-p256", validity=(now - 2 * day, now - day)).cert
+    future = certs.self_signed("ec-p256", validity=(now + day, now + 2 * day)).cert
+    server_only = certs.self_signed("ec-p256", usages=(ExtendedKeyUsageOID.SERVER_AUTH,)).cert
+    assert certs.pinned_peer_problem(certs.self_signed("ec-p256").cert, "client") is None
+    assert "certificate has expired" in str(certs.pinned_peer_problem(expired, "client"))
+    assert "certificate is not valid yet" in str(certs.pinned_peer_problem(future, "client"))
+    assert certs.INCOMPATIBLE_KEY_USAGE in str(certs.pinned_peer_problem(server_only, "client"))
+    assert certs.pinned_peer_problem(server_only, "server") is None
