@@ -6,8 +6,8 @@ that serve TLS, ``serve.pem``/``serve.key`` (the certificate to present, which n
 be the one in the line). The fake listens only on a unix socket in DIR (never any
 other address), writes the monotonic time it started to ``DIR/started`` (so the suite
 times the host's reaction, not interpreter start-up) and runs until its host kills it
-or ``LIFETIME_S`` passes. Only the standard library is imported, except for the
-gRPC behaviours, so that it starts fast.
+or ``LIFETIME_S`` passes. Only the standard library is imported, so that it starts
+fast (the HTTP/2 it speaks is a few fixed frames).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,17 +26,18 @@ LIFETIME_S = 30
 SOCKET_NAME = "fake.sock"
 
 
-def _print_line(directory: Path) -> str:
+def _print_line(directory: Path) -> None:
     path = str(directory / SOCKET_NAME)
     sys.stdout.write((directory / "line.txt").read_text().replace("{sock}", path) + "\n")
     sys.stdout.flush()
-    return path
 
 
-def _listen(path: str) -> socket.socket:
+def _listen_and_print(directory: Path) -> socket.socket:
+    """Listen first, then print the line: the host may dial right away."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
+    sock.bind(str(directory / SOCKET_NAME))
     sock.listen(16)
+    _print_line(directory)
     return sock
 
 
@@ -53,7 +55,7 @@ def _server_context(directory: Path) -> ssl.SSLContext:
 def serve_tls(directory: Path) -> None:
     """Complete TLS handshakes with serve.pem, then hang up."""
     context = _server_context(directory)
-    sock = _listen(_print_line(directory))
+    sock = _listen_and_print(directory)
     while True:
         conn, _ = sock.accept()
         try:
@@ -65,7 +67,7 @@ def serve_tls(directory: Path) -> None:
 
 def hold(directory: Path) -> None:
     """Accept connections and never answer, nor close them."""
-    sock = _listen(_print_line(directory))
+    sock = _listen_and_print(directory)
     held = []
     while True:
         conn, _ = sock.accept()
@@ -90,43 +92,42 @@ def exit_before(directory: Path) -> None:
     sys.exit(3)
 
 
-def _grpc_server(hang: bool) -> object:
-    import grpc  # noqa: PLC0415 - only the gRPC behaviours pay for the import
-    from concurrent import futures  # noqa: PLC0415
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: PLC0415
-
-    class Hanging(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
-        def Check(self, request: object, context: object) -> object:
-            time.sleep(LIFETIME_S)
-            return health_pb2.HealthCheckResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    servicer = Hanging() if hang else health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    return server
+# HTTP/2 frames (RFC 9113): an empty SETTINGS frame, and its acknowledgement.
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 
 
-def grpc_plaintext(directory: Path) -> None:
-    """Plaintext gRPC, whatever the line says."""
-    server: object = _grpc_server(hang=False)
-    server.add_insecure_port(f"unix:{directory / SOCKET_NAME}")  # type: ignore[attr-defined]
-    server.start()  # type: ignore[attr-defined]
-    print_and_sleep(directory)
+def _answer_settings_then_hang(conn: ssl.SSLSocket) -> None:
+    conn.sendall(H2_SETTINGS)
+    conn.recv(65536)  # the host's preface and SETTINGS
+    conn.sendall(H2_SETTINGS_ACK)
+    while conn.recv(65536):  # every request stays unanswered
+        pass
 
 
-def grpc_hang(directory: Path) -> None:
-    """Correct AutoMTLS gRPC (grpcio's TLS) whose every call hangs."""
-    import grpc  # noqa: PLC0415
+def http2_hang(directory: Path) -> None:
+    """Correct AutoMTLS and an HTTP/2 connection, but no call is ever answered."""
+    context = _server_context(directory)
+    sock = _listen_and_print(directory)
+    while True:
+        conn, _ = sock.accept()
+        try:
+            tconn = context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()
+            continue
+        threading.Thread(target=_answer_settings_then_hang, args=(tconn,), daemon=True).start()
 
-    server: object = _grpc_server(hang=True)
-    creds = grpc.ssl_server_credentials(
-        [((directory / "serve.key").read_bytes(), (directory / "serve.pem").read_bytes())],
-        root_certificates=os.environ.get("PLUGIN_CLIENT_CERT", "").encode(),
-        require_client_auth=True,
-    )
-    server.add_secure_port(f"unix:{directory / SOCKET_NAME}", creds)  # type: ignore[attr-defined]
-    server.start()  # type: ignore[attr-defined]
-    print_and_sleep(directory)
+
+def plaintext_http2(directory: Path) -> None:
+    """Answer in plaintext HTTP/2, whatever the line says (it carries a certificate)."""
+    sock = _listen_and_print(directory)
+    while True:
+        conn, _ = sock.accept()
+        try:
+            conn.sendall(H2_SETTINGS)
+        except OSError:
+            conn.close()
 
 
 BEHAVIOURS: dict[str, Callable[[Path], None]] = {
@@ -136,8 +137,8 @@ BEHAVIOURS: dict[str, Callable[[Path], None]] = {
     "print-and-exit": print_and_exit,
     "sleep": sleep,
     "exit-before": exit_before,
-    "grpc-plaintext": grpc_plaintext,
-    "grpc-hang": grpc_hang,
+    "plaintext-http2": plaintext_http2,
+    "http2-hang": http2_hang,
 }
 
 

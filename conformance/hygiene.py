@@ -53,9 +53,9 @@ def _tmp_entries() -> set[str]:
     return {p.name for p in root.iterdir() if not p.name.startswith(_PYTEST_ROOT_PREFIX)}
 
 
-def marked_processes(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries ``MARKER=marker``."""
-    needle = f"{MARKER}={marker}".encode()
+def marked_processes(marker: str, name: str = MARKER) -> list[int]:
+    """Live (non-zombie) processes whose environment carries ``name=marker``."""
+    needle = f"{name}={marker}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
