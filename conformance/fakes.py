@@ -126,9 +126,7 @@ def _first_line(pipe: Any, limit: int, timeout: float) -> bytes:
     return got[0]
 
 
-def start_plugin(
-    argv: list[str], env: Mapping[str, str | None], timeout: float = 10.0
-) -> Plugin:
+def start_plugin(argv: list[str], env: Mapping[str, str | None], timeout: float = 10.0) -> Plugin:
     """Start ``argv`` as a host would (own session, private socket dir) and read its line.
 
     ``env`` adds to (or, with None, removes from) the cookie and
@@ -137,7 +135,12 @@ def start_plugin(
     """
     socket_dir = bridge.private_socket_dir("soup-fh-")
     full = plugin_env(
-        {**COOKIE, "PLUGIN_PROTOCOL_VERSIONS": "1", "PLUGIN_UNIX_SOCKET_DIR": str(socket_dir), **env}
+        {
+            **COOKIE,
+            "PLUGIN_PROTOCOL_VERSIONS": "1",
+            "PLUGIN_UNIX_SOCKET_DIR": str(socket_dir),
+            **env,
+        }
     )
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fakes
-import hygiene
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from soup import bridge, certs
+import fakes
+import hygiene
+from soup import bridge, certs, pb
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "hostile.toml"
@@ -210,7 +210,9 @@ def attack_tls(case: Case, env: Env) -> Outcome:
     pinned = _cert(case.get("pinned", "good"))
     presented = _presented(case.get("client", "pinned"), pinned)
     started = time.monotonic()
-    with fakes.running(env.plugin(case.impl), {"PLUGIN_CLIENT_CERT": pinned.cert_pem.decode()}) as p:
+    with fakes.running(
+        env.plugin(case.impl), {"PLUGIN_CLIENT_CERT": pinned.cert_pem.decode()}
+    ) as p:
         if not p.line:
             return _no_line(p, started)
         context = _client_context(case, presented, p.cert_pem())
@@ -230,10 +232,14 @@ def attack_tls(case: Case, env: Env) -> Outcome:
 
 def attack_plaintext(case: Case, env: Env) -> Outcome:
     started = time.monotonic()
-    with fakes.running(env.plugin(case.impl), {"PLUGIN_CLIENT_CERT": env.host.cert_pem.decode()}) as p:
+    with fakes.running(
+        env.plugin(case.impl), {"PLUGIN_CLIENT_CERT": env.host.cert_pem.decode()}
+    ) as p:
         if not p.line:
             return _no_line(p, started)
-        observed, ok, note, seconds = _health_around(p, env.host, lambda: fakes.plaintext_attempt(p))
+        observed, ok, note, seconds = _health_around(
+            p, env.host, lambda: fakes.plaintext_attempt(p)
+        )
         return Outcome(observed, ok, note, seconds, p.stderr_text()[-800:])
 
 
@@ -277,13 +283,17 @@ def attack_manual_other_ca(case: Case, env: Env) -> Outcome:
 
 def _env_values(case: Case) -> dict[str, str | None]:
     """The case's environment: "" unsets a variable, HUGE is 5,000 digits."""
-    return {k: (None if v == "" else v.replace("HUGE", HUGE)) for k, v in case.get("env", {}).items()}
+    return {
+        k: (None if v == "" else v.replace("HUGE", HUGE)) for k, v in case.get("env", {}).items()
+    }
 
 
 RUN_MARKER = "SOUP_HOSTILE_RUN"
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str, str, float]:
+def _run(
+    argv: list[str], env: dict[str, str], timeout: float
+) -> tuple[int | None, str, str, float]:
     """Run argv in its own session with a bound: (exit code or None, stdout, stderr, s).
 
     The seconds count from the process's first output (its interpreter or runtime is up)
@@ -356,7 +366,9 @@ def attack_versions(case: Case, env: Env) -> Outcome:
         started = time.monotonic()  # the plugin's start is not the attack: its answer is
         call = fakes.good_call(p, env.host)
         seconds = time.monotonic() - started
-        return Outcome(p.line[:60], call == "SERVING", f"good call: {call}", seconds, p.stderr_text()[-1500:])
+        return Outcome(
+            p.line[:60], call == "SERVING", f"good call: {call}", seconds, p.stderr_text()[-1500:]
+        )
 
 
 def attack_multiplex(case: Case, env: Env) -> Outcome:
@@ -379,7 +391,9 @@ def attack_multiplex(case: Case, env: Env) -> Outcome:
         return Outcome(observed, ok, note, seconds, p.stderr_text()[-1500:])
 
 
-def _kv_plugin(case: Case, env: Env, kv_dir: Path) -> contextlib.AbstractContextManager[fakes.Plugin]:
+def _kv_plugin(
+    case: Case, env: Env, kv_dir: Path
+) -> contextlib.AbstractContextManager[fakes.Plugin]:
     argv = env.plugin(case.impl, "--tls-mode", "disabled", kv_dir=kv_dir)
     return fakes.running(argv, {"PLUGIN_CLIENT_CERT": None})
 
@@ -402,10 +416,12 @@ def attack_kv(case: Case, env: Env) -> Outcome:
         if not p.line:
             return _no_line(p, started)
         stub = fakes.kv_stub(chan)
-        kv = fakes.pb.kv_pb2
+        kv = pb.kv_pb2
 
         def attack() -> str:
-            put = fakes.rpc(lambda: stub.Put(kv.PutRequest(key=key, value=value), timeout=MAX_BOUND_S))
+            put = fakes.rpc(
+                lambda: stub.Put(kv.PutRequest(key=key, value=value), timeout=MAX_BOUND_S)
+            )
             if put != "OK":
                 return put
             got = stub.Get(kv.GetRequest(key=key), timeout=MAX_BOUND_S).value
@@ -422,7 +438,13 @@ def attack_kv(case: Case, env: Env) -> Outcome:
         seconds = time.monotonic() - seconds_start
         after = fakes.health(chan)
         ok = before == after == "SERVING" and p.alive()
-        return Outcome(observed, ok, f"health before: {before}, after: {after}", seconds, p.stderr_text()[-800:])
+        return Outcome(
+            observed,
+            ok,
+            f"health before: {before}, after: {after}",
+            seconds,
+            p.stderr_text()[-800:],
+        )
 
 
 def attack_kv_writers(case: Case, env: Env) -> Outcome:
@@ -433,7 +455,7 @@ def attack_kv_writers(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), fakes.pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=writers) as pool:
             results = list(pool.map(
@@ -462,11 +484,16 @@ def attack_kv_crash(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), fakes.pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
 
         def put(i: int) -> None:
             key, value = f"key-{i}", os.urandom(64 * 1024)
-            if fakes.rpc(lambda: stub.Put(kv.PutRequest(key=key, value=value), timeout=MAX_BOUND_S)) == "OK":
+            if (
+                fakes.rpc(
+                    lambda: stub.Put(kv.PutRequest(key=key, value=value), timeout=MAX_BOUND_S)
+                )
+                == "OK"
+            ):
                 with lock:
                     acked[key] = value
 
@@ -481,7 +508,11 @@ def attack_kv_crash(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         stub = fakes.kv_stub(chan)
         started = time.monotonic()
-        wrong = [k for k, v in acked.items() if stub.Get(kv.GetRequest(key=k), timeout=MAX_BOUND_S).value != v]
+        wrong = [
+            k
+            for k, v in acked.items()
+            if stub.Get(kv.GetRequest(key=k), timeout=MAX_BOUND_S).value != v
+        ]
         temps = [q.name for q in kv_dir.iterdir() if q.name.startswith(".tmp-")]
         health = fakes.health(chan)
         seconds += time.monotonic() - started
@@ -524,7 +555,11 @@ def _prepare_fake(case: Case, directory: Path) -> None:
     while case.get("field6") == "padded" and len(served.cert_der) % 3 == 0:
         served = _cert(case.get("serve", "good"))  # padding needs a length not divisible by 3
     certs.write_pair(served, directory / "serve.pem", directory / "serve.key")
-    der = certs.self_signed("ec-p256").cert_der if case.get("advertise") == "other" else served.cert_der
+    der = (
+        certs.self_signed("ec-p256").cert_der
+        if case.get("advertise") == "other"
+        else served.cert_der
+    )
     field6 = _FIELD6[case.get("field6", "served")](der)
     line = str(case.get("line", "1|1|unix|{sock}|grpc|{cert}"))
     line = line.replace("{cert}", field6).replace("HUGE", HUGE).replace("LONG", "A" * 70_000)
@@ -538,7 +573,9 @@ def attack_fake_plugin(case: Case, env: Env) -> Outcome:
     host's reaction, not interpreter start-up.
     """
     _prepare_fake(case, env.sock_dir)
-    server = shlex.join([env.python, str(FAKE_PLUGIN), str(case.get("behaviour")), str(env.sock_dir)])
+    server = shlex.join(
+        [env.python, str(FAKE_PLUGIN), str(case.get("behaviour")), str(env.sock_dir)]
+    )
     argv = env.host_cmd(case.impl, "kv", "get", "k", server=server)
     code, out, err, seconds = _run(argv, dict(os.environ), KILL_AFTER_S)
     ended = time.monotonic()
@@ -551,11 +588,15 @@ def attack_fake_plugin(case: Case, env: Env) -> Outcome:
 
 def _pid_wrapper(command: list[str], pid_file: Path) -> str:
     """A plugin command that writes the plugin's pid first (then execs it)."""
-    return shlex.join(["sh", "-c", f'echo $$ > {shlex.quote(str(pid_file))}; exec "$@"', "sh", *command])
+    return shlex.join(
+        ["sh", "-c", f'echo $$ > {shlex.quote(str(pid_file))}; exec "$@"', "sh", *command]
+    )
 
 
 def _read_pid(pid_file: Path) -> int | None:
-    if not fakes.wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", KILL_AFTER_S):
+    if not fakes.wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip() != "", KILL_AFTER_S
+    ):
         return None
     return int(pid_file.read_text())
 
@@ -650,7 +691,13 @@ def _host_dies(case: Case, env: Env) -> Outcome:
         case.impl, "client", "bench", "--count", "1000000",
         server=_pid_wrapper(plugin, pid_file), timeout_s=REAL_PLUGIN_TIMEOUT_S,
     )  # fmt: skip
-    host = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    host = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     pid = _read_pid(pid_file)
     try:
         if pid is None or not fakes.wait_until(lambda: _busy(kv_dir), KILL_AFTER_S):
@@ -686,13 +733,17 @@ def attack_shutdown_in_flight(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), fakes.pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
         stop = threading.Event()
         codes: list[str] = []
 
         def caller(i: int) -> None:
             while not stop.is_set():
-                result = fakes.rpc(lambda: stub.Put(kv.PutRequest(key=f"k{i}", value=b"v" * 4096), timeout=MAX_BOUND_S))
+                result = fakes.rpc(
+                    lambda: stub.Put(
+                        kv.PutRequest(key=f"k{i}", value=b"v" * 4096), timeout=MAX_BOUND_S
+                    )
+                )
                 codes.append(result.split(":")[0])
                 if result != "OK":
                     return
@@ -772,11 +823,13 @@ def test_data_is_consistent() -> None:
         assert spec["healthy"] in ("call", "alive", "refuses", "exits"), spec["id"]
         assert 0 < spec["bound"] <= MAX_BOUND_S, spec["id"]
         for impl, diff in spec.get("differs", {}).items():
-            assert diff.get("why") and "expect" in diff, f"{spec['id']}: differs.{impl} needs expect and why"
+            assert diff.get("why"), f"{spec['id']}: differs.{impl} needs a why"
+            assert "expect" in diff, f"{spec['id']}: differs.{impl} needs an expect"
     runs = {c.id for c in ALL}
     for entry in DATA_CACHE.get("known_failure", []):
         assert f"{entry['case']}[{entry['impl']}]" in runs, entry
-        assert entry.get("reason") and entry.get("error"), entry
+        assert entry.get("reason"), entry
+        assert entry.get("error"), entry
     assert len(ALL) >= 60
 
 

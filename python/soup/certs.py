@@ -369,7 +369,9 @@ def validity_problem(cert: x509.Certificate, now: datetime.datetime | None = Non
     if now < cert.not_valid_before_utc:
         return f"certificate is not valid yet (valid from {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ})"
     if now > cert.not_valid_after_utc:
-        return f"certificate has expired (valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+        return (
+            f"certificate has expired (valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+        )
     return None
 
 

@@ -370,7 +370,9 @@ class _Plugin:
         else:
             raise PluginError(f"unknown tls mode {opts.tls_mode!r}")
         try:
-            self.backend = tls.choose_backend(opts.tls_backend, self.peer_key_type, self.peer_refusal)
+            self.backend = tls.choose_backend(
+                opts.tls_backend, self.peer_key_type, self.peer_refusal
+            )
         except ValueError as exc:
             raise PluginError(str(exc)) from exc
         self.log.debug(

@@ -77,7 +77,9 @@ def choose_backend(requested: str, peer_key_type: str | None, refusal: str | Non
         )
     if requested == "native":
         if refusal is not None:
-            raise ValueError(f"{refusal}; --tls-backend native would accept it: use auto or openssl")
+            raise ValueError(
+                f"{refusal}; --tls-backend native would accept it: use auto or openssl"
+            )
         if peer_key_type is None:
             raise ValueError(NATIVE_CANNOT_CHECK_UNKNOWN_PEER)
         return requested

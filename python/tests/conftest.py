@@ -12,10 +12,8 @@ import pytest
 from plugin_commands import group_left_after
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance"))
-import hygiene  # noqa: E402
-
+import hygiene
 from soup.host import PluginClient
-
 
 _TMPDIR_KEY = pytest.StashKey[Path]()
 
