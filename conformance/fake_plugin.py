@@ -52,17 +52,28 @@ def _server_context(directory: Path) -> ssl.SSLContext:
     return context
 
 
-def serve_tls(directory: Path) -> None:
-    """Complete TLS handshakes with serve.pem, then hang up."""
+def _accept_tls(directory: Path, handle: Callable[[ssl.SSLSocket], None]) -> None:
+    """Accept TLS connections (host cert required) and hand each to ``handle`` in a thread."""
     context = _server_context(directory)
     sock = _listen_and_print(directory)
     while True:
         conn, _ = sock.accept()
         try:
-            with context.wrap_socket(conn, server_side=True) as tconn:
-                tconn.recv(1)
+            tconn = context.wrap_socket(conn, server_side=True)
         except (OSError, ssl.SSLError):
             conn.close()
+            continue
+        threading.Thread(target=handle, args=(tconn,), daemon=True).start()
+
+
+def _hang_up(conn: ssl.SSLSocket) -> None:
+    with conn:
+        conn.recv(1)
+
+
+def serve_tls(directory: Path) -> None:
+    """Complete TLS handshakes with serve.pem, then hang up."""
+    _accept_tls(directory, _hang_up)
 
 
 def hold(directory: Path) -> None:
@@ -107,16 +118,7 @@ def _answer_settings_then_hang(conn: ssl.SSLSocket) -> None:
 
 def http2_hang(directory: Path) -> None:
     """Correct AutoMTLS and an HTTP/2 connection, but no call is ever answered."""
-    context = _server_context(directory)
-    sock = _listen_and_print(directory)
-    while True:
-        conn, _ = sock.accept()
-        try:
-            tconn = context.wrap_socket(conn, server_side=True)
-        except (OSError, ssl.SSLError):
-            conn.close()
-            continue
-        threading.Thread(target=_answer_settings_then_hang, args=(tconn,), daemon=True).start()
+    _accept_tls(directory, _answer_settings_then_hang)
 
 
 def plaintext_http2(directory: Path) -> None:

@@ -110,6 +110,12 @@ def plugin_env(extra: Mapping[str, str | None]) -> dict[str, str]:
     return env
 
 
+def host_env(extra: Mapping[str, str | None], socket_dir: Path) -> dict[str, str]:
+    """What a host gives its plugin (cookie, versions "1", socket dir), plus ``extra``."""
+    base = {**COOKIE, "PLUGIN_PROTOCOL_VERSIONS": "1", "PLUGIN_UNIX_SOCKET_DIR": str(socket_dir)}
+    return plugin_env({**base, **extra})
+
+
 def _drain(pipe: Any, sink: bytearray) -> None:
     for chunk in iter(lambda: pipe.read1(65536), b""):
         sink.extend(chunk)
@@ -134,14 +140,7 @@ def start_plugin(argv: list[str], env: Mapping[str, str | None], timeout: float 
     prints no line within ``timeout``; a plugin that exits early gives an empty line.
     """
     socket_dir = bridge.private_socket_dir("soup-fh-")
-    full = plugin_env(
-        {
-            **COOKIE,
-            "PLUGIN_PROTOCOL_VERSIONS": "1",
-            "PLUGIN_UNIX_SOCKET_DIR": str(socket_dir),
-            **env,
-        }
-    )
+    full = host_env(env, socket_dir)
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=full, start_new_session=True,

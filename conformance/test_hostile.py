@@ -345,10 +345,7 @@ def attack_start(case: Case, env: Env) -> Outcome:
         args += _manual_args(_manual_pki(env.tmp / "pki"))
         extra["PLUGIN_CLIENT_CERT"] = None
     extra |= _env_values(case)
-    full = fakes.plugin_env(
-        {**fakes.COOKIE, "PLUGIN_PROTOCOL_VERSIONS": "1",
-         "PLUGIN_UNIX_SOCKET_DIR": str(env.sock_dir), **extra}
-    )  # fmt: skip
+    full = fakes.host_env(extra, env.sock_dir)
     code, out, err, seconds = _run(env.plugin(case.impl, *args), full, KILL_AFTER_S)
     left = sorted(p.name for p in env.sock_dir.iterdir())
     ok = code == 1 and out == "" and "Traceback" not in err and not left
@@ -356,11 +353,16 @@ def attack_start(case: Case, env: Env) -> Outcome:
     return Outcome(err.strip()[-1500:], ok, note, seconds, err[-2000:])
 
 
+def _auto_plugin(case: Case, env: Env) -> contextlib.AbstractContextManager[fakes.Plugin]:
+    """The plugin in AutoMTLS with the fake host's certificate and the case's environment."""
+    extra = {"PLUGIN_CLIENT_CERT": env.host.cert_pem.decode(), **_env_values(case)}
+    return fakes.running(env.plugin(case.impl), extra)
+
+
 def attack_versions(case: Case, env: Env) -> Outcome:
     """Hostile PLUGIN_PROTOCOL_VERSIONS: bad entries are skipped, the plugin serves."""
-    extra = {"PLUGIN_CLIENT_CERT": env.host.cert_pem.decode(), **_env_values(case)}
     started = time.monotonic()
-    with fakes.running(env.plugin(case.impl), extra) as p:
+    with _auto_plugin(case, env) as p:
         if not p.line:
             return _no_line(p, started)
         started = time.monotonic()  # the plugin's start is not the attack: its answer is
@@ -373,9 +375,8 @@ def attack_versions(case: Case, env: Env) -> Outcome:
 
 def attack_multiplex(case: Case, env: Env) -> Outcome:
     """PLUGIN_MULTIPLEX_GRPC=true: serve without multiplexing (6 fields); SIGTERM cleans up."""
-    extra = {"PLUGIN_CLIENT_CERT": env.host.cert_pem.decode(), **_env_values(case)}
     started = time.monotonic()
-    with fakes.running(env.plugin(case.impl), extra) as p:
+    with _auto_plugin(case, env) as p:
         if not p.line:
             return _no_line(p, started)
         observed = f"{len(p.fields)} fields"
@@ -606,18 +607,19 @@ def _busy(kv_dir: Path) -> bool:
     return kv_dir.is_dir() and any(kv_dir.iterdir())
 
 
-def attack_plugin_dies(case: Case, env: Env) -> Outcome:
-    """A real plugin is SIGKILLed or SIGSTOPped while the host streams calls to it."""
-    with _leftovers() as left:
-        outcome = _plugin_dies(case, env)
-    return _with_leftovers(outcome, left)
+@contextlib.contextmanager
+def _bench(
+    env: Env, host_impl: str, plugin_impl: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int | None]]:
+    """A host of ``host_impl`` streaming Puts (``client bench``) to a real ``plugin_impl``.
 
-
-def _plugin_dies(case: Case, env: Env) -> Outcome:
+    Yields the host process and the plugin's pid once Puts reach the store (pid None if
+    that did not happen within the bound); the host's process group is killed at the end.
+    """
     pid_file, kv_dir = env.tmp / "plugin.pid", env.tmp / "kv"
-    plugin = [*env.command("go"), "rpc", "server-start", "--kv-dir", str(kv_dir)]
+    plugin = [*env.command(plugin_impl), "rpc", "server-start", "--kv-dir", str(kv_dir)]
     argv = env.host_cmd(
-        case.impl, "client", "bench", "--count", "1000000",
+        host_impl, "client", "bench", "--count", "1000000",
         server=_pid_wrapper(plugin, pid_file), timeout_s=REAL_PLUGIN_TIMEOUT_S,
     )  # fmt: skip
     proc = subprocess.Popen(
@@ -626,25 +628,16 @@ def _plugin_dies(case: Case, env: Env) -> Outcome:
     )  # fmt: skip
     try:
         pid = _read_pid(pid_file)
-        if pid is None or not fakes.wait_until(lambda: _busy(kv_dir), KILL_AFTER_S):
-            return Outcome("the bench never started", False, "no plugin pid or no Put", 0.0)
-        os.kill(pid, getattr(signal, str(case.get("signal"))))
-        started = time.monotonic()
-        try:
-            out, err = proc.communicate(timeout=KILL_AFTER_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        seconds = time.monotonic() - started
-        text_out, text_err = out.decode(errors="replace"), err.decode(errors="replace")
-        # bench reports its failure on stdout (one FAIL line), the host's log on stderr.
-        ok = proc.returncode == 1 and "FAIL" in text_out and "Traceback" not in text_err
-        note = f"exit {proc.returncode}, stdout {text_out[-300:]!r}"
-        return Outcome(text_out.strip()[-400:], ok, note, seconds, text_err[-2500:])
+        busy = pid is not None and fakes.wait_until(lambda: _busy(kv_dir), KILL_AFTER_S)
+        yield proc, pid if busy else None
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        with contextlib.suppress(ValueError):  # already read by the attack
+            proc.communicate(timeout=10)
+
+
+NOT_STARTED = Outcome("the bench never started", False, "no plugin pid or no Put", 0.0)
 
 
 @contextlib.contextmanager
@@ -670,52 +663,59 @@ def _leftovers() -> Iterator[list[str]]:
                 path.unlink(missing_ok=True)
 
 
-def _with_leftovers(outcome: Outcome, left: list[str]) -> Outcome:
-    if left:
-        outcome.healthy = False
-        outcome.health += f"; left in TMPDIR: {left}"
-    return outcome
+def _judging_leftovers(attack: Callable[[Case, Env], Outcome]) -> Callable[[Case, Env], Outcome]:
+    """``attack``, whose verdict also fails on anything left in TMPDIR."""
+
+    def run(case: Case, env: Env) -> Outcome:
+        with _leftovers() as left:
+            outcome = attack(case, env)
+        if left:
+            outcome.healthy = False
+            outcome.health += f"; left in TMPDIR: {left}"
+        return outcome
+
+    run.__doc__ = attack.__doc__
+    return run
 
 
+@_judging_leftovers
+def attack_plugin_dies(case: Case, env: Env) -> Outcome:
+    """A real plugin is SIGKILLed or SIGSTOPped while the host streams calls to it."""
+    with _bench(env, case.impl, "go") as (proc, pid):
+        if pid is None:
+            return NOT_STARTED
+        os.kill(pid, getattr(signal, str(case.get("signal"))))
+        started = time.monotonic()
+        try:
+            proc.wait(KILL_AFTER_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        seconds = time.monotonic() - started
+        out, err = proc.communicate()
+    text_out, text_err = out.decode(errors="replace"), err.decode(errors="replace")
+    # bench reports its failure on stdout (one FAIL line), the host's log on stderr.
+    ok = proc.returncode == 1 and "FAIL" in text_out and "Traceback" not in text_err
+    note = f"exit {proc.returncode}, stdout {text_out[-300:]!r}"
+    return Outcome(text_out.strip()[-400:], ok, note, seconds, text_err[-2500:])
+
+
+@_judging_leftovers
 def attack_host_dies(case: Case, env: Env) -> Outcome:
     """The host is SIGKILLed mid-stream: its plugin must exit by itself within 2 s."""
-    with _leftovers() as left:
-        outcome = _host_dies(case, env)
-    return _with_leftovers(outcome, left)
-
-
-def _host_dies(case: Case, env: Env) -> Outcome:
-    pid_file, kv_dir = env.tmp / "plugin.pid", env.tmp / "kv"
-    plugin = [*env.command(case.impl), "rpc", "server-start", "--kv-dir", str(kv_dir)]
-    argv = env.host_cmd(
-        case.impl, "client", "bench", "--count", "1000000",
-        server=_pid_wrapper(plugin, pid_file), timeout_s=REAL_PLUGIN_TIMEOUT_S,
-    )  # fmt: skip
-    host = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    pid = _read_pid(pid_file)
-    try:
-        if pid is None or not fakes.wait_until(lambda: _busy(kv_dir), KILL_AFTER_S):
-            return Outcome("the bench never started", False, "no plugin pid or no Put", 0.0)
+    with _bench(env, case.impl, case.impl) as (host, pid):
+        if pid is None:
+            return NOT_STARTED
         host.kill()  # the host process only: its plugin runs in a session of its own
         host.wait(10)
         started = time.monotonic()
         gone = fakes.wait_until(lambda: not _running(pid), 2.0)
         seconds = time.monotonic() - started
-        observed = "plugin exited" if gone else "plugin still running 2 s after its host died"
-        return Outcome(observed, gone, f"plugin pid {pid} gone: {gone}", seconds)
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(host.pid, signal.SIGKILL)
-        if pid is not None and _running(pid):  # an orphan: this case's verdict says so
+        if not gone:  # an orphan: this case's verdict says so
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             fakes.wait_until(lambda: not _running(pid), 2.0)
+    observed = "plugin exited" if gone else "plugin still running 2 s after its host died"
+    return Outcome(observed, gone, f"plugin pid {pid} gone: {gone}", seconds)
 
 
 def _running(pid: int) -> bool:
