@@ -132,12 +132,12 @@ def _first_line(pipe: Any, limit: int, timeout: float) -> bytes:
     return got[0]
 
 
-def start_plugin(argv: list[str], env: Mapping[str, str | None], timeout: float = 10.0) -> Plugin:
+def start_plugin(argv: list[str], env: Mapping[str, str | None], timeout: float = 30.0) -> Plugin:
     """Start ``argv`` as a host would (own session, private socket dir) and read its line.
 
     ``env`` adds to (or, with None, removes from) the cookie and
     PLUGIN_PROTOCOL_VERSIONS=1. Raises FakeHostError (after killing it) if the plugin
-    prints no line within ``timeout``; a plugin that exits early gives an empty line.
+    prints no line within ``timeout`` (a hang guard, not a timing); a plugin that exits early gives an empty line.
     """
     socket_dir = bridge.private_socket_dir("soup-fh-")
     full = host_env(env, socket_dir)
