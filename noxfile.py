@@ -29,7 +29,9 @@ nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "unit", "integration", "proof", "matrix_quick", "package"]
+nox.options.sessions = [
+    "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
+]
 
 
 def _supported_pythons() -> list[str]:
@@ -231,6 +233,18 @@ def integration(session: nox.Session) -> None:
     session.run(
         "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def hostile(session: nox.Session) -> None:
+    """Broken and malicious peers against both implementations (conformance/hostile.toml)."""
+    install_soup(session)
+    build_soup_go(session)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest", "conformance/test_hostile.py", "-n", "2", "-p", "no:cacheprovider", "-rx",
+        f"--soup-go={SOUP_GO}", f"--junitxml={REPORTS / 'hostile.xml'}", *session.posargs,
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ sys.path[:0] = [str(HERE), str(ROOT / "scripts")]
 
 import cells as matrix  # noqa: E402
 import envinfo  # noqa: E402
+import hygiene  # noqa: E402
 import render_report  # noqa: E402
 
 RUN_ENV = "SOUP_MATRIX_RUN"
@@ -43,12 +45,25 @@ def _report_name(config: pytest.Config) -> str:
 
 
 _STARTED_KEY = pytest.StashKey[float]()
+_TMPDIR_KEY = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before xdist starts its workers, so that all of them write into the same run.
     os.environ.setdefault(RUN_ENV, uuid.uuid4().hex[:12])
     config.stash[_STARTED_KEY] = time.monotonic()
+    config.stash[_TMPDIR_KEY] = hygiene.private_tmpdir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _TMPDIR_KEY in config.stash:
+        hygiene.remove_tmpdir(config.stash[_TMPDIR_KEY])
+
+
+@pytest.fixture(autouse=True)
+def _hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a process, socket or temporary file behind."""
+    yield from hygiene.check_test(request)
 
 
 def _cells_dir(config: pytest.Config) -> Path:

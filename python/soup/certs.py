@@ -4,6 +4,8 @@
 ``localhost``, both EKUs, CA=true, valid from 30 s ago for about 30 years, random
 128-bit serial), for any of ``KEY_TYPES``. ``issue_ca``/``issue_leaf`` make a
 small PKI for manual mode and tests; ``load_manual`` loads manual mode's files.
+``key_usage_problem`` is soup's one certificate policy (Go's crypto/x509 rule), which
+soup applies itself where grpcio's BoringSSL does not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -24,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "INCOMPATIBLE_KEY_USAGE",
     "KEY_TYPES",
+    "TLS_ROLES",
     "CertKey",
     "PrivateKey",
     "fingerprint",
@@ -32,12 +37,16 @@ __all__ = [
     "issue_ca",
     "issue_leaf",
     "key_type_of",
+    "key_usage_problem",
     "load_cert_der",
     "load_cert_pem",
     "load_manual",
     "load_pair",
+    "pinned_peer_problem",
+    "require_key_usage",
     "self_signed",
     "signature_hash",
+    "validity_problem",
     "write_pair",
 ]
 
@@ -194,14 +203,18 @@ def _key_usage(
     )
 
 
-_BOTH_EKUS = x509.ExtendedKeyUsage(
-    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-)
+_BOTH_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+_BOTH_EKUS = x509.ExtendedKeyUsage(list(_BOTH_USAGES))
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, key: PrivateKey) -> x509.CertificateBuilder:
+Validity: TypeAlias = tuple[datetime.datetime, datetime.datetime]
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: PrivateKey, validity: Validity | None = None
+) -> x509.CertificateBuilder:
     """Subject, issuer, ``key``'s public key, a random serial and the validity period."""
-    not_before, not_after = _validity()
+    not_before, not_after = validity or _validity()
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -217,12 +230,21 @@ def _ski(key: PrivateKey) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
 
 
-def self_signed(key_type: str) -> CertKey:
-    """A go-plugin style AutoMTLS certificate (self-signed, CA=true) with a new key."""
+def self_signed(
+    key_type: str,
+    *,
+    usages: Sequence[x509.ObjectIdentifier] | None = _BOTH_USAGES,
+    validity: Validity | None = None,
+) -> CertKey:
+    """A go-plugin style AutoMTLS certificate (self-signed, CA=true) with a new key.
+
+    ``usages`` (extended key usages; None: no such extension) and ``validity`` (not
+    before, not after) differ from go-plugin's only in tests of refusals.
+    """
     key = generate_key(key_type)
     name = _name(HOST)
     builder = (
-        _builder(name, name, key)
+        _builder(name, name, key, validity)
         .add_extension(
             _key_usage(
                 digital_signature=True,
@@ -233,11 +255,12 @@ def self_signed(key_type: str) -> CertKey:
             ),
             critical=True,
         )
-        .add_extension(_BOTH_EKUS, critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ski(key), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
     )
+    if usages is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     cert = builder.sign(key, signature_hash(key))
     return CertKey(cert=cert, key=key)
 
@@ -297,6 +320,78 @@ def issue_leaf(ca: CertKey, key_type: str) -> CertKey:
     )
     cert = builder.sign(ca.key, signature_hash(ca.key))
     return CertKey(cert=cert, key=key)
+
+
+TLS_ROLES: tuple[str, ...] = ("client", "server")
+
+_ROLE_USAGES = {
+    "client": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "server": ExtendedKeyUsageOID.SERVER_AUTH,
+}
+_USAGE_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+}
+INCOMPATIBLE_KEY_USAGE = "certificate specifies an incompatible key usage"
+"""Go's crypto/x509 words for this refusal; soup's message starts with them too."""
+
+
+def key_usage_problem(cert: x509.Certificate, role: str) -> str | None:
+    """Why ``cert`` may not authenticate the TLS ``role`` ("client" or "server"), or None.
+
+    Go's crypto/x509 rule on every backend: the extended key usage must list the role's
+    purpose (clientAuth or serverAuth; a certificate may list both) or
+    anyExtendedKeyUsage; a certificate without the extension may serve any purpose, as
+    Go and OpenSSL accept it. grpcio's BoringSSL checks none of this.
+    """
+    wanted = _ROLE_USAGES[role]
+    try:
+        usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return None
+    if wanted in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages:
+        return None
+    names = ", ".join(_USAGE_NAMES.get(u, u.dotted_string) for u in usages) or "nothing"
+    return (
+        f"{INCOMPATIBLE_KEY_USAGE}: a TLS {role} certificate must allow {_USAGE_NAMES[wanted]}, "
+        f"this one (SHA-256 {fingerprint(cert)[:16]}...) allows only {names}"
+    )
+
+
+def validity_problem(cert: x509.Certificate, now: datetime.datetime | None = None) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (default: the current time), or None."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if now < cert.not_valid_before_utc:
+        return f"certificate is not valid yet (valid from {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ})"
+    if now > cert.not_valid_after_utc:
+        return (
+            f"certificate has expired (valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return None
+
+
+def pinned_peer_problem(
+    cert: x509.Certificate, role: str, now: datetime.datetime | None = None
+) -> str | None:
+    """Why TLS must refuse a peer whose certificate is pinned in advance (AutoMTLS), or None.
+
+    Both checks a handshake makes on the peer's own certificate: its key usage for
+    ``role`` and its validity period.
+    """
+    return key_usage_problem(cert, role) or validity_problem(cert, now)
+
+
+def require_key_usage(cert: x509.Certificate, role: str) -> x509.Certificate:
+    """``cert`` if ``key_usage_problem`` finds nothing; else ``ValueError`` with the problem."""
+    problem = key_usage_problem(cert, role)
+    if problem is not None:
+        raise ValueError(problem)
+    return cert
 
 
 def load_cert_pem(data: bytes) -> x509.Certificate:

@@ -477,7 +477,7 @@ class PluginClient:
                     "plugin did not return a certificate; refusing plaintext", tail=False
                 )
             try:
-                cert = certs.load_cert_der(der)
+                cert = certs.require_key_usage(certs.load_cert_der(der), "server")
             except Exception as exc:
                 raise self._failure(
                     f"plugin certificate in the handshake is invalid: {exc}", tail=False

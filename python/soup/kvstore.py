@@ -8,7 +8,11 @@ Semantics shared with soup-go (conformance tests compare both):
   collide with a temporary file);
 - a write goes to ``.tmp-<random>`` in the same directory, is fsynced, renamed
   over the target, and the directory is fsynced; the directory is created
-  (mode 0700, with parents) when missing.
+  (mode 0700, with parents) when missing;
+- opening a store removes the ``.tmp-*`` files a killed writer left behind (a write
+  that was interrupted never happened, so they hold nothing anyone acknowledged). One
+  plugin process per directory: a second one opening it would remove the first one's
+  in-flight temporary files, and those Puts would fail (never a torn value).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "InvalidKeyError",
     "KeyNotFoundError",
     "key_filename",
+    "remove_stale_temp_files",
 ]
 
 MAX_KEY_BYTES = 180
@@ -82,12 +87,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temp_files(directory: Path) -> int:
+    """Remove the ``.tmp-*`` files of interrupted writes in ``directory``; how many."""
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
 class FileStore:
     """Values stored as files in ``directory`` (created 0700 if missing)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._ensure_directory()
+        self.removed_temp_files = remove_stale_temp_files(self.directory)
 
     def _ensure_directory(self) -> None:
         if self.directory.is_dir():

@@ -333,6 +333,7 @@ class _Plugin:
         self.own: certs.CertKey | None = None
         self.trusted_pem: bytes | None = None
         self.peer_key_type: str | None = None
+        self.peer_refusal: str | None = None  # why TLS must refuse the pinned host cert
         self.backend: str | None = None
         self.network = options.transport
         self.address = ""
@@ -355,6 +356,7 @@ class _Plugin:
             except Exception as exc:
                 raise PluginError(f"{ENV_CLIENT_CERT} is not a PEM certificate: {exc}") from exc
             self.peer_key_type = certs.key_type_of(host_cert)
+            self.peer_refusal = certs.pinned_peer_problem(host_cert, "client")
             try:
                 self.own = certs.self_signed(opts.key_type)
             except ValueError as exc:
@@ -370,7 +372,9 @@ class _Plugin:
         else:
             raise PluginError(f"unknown tls mode {opts.tls_mode!r}")
         try:
-            self.backend = tls.choose_backend(opts.tls_backend, self.peer_key_type)
+            self.backend = tls.choose_backend(
+                opts.tls_backend, self.peer_key_type, self.peer_refusal
+            )
         except ValueError as exc:
             raise PluginError(str(exc)) from exc
         self.log.debug(

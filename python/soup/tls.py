@@ -6,6 +6,12 @@ certificate goes through the OpenSSL bridge (``soup.bridge``) instead of grpcio'
 own TLS. Contexts built here are used by the bridge and by the host's TLS probe:
 TLS >= 1.2, ALPN ``h2``, peer certificate required and verified against the
 pinned PEM (the only trusted root), server name ``localhost``.
+
+One policy on every backend: TLS 1.2 or newer, and a peer certificate whose extended
+key usage allows its role (``certs.key_usage_problem``). OpenSSL and Go check the key
+usage during the handshake; grpcio's BoringSSL does not, so a peer known in advance
+that fails the check is served through OpenSSL (which refuses it with an alert, as a
+Go plugin does), and grpcio's TLS is never used for a peer it could not check.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "GRPCIO_VERIFIABLE",
+    "NATIVE_CANNOT_CHECK_UNKNOWN_PEER",
     "SERVER_NAME",
     "choose_backend",
     "client_ssl_context",
@@ -47,19 +54,37 @@ def is_grpcio_verifiable(key_type: str | None) -> bool:
     return key_type in GRPCIO_VERIFIABLE or key_type.startswith("rsa-")
 
 
-def choose_backend(requested: str, peer_key_type: str | None) -> str:
+NATIVE_CANNOT_CHECK_UNKNOWN_PEER = (
+    "--tls-backend native cannot check the peer certificate's extended key usage "
+    "(grpcio's BoringSSL does not, and in manual mode the peer's certificate is not known "
+    "before the connection): use --tls-backend auto or openssl"
+)
+
+
+def choose_backend(requested: str, peer_key_type: str | None, refusal: str | None = None) -> str:
     """The TLS backend for one connection: ``"native"`` (grpcio) or ``"openssl"`` (bridge).
 
     ``auto`` picks native iff grpcio can verify the peer's key type; an unknown peer
     key type (manual mode: only the CA is known beforehand) goes to OpenSSL, which
-    verifies every key type. A forced choice is honoured as asked.
+    verifies every key type. ``refusal`` is ``certs.key_usage_problem`` of a peer
+    certificate known in advance: such a peer goes to OpenSSL, which refuses it during
+    the handshake. A forced ``native`` is honoured unless soup's policy could then not
+    be applied (``ValueError`` naming the fix); ``openssl`` always is.
     """
-    if requested in ("native", "openssl"):
-        return requested
-    if requested != "auto":
+    if requested not in BACKENDS:
         raise ValueError(
             f"unknown TLS backend {requested!r} (expected one of: auto, native, openssl)"
         )
+    if requested == "native":
+        if refusal is not None:
+            raise ValueError(
+                f"{refusal}; --tls-backend native would accept it: use auto or openssl"
+            )
+        if peer_key_type is None:
+            raise ValueError(NATIVE_CANNOT_CHECK_UNKNOWN_PEER)
+        return requested
+    if requested == "openssl" or refusal is not None:
+        return "openssl"
     return "native" if is_grpcio_verifiable(peer_key_type) else "openssl"
 
 

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from plugin_commands import group_left_after
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance"))
+import hygiene
 from soup.host import PluginClient
+
+_TMPDIR_KEY = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TMPDIR_KEY] = hygiene.private_tmpdir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    hygiene.remove_tmpdir(config.stash[_TMPDIR_KEY])
+
+
+@pytest.fixture(autouse=True)
+def _hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a process, socket or temporary file behind."""
+    yield from hygiene.check_test(request)
 
 
 @pytest.fixture

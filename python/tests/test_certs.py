@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -259,3 +260,52 @@ def test_load_manual(tmp_path: Path, ca: CertKey) -> None:
 def test_load_cert_der_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         certs.load_cert_der(b"\x30\x03\x02\x01\x00")
+
+
+_OID = ExtendedKeyUsageOID
+
+
+@pytest.mark.parametrize(
+    ("usages", "client", "server"),
+    [
+        ((_OID.SERVER_AUTH, _OID.CLIENT_AUTH), True, True),
+        ((_OID.CLIENT_AUTH,), True, False),
+        ((_OID.SERVER_AUTH,), False, True),
+        ((_OID.CODE_SIGNING,), False, False),
+        ((_OID.ANY_EXTENDED_KEY_USAGE,), True, True),
+        (None, True, True),  # no extension: any purpose, as Go's crypto/x509 decides
+    ],
+    ids=["both", "client-only", "server-only", "code-signing", "any", "no-extension"],
+)
+def test_key_usage_policy(usages: tuple[Any, ...] | None, client: bool, server: bool) -> None:
+    cert = certs.self_signed("ec-p256", usages=usages).cert
+    for role, allowed in (("client", client), ("server", server)):
+        problem = certs.key_usage_problem(cert, role)
+        if allowed:
+            assert problem is None
+            assert certs.require_key_usage(cert, role) is cert
+        else:
+            assert problem is not None
+            assert problem.startswith(f"{certs.INCOMPATIBLE_KEY_USAGE}: a TLS {role} certificate")
+            with pytest.raises(ValueError, match=certs.INCOMPATIBLE_KEY_USAGE):
+                certs.require_key_usage(cert, role)
+
+
+def test_self_signed_validity_can_be_chosen() -> None:
+    start = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
+    end = datetime.datetime(2002, 1, 1, tzinfo=datetime.UTC)
+    cert = certs.self_signed("ec-p256", validity=(start, end)).cert
+    assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (start, end)
+
+
+def test_pinned_peer_problem_checks_validity_and_key_usage() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    expired = certs.self_signed("ec-p256", validity=(now - 2 * day, now - day)).cert
+    future = certs.self_signed("ec-p256", validity=(now + day, now + 2 * day)).cert
+    server_only = certs.self_signed("ec-p256", usages=(ExtendedKeyUsageOID.SERVER_AUTH,)).cert
+    assert certs.pinned_peer_problem(certs.self_signed("ec-p256").cert, "client") is None
+    assert "certificate has expired" in str(certs.pinned_peer_problem(expired, "client"))
+    assert "certificate is not valid yet" in str(certs.pinned_peer_problem(future, "client"))
+    assert certs.INCOMPATIBLE_KEY_USAGE in str(certs.pinned_peer_problem(server_only, "client"))
+    assert certs.pinned_peer_problem(server_only, "server") is None

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from soup.kvstore import (
     MAX_KEY_BYTES,
+    TEMP_PREFIX,
     FileStore,
     InvalidKeyError,
     KeyNotFoundError,
@@ -248,3 +249,15 @@ def test_property_round_trip(
     assert set(name) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode("utf-8") == key
     assert _files(directory) == [name]
+
+
+def test_opening_removes_temp_files_of_interrupted_writes(tmp_path: Path) -> None:
+    FileStore(tmp_path).put("kept", b"acknowledged")
+    # What a writer killed between open and rename leaves behind (full size, any name).
+    (tmp_path / f"{TEMP_PREFIX}0123456789abcdef").write_bytes(b"x" * 4096)
+    (tmp_path / f"{TEMP_PREFIX}").write_bytes(b"")
+    (tmp_path / f"{TEMP_PREFIX}dir").mkdir()  # not a file the store wrote: left alone
+    store = FileStore(tmp_path)
+    assert store.removed_temp_files == 2
+    assert _files(tmp_path) == sorted([key_filename("kept"), f"{TEMP_PREFIX}dir"])
+    assert store.get("kept") == b"acknowledged"

@@ -30,6 +30,19 @@ def test_choose_backend(requested: str, peer: str | None, expected: str) -> None
     assert tls.choose_backend(requested, peer) == expected
 
 
+def test_choose_backend_serves_a_refused_peer_through_openssl() -> None:
+    # OpenSSL refuses it during the handshake, as Go does; grpcio's TLS would accept it.
+    assert tls.choose_backend("auto", "ec-p256", "bad key usage") == "openssl"
+    assert tls.choose_backend("openssl", "ec-p256", "bad key usage") == "openssl"
+    with pytest.raises(ValueError, match="bad key usage; --tls-backend native would accept it"):
+        tls.choose_backend("native", "ec-p256", "bad key usage")
+
+
+def test_forced_native_refuses_a_peer_it_cannot_check() -> None:
+    with pytest.raises(ValueError, match="--tls-backend native cannot check the peer"):
+        tls.choose_backend("native", None)
+
+
 def test_choose_backend_rejects_unknown() -> None:
     with pytest.raises(ValueError, match="unknown TLS backend"):
         tls.choose_backend("boringssl", "ec-p256")
