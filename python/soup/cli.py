@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from soup import certs, clienttest, handshake, logs
+from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
-from soup.host import Client, ClientConfig, rpc_code, rpc_message
-from soup.kv import KVClient
+from soup.host import Client, ClientConfig
+from soup.kv import KVClient, service
+from soup.plugin import ServeConfig, serve
 from soup.reattach import ReattachConfig, ReattachError
 from soup.result import BenchResult, RoundTrips, TestResult, version_string
 from soup.settings import TLSSettings
@@ -347,40 +349,6 @@ def _plugin_label(args: argparse.Namespace) -> str:
     return str(args.server)
 
 
-def _print_human(args: argparse.Namespace, result: TestResult) -> None:
-    out = sys.stdout
-    t = result.tls
-    out.write(f"soup client test: {result.client.version}\n")
-    out.write(f"  plugin:     {_plugin_label(args)}\n")
-    if t.mode == "disabled":
-        out.write("  tls:        disabled (plaintext)\n")
-    else:
-        source = f" ({t.version_source})" if t.version_source else ""
-        out.write(
-            f"  tls:        mode {t.mode}, {t.version or 'version unknown'}{source}, "
-            f"backend {t.backend or '-'}, alpn {t.alpn or '-'}\n"
-        )
-        out.write(f"  client key: {t.client_key or '-'} {t.client_fingerprint or ''}\n")
-        out.write(f"  server key: {t.server_key or '-'} {t.server_fingerprint or ''}\n")
-    out.write(
-        f"  transport:  {result.transport or '-'} {result.address or ''} "
-        f"(app protocol v{result.app_protocol_version or '-'})\n"
-    )
-    for step in result.steps:
-        mark = "PASS" if step.ok else "FAIL"
-        out.write(f"{mark} {step.name:<12} {step.ms:8.1f} ms  {step.detail}\n")
-    if result.ok:
-        out.write("RESULT: PASS\n")
-    else:
-        tail = result.plugin_stderr_tail.strip()
-        if tail:
-            out.write("plugin stderr (tail):\n")
-            for line in tail.splitlines()[-20:]:
-                out.write(f"  | {line}\n")
-        out.write(f"RESULT: FAIL: {result.error}\n")
-    out.flush()
-
-
 def _cmd_test(args: argparse.Namespace) -> int:
     _configure_host_logging()
     result = run_test(args)
@@ -388,7 +356,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         sys.stdout.write(result.to_json() + "\n")
         sys.stdout.flush()
     else:
-        _print_human(args, result)
+        sys.stdout.write(clienttest.human_report(_plugin_label(args), result))
+        sys.stdout.flush()
     return 0 if result.ok else 1
 
 
@@ -496,10 +465,6 @@ def _cmd_kv(args: argparse.Namespace) -> int:
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    # Imported here: host commands stay light.
-    from soup.kv import service  # noqa: PLC0415
-    from soup.plugin import ServeConfig, serve  # noqa: PLC0415
-
     config = _handshake(args)
     return serve(
         ServeConfig(

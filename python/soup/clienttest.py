@@ -6,14 +6,16 @@ at the first failure and always ends the plugin (unless reattached with keep_run
 
 from __future__ import annotations
 
+import io
 import secrets
 import time
 from collections.abc import Callable
 
 import grpc
 
+from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
-from soup.host import Client, ClientConfig, rpc_code, rpc_message
+from soup.host import Client, ClientConfig
 from soup.kv import KVClient
 from soup.result import Identity, Step, TestResult
 
@@ -145,3 +147,38 @@ def run(config: ClientConfig | Callable[[], ClientConfig]) -> TestResult:
         result.server = Identity(impl=client.server_impl, version=client.server_version)
         result.plugin_stderr_tail = client.stderr_tail()
     return result
+
+
+def human_report(plugin: str, result: TestResult) -> str:
+    """The human form of ``client test``'s result (``plugin`` names what was tested)."""
+    out = io.StringIO()
+    t = result.tls
+    out.write(f"soup client test: {result.client.version}\n")
+    out.write(f"  plugin:     {plugin}\n")
+    if t.mode == "disabled":
+        out.write("  tls:        disabled (plaintext)\n")
+    else:
+        source = f" ({t.version_source})" if t.version_source else ""
+        out.write(
+            f"  tls:        mode {t.mode}, {t.version or 'version unknown'}{source}, "
+            f"backend {t.backend or '-'}, alpn {t.alpn or '-'}\n"
+        )
+        out.write(f"  client key: {t.client_key or '-'} {t.client_fingerprint or ''}\n")
+        out.write(f"  server key: {t.server_key or '-'} {t.server_fingerprint or ''}\n")
+    out.write(
+        f"  transport:  {result.transport or '-'} {result.address or ''} "
+        f"(app protocol v{result.app_protocol_version or '-'})\n"
+    )
+    for step in result.steps:
+        mark = "PASS" if step.ok else "FAIL"
+        out.write(f"{mark} {step.name:<12} {step.ms:8.1f} ms  {step.detail}\n")
+    if result.ok:
+        out.write("RESULT: PASS\n")
+    else:
+        tail = result.plugin_stderr_tail.strip()
+        if tail:
+            out.write("plugin stderr (tail):\n")
+            for line in tail.splitlines()[-20:]:
+                out.write(f"  | {line}\n")
+        out.write(f"RESULT: FAIL: {result.error}\n")
+    return out.getvalue()

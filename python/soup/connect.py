@@ -24,7 +24,15 @@ from soup.errors import HostError
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
-__all__ = ["Connection", "health_status", "open_connection", "pinned_server_pem", "rpc_detail"]
+__all__ = [
+    "Connection",
+    "health_status",
+    "open_connection",
+    "pinned_server_pem",
+    "rpc_code",
+    "rpc_detail",
+    "rpc_message",
+]
 
 _LOG = logging.getLogger("soup.host")
 
@@ -201,3 +209,20 @@ def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvi
             )
     except (OSError, ssl.SSLError, ValueError) as exc:
         _LOG.debug("TLS probe failed", extra={"error": str(exc)})
+
+
+def rpc_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status code behind a :class:`HostError` (or RpcError), if any."""
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    if isinstance(cause, grpc.Call):
+        code: grpc.StatusCode = cause.code()
+        return code
+    return None
+
+
+def rpc_message(exc: BaseException) -> str:
+    """The gRPC status message behind a :class:`HostError` (or RpcError)."""
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    if isinstance(cause, grpc.Call):
+        return str(cause.details() or "")
+    return str(exc)

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,14 @@ from typing import IO, Any
 
 import grpc
 
-from soup import bridge, pb, stdio
-from soup.connect import Connection, health_status, open_connection, pinned_server_pem, rpc_detail
+from soup import bridge, certs, pb, stdio
+from soup.connect import (
+    Connection,
+    health_status,
+    open_connection,
+    pinned_server_pem,
+    rpc_detail,
+)
 from soup.errors import HostError
 from soup.handshake import (
     ENV_CLIENT_CERT,
@@ -38,12 +43,12 @@ from soup.handshake import (
     host_env,
     parse_line,
 )
-from soup.process import PluginProcess, ProcessError, split_command
+from soup.process import PluginProcess, ProcessError, split_command, wait_pid_gone
 from soup.reattach import ReattachConfig
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
-__all__ = ["Client", "ClientConfig", "Exit", "rpc_code", "rpc_message"]
+__all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
 
 RPC_TIMEOUT = 5.0
 SHUTDOWN_WAIT = 2.0
@@ -55,9 +60,6 @@ REATTACH_WITH_AUTO = (
 )
 # Shorter than the bridge's own limit: the plugin nests its private directory inside.
 _MAX_SOCKET_DIR = 70
-
-BrokerFactory = Callable[["Client"], Any]
-"""Makes ``Client.broker`` once connected (``soup.broker`` plugs in here)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,6 @@ class ClientConfig:
     """Called with ``("stdout" | "stderr", data)`` for every GRPCStdio chunk."""
     logger: logging.Logger | None = None
     """The host's own log (default ``soup.host``); plugin lines go to ``soup.host.plugin``."""
-    broker: BrokerFactory | None = None
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.reattach is None):
@@ -131,8 +132,10 @@ class Client:
         self.server_version: str | None = None
         """Who serves, as the plugin's own log said (hclog fields ``impl`` and ``version``
         of its first such line); None if it never said: identity is not on the wire."""
-        self._own: Any = None
-        self._trusted_pem: bytes | None = None
+        self.own: certs.CertKey | None = None
+        """Own certificate and key (None in plaintext)."""
+        self.trusted_pem: bytes | None = None
+        """The only root trusted for the plugin: its pinned certificate, or the manual CA."""
         self._stdio: stdio.StdioReader | None = None
         self._killed = False
 
@@ -194,7 +197,7 @@ class Client:
         """Prepare own TLS material and start the plugin process; returns its pid."""
         self._prepare_tls()
         env = dict(os.environ if self.config.env is None else self.config.env)
-        client_pem = self._own.cert_pem if self.config.tls.mode == "auto" else None
+        client_pem = self.own.cert_pem if self.config.tls.mode == "auto" and self.own else None
         socket_dir = None
         if not env.get(ENV_UNIX_SOCKET_DIR):
             # A directory of our own for the plugin's socket (and its private files):
@@ -226,13 +229,13 @@ class Client:
         self.handshake_info = info
         try:
             pinned = pinned_server_pem(self.config.tls, info.server_cert_der, self.tls)
-            self._trusted_pem = pinned or self._trusted_pem
+            self.trusted_pem = pinned or self.trusted_pem
             self.connection = open_connection(
                 info.network,
                 info.address,
                 self.config.tls,
-                own=self._own,
-                trusted_pem=self._trusted_pem,
+                own=self.own,
+                trusted_pem=self.trusted_pem,
                 evidence=self.tls,
                 timeout=self.config.timeout,
                 rpc_timeout=self.config.rpc_timeout,
@@ -242,19 +245,29 @@ class Client:
         self._stdio = stdio.StdioReader(
             self.channel, self._on_stdio, logging.getLogger("soup.host")
         )
-        if self.config.broker is not None:
-            self.broker = self.config.broker(self)
+        self.broker = self._open_broker()
         return info
 
+    def _open_broker(self) -> Any:
+        """The host's GRPCBroker on this connection, or None: the seam for ``soup.broker``.
+
+        What a broker needs is here: ``self.connection`` (channel, and the OpenSSL
+        dialer when that backend carries it), ``self.own`` and ``self.trusted_pem`` (the
+        TLS material), ``self.config.tls`` and ``self.tls.backend``.
+        """
+        return None
+
     def _prepare_tls(self) -> None:
-        if self._own is not None or self.config.tls.mode == "disabled":
+        if self.own is not None or self.config.tls.mode == "disabled":
             return
         try:
-            self._own, self._trusted_pem = self.config.tls.own_material()
+            own, self.trusted_pem = self.config.tls.own_material()
         except ValueError as exc:
             raise HostError(str(exc)) from exc
-        self.tls.client_key = self._own.key_type
-        self.tls.client_fingerprint = self._own.fingerprint
+        if own is not None:
+            self.own = own
+            self.tls.client_key = own.key_type
+            self.tls.client_fingerprint = own.fingerprint
 
     def _reattach_handshake(self, reattach: ReattachConfig) -> Handshake:
         versions = sorted(set(self.config.handshake.app_versions))
@@ -335,7 +348,7 @@ class Client:
         if self.process is not None:
             self._end_process(verified)
         elif self.config.reattach is not None and verified and not self.config.keep_running:
-            self.exit.graceful = _wait_pid_gone(self.config.reattach.pid, SHUTDOWN_WAIT)
+            self.exit.graceful = wait_pid_gone(self.config.reattach.pid, SHUTDOWN_WAIT)
         self._remove_socket_dir()
         return self.exit.graceful
 
@@ -371,46 +384,3 @@ class Client:
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.socket_dir = None
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, exited but unreaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
-
-
-def _wait_pid_gone(pid: int, timeout: float) -> bool:
-    if pid <= 0:
-        return False
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def rpc_code(exc: BaseException) -> grpc.StatusCode | None:
-    """The gRPC status code behind a :class:`HostError` (or RpcError), if any."""
-    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
-    if isinstance(cause, grpc.Call):
-        code: grpc.StatusCode = cause.code()
-        return code
-    return None
-
-
-def rpc_message(exc: BaseException) -> str:
-    """The gRPC status message behind a :class:`HostError` (or RpcError)."""
-    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
-    if isinstance(cause, grpc.Call):
-        return str(cause.details() or "")
-    return str(exc)

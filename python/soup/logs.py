@@ -127,6 +127,7 @@ def _jsonable(value: object, depth: int = 0) -> object:
 def format_record(
     level: str,
     message: str,
+    /,
     *,
     module: str = "soup",
     now: datetime.datetime | None = None,

@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from soup import logs
 
-__all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command"]
+__all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command", "wait_pid_gone"]
 
 MAX_LINE = 64 * 1024
 STDERR_TAIL_BYTES = 4096
@@ -260,3 +261,30 @@ class PluginProcess:
                 with contextlib.suppress(OSError):
                     pipe.close()
         return code
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but unreaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def wait_pid_gone(pid: int, timeout: float) -> bool:
+    """True once ``pid`` (not our child: a reattached plugin) is gone, within ``timeout`` s."""
+    if pid <= 0:
+        return False
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from plugin_commands import PYTHON, group_left_after, group_members, plugin_cmd, python_cmd
 
 from soup import certs, handshake, listen, tls
+from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError, PluginError
-from soup.host import Client, rpc_code, rpc_message
+from soup.host import Client
 from soup.kv import KVClient
 
 pytestmark = pytest.mark.slow
