@@ -231,7 +231,7 @@ def integration(session: nox.Session) -> None:
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2")
     session.run(
-        "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
+        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
     )  # fmt: skip
 

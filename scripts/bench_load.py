@@ -1,6 +1,6 @@
 """The bench's Python host under load: N threads calling one plugin at once.
 
-``soup rpc client bench`` times one caller; this drives ``soup.host.PluginClient``
+``soup rpc client bench`` times one caller; this drives ``soup.Client``
 from ``--concurrency`` threads over its one channel (grpcio multiplexes the calls
 as HTTP/2 streams on one connection; the Go host's ``--concurrency`` opens one
 connection per caller instead). Prints one JSON object shaped like soup-go's
@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from soup.host import PluginClient
+from soup.host import Client, ClientConfig
+from soup.kv import KVClient
+from soup.settings import TLSSettings
 
 
 def rss_kib(pid: int | None) -> int:
@@ -55,7 +57,7 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 
 class _Load:
-    def __init__(self, client: PluginClient, count: int, warmup: int, workers: int) -> None:
+    def __init__(self, client: KVClient, count: int, warmup: int, workers: int) -> None:
         self.client, self.count, self.warmup = client, count, warmup
         self.ready = threading.Barrier(workers + 1)
         self.go = threading.Event()
@@ -85,10 +87,9 @@ class _Load:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"ok": False, "error": None, "count": args.count}
     result["concurrency"] = args.concurrency
-    with PluginClient(
-        args.server, tls_mode=args.tls_mode, tls_backend=args.tls_backend, key_type=args.key_type
-    ) as client:
-        load = _Load(client, args.count, args.warmup, args.concurrency)
+    tls = TLSSettings(mode=args.tls_mode, backend=args.tls_backend, key_type=args.key_type)
+    with Client(ClientConfig(cmd=args.server, tls=tls)) as client:
+        load = _Load(KVClient(client.channel), args.count, args.warmup, args.concurrency)
         threads = [
             threading.Thread(target=load.worker, args=(i,), name=f"load-{i}")
             for i in range(args.concurrency)

@@ -11,29 +11,24 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-import grpc
+from soup import certs, clienttest, handshake, logs
+from soup.connect import rpc_code, rpc_message
+from soup.errors import HostError
+from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
+from soup.host import Client, ClientConfig
+from soup.kv import KVClient, service
+from soup.plugin import ServeConfig, serve
+from soup.reattach import ReattachConfig, ReattachError
+from soup.result import BenchResult, RoundTrips, TestResult, version_string
+from soup.settings import TLSSettings
 
-from soup import certs, logs
-from soup.host import HostError, PluginClient, rpc_code, rpc_message
-from soup.result import (
-    BenchResult,
-    Identity,
-    RoundTrips,
-    Step,
-    TestResult,
-    TLSEvidence,
-    version_string,
-)
-
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_test"]
 
 DEFAULT_TIMEOUT = 30.0
-TEST_KEY = "soup-test-key"
-ENV_LOG_LEVEL = "SOUP_LOG_LEVEL"
 
 _DESCRIPTION = """\
 soup: the go-plugin protocol in Python.
@@ -97,6 +92,45 @@ def _plugin_command(text: str) -> str:
     return text
 
 
+def _versions(text: str) -> tuple[int, ...]:
+    try:
+        return handshake.parse_versions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _reattach(text: str) -> ReattachConfig:
+    try:
+        return ReattachConfig.from_json(text)
+    except ReattachError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_handshake_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = HandshakeConfig()
+    group = parser.add_argument_group("handshake (must match on host and plugin)")
+    group.add_argument(
+        "--magic-cookie-key",
+        default=defaults.cookie_key,
+        metavar="K",
+        help=f"environment variable of the magic cookie (default: {defaults.cookie_key})",
+    )
+    group.add_argument(
+        "--magic-cookie-value",
+        default=defaults.cookie_value,
+        metavar="V",
+        help=f"its value (default: {defaults.cookie_value})",
+    )
+    group.add_argument(
+        "--protocol-versions",
+        type=_versions,
+        default=defaults.app_versions,
+        metavar="LIST",
+        help="app protocol versions, comma list of positive integers (default: 1); a plugin "
+        "serves these (the highest the host asks for wins), a host asks for and accepts these",
+    )
+
+
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("TLS")
     group.add_argument(
@@ -109,8 +143,8 @@ def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--key-type",
         choices=certs.KEY_TYPES,
-        default="ec-p256",
-        help="key type of the own self-signed certificate in auto mode (default: ec-p256)",
+        default=DEFAULT_KEY_TYPE,
+        help=f"key type of the own self-signed certificate in auto mode (default: {DEFAULT_KEY_TYPE})",
     )
     group.add_argument("--cert-file", type=Path, help="manual mode: own certificate (PEM)")
     group.add_argument("--key-file", type=Path, help="manual mode: own private key (PEM)")
@@ -127,12 +161,25 @@ def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_host_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    plugin = parser.add_argument_group("plugin (exactly one of --server and --reattach)")
+    which = plugin.add_mutually_exclusive_group(required=True)
+    which.add_argument(
         "--server",
-        required=True,
         type=_plugin_command,
         metavar="CMD",
         help="plugin command line, split with shell rules, e.g. 'soup-go rpc server-start'",
+    )
+    which.add_argument(
+        "--reattach",
+        type=_reattach,
+        metavar="JSON",
+        help="connect to a running plugin instead of starting one: the reattach config "
+        "`rpc server-start --debug` prints; the plugin gets Shutdown at the end",
+    )
+    plugin.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="with --reattach: send no Shutdown at the end, leave the plugin running",
     )
     parser.add_argument(
         "--timeout",
@@ -141,29 +188,20 @@ def _add_host_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="bound on plugin start + handshake line (default: 30)",
     )
+    _add_handshake_flags(parser)
     _add_tls_flags(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="soup", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_formatter
-    )
-    parser.add_argument("--version", action="version", version=version_string())
-    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    top.add_parser("version", help="print the version", formatter_class=_formatter)
-
-    rpc = top.add_parser(
-        "rpc", help="plugin and host commands", epilog=_EPILOG, formatter_class=_formatter
-    )
-    rpc_sub = rpc.add_subparsers(dest="rpc_command", metavar="RPC_COMMAND", required=True)
-
+def _add_server_parser(rpc_sub: Any) -> None:
     server = rpc_sub.add_parser(
         "server-start",
         help="run as a go-plugin plugin serving proto.KV (started by a host)",
-        description="Run as a go-plugin plugin (needs the host's magic cookie BASIC_PLUGIN=hello\n"
-        "in the environment) serving proto.KV, health, controller, stdio and broker.",
+        description="Run as a go-plugin plugin (needs the host's magic cookie, by default\n"
+        "BASIC_PLUGIN=hello, in the environment) serving proto.KV, health, controller,\n"
+        "stdio and broker. --tls-mode auto refuses to serve plaintext.",
         formatter_class=_formatter,
     )
+    _add_handshake_flags(server)
     _add_tls_flags(server)
     server.add_argument(
         "--transport", choices=("unix", "tcp"), default="unix", help="listener (default: unix)"
@@ -171,7 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--kv-dir", type=Path, help="KV storage directory (default: a temporary one)"
     )
+    server.add_argument(
+        "--debug",
+        action="store_true",
+        help="debug (reattach) mode: started by hand, no magic cookie; prints the reattach "
+        "config as one JSON line on stdout and serves until Shutdown or SIGTERM "
+        "(needs --tls-mode manual or disabled)",
+    )
 
+
+def _add_client_parsers(rpc_sub: Any) -> None:
     client = rpc_sub.add_parser("client", help="act as host", formatter_class=_formatter)
     client_sub = client.add_subparsers(
         dest="client_command", metavar="CLIENT_COMMAND", required=True
@@ -179,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     test = client_sub.add_parser(
         "test",
         help="start a plugin, Put/Get/Get-missing/health/Shutdown, print evidence",
-        description="Start the plugin CMD as a go-plugin host would, then run the steps\n"
-        "spawn, handshake, put, get, get_missing, health, shutdown (stop at the first\n"
-        "failure; the plugin is always stopped).",
+        description="Start the plugin CMD as a go-plugin host would (or reattach to one), then\n"
+        "run the steps spawn, handshake, put, get, get_missing, health, shutdown (stop at\n"
+        "the first failure; the plugin is always stopped unless --keep-running).",
         epilog=_EPILOG,
         formatter_class=_formatter,
     )
@@ -196,31 +243,58 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=_count, default=50, help="untimed round trips (50)")
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
+
+def _add_kv_parsers(rpc_sub: Any) -> None:
     kv = rpc_sub.add_parser("kv", help="one KV call against a plugin", formatter_class=_formatter)
     kv_sub = kv.add_subparsers(dest="kv_command", metavar="KV_COMMAND", required=True)
     put = kv_sub.add_parser(
-        "put", help="Put KEY VALUE (prints nothing)", formatter_class=_formatter
+        "put",
+        help="Put KEY VALUE (prints nothing)",
+        description="Put KEY with VALUE (argv), '-' (stdin, binary, any size) or --value-file F.",
+        formatter_class=_formatter,
     )
     put.add_argument("key")
-    put.add_argument("value")
+    put.add_argument("value", nargs="?", help="the value; '-' reads it from stdin")
+    put.add_argument("--value-file", type=Path, metavar="F", help="read the value from file F")
     _add_host_flags(put)
     get = kv_sub.add_parser(
         "get", help="Get KEY (prints the value bytes)", formatter_class=_formatter
     )
     get.add_argument("key")
     _add_host_flags(get)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="soup", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_formatter
+    )
+    parser.add_argument("--version", action="version", version=version_string())
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    top.add_parser("version", help="print the version", formatter_class=_formatter)
+    rpc = top.add_parser(
+        "rpc", help="plugin and host commands", epilog=_EPILOG, formatter_class=_formatter
+    )
+    rpc_sub = rpc.add_subparsers(dest="rpc_command", metavar="RPC_COMMAND", required=True)
+    _add_server_parser(rpc_sub)
+    _add_client_parsers(rpc_sub)
+    _add_kv_parsers(rpc_sub)
     return parser
 
 
-def _check_manual(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if getattr(args, "tls_mode", None) != "manual":
-        return
-    for flag in ("cert_file", "key_file", "ca_file"):
-        if getattr(args, flag) is None:
-            parser.error(f"--tls-mode manual requires --{flag.replace('_', '-')}")
-
-
-def _check_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage rules argparse cannot express (exit 2)."""
+    if getattr(args, "tls_mode", None) == "manual":
+        for flag in ("cert_file", "key_file", "ca_file"):
+            if getattr(args, flag) is None:
+                parser.error(f"--tls-mode manual requires --{flag.replace('_', '-')}")
+    if getattr(args, "keep_running", False) and args.reattach is None:
+        parser.error(
+            "--keep-running needs --reattach (a plugin the host started always ends with it)"
+        )
+    if getattr(args, "kv_command", None) == "put" and (args.value is None) == (
+        args.value_file is None
+    ):
+        parser.error("kv put needs exactly one of VALUE, '-' (stdin) and --value-file")
     # A gRPC string must be UTF-8; a non-UTF-8 argv byte arrives as a lone surrogate.
     key = getattr(args, "key", None)
     if key is not None:
@@ -234,180 +308,45 @@ def _configure_host_logging() -> None:
     logs.configure(sys.stderr, level=os.environ.get(ENV_LOG_LEVEL, "warn"), module="soup.host")
 
 
-def _client(args: argparse.Namespace) -> PluginClient:
-    return PluginClient(
-        args.server,
-        tls_mode=args.tls_mode,
+def _handshake(args: argparse.Namespace) -> HandshakeConfig:
+    return HandshakeConfig(
+        cookie_key=args.magic_cookie_key,
+        cookie_value=args.magic_cookie_value,
+        app_versions=tuple(args.protocol_versions),
+    )
+
+
+def _tls(args: argparse.Namespace) -> TLSSettings:
+    return TLSSettings(
+        mode=args.tls_mode,
         key_type=args.key_type,
         cert_file=args.cert_file,
         key_file=args.key_file,
         ca_file=args.ca_file,
-        tls_backend=args.tls_backend,
-        timeout=args.timeout,
+        backend=args.tls_backend,
     )
 
 
-# --------------------------------------------------------------------------------------
-# rpc client test
-
-
-class _StepFailed(Exception):
-    pass
-
-
-def _fill(result_tls: TLSEvidence, client: PluginClient) -> None:
-    details = client.tls
-    result_tls.mode = details.mode
-    if details.mode == "disabled":
-        return
-    result_tls.version = details.version
-    result_tls.version_source = details.version_source
-    result_tls.backend = details.backend
-    result_tls.client_key = details.client_key
-    result_tls.server_key = details.server_key
-    result_tls.client_fingerprint = details.client_fingerprint
-    result_tls.server_fingerprint = details.server_fingerprint
-    result_tls.alpn = details.alpn
+def _client_config(args: argparse.Namespace) -> ClientConfig:
+    return ClientConfig(
+        cmd=args.server,
+        reattach=args.reattach,
+        handshake=_handshake(args),
+        tls=_tls(args),
+        timeout=args.timeout,
+        keep_running=args.keep_running,
+    )
 
 
 def run_test(args: argparse.Namespace) -> TestResult:
-    """The ``client test`` steps; stops at the first failure, always kills the plugin."""
-    result = TestResult()
-    result.tls.mode = args.tls_mode
-
-    def step(name: str, action: Callable[[], str]) -> None:
-        started = time.perf_counter()
-        try:
-            detail = action()
-            ok, error = True, None
-        except (HostError, _StepFailed, OSError, ValueError) as exc:
-            detail, ok, error = str(exc), False, str(exc)
-        ms = (time.perf_counter() - started) * 1000
-        result.steps.append(Step(name=name, ok=ok, ms=ms, detail=detail))
-        if not ok:
-            result.error = f"{name}: {error}"
-            raise _StepFailed(result.error)
-
-    try:
-        client = _client(args)
-    except (HostError, ValueError) as exc:
-        result.error = f"spawn: {exc}"
-        result.steps.append(Step(name="spawn", ok=False, ms=0.0, detail=str(exc)))
-        return result
-    value = b"hello from soup" + secrets.token_hex(8).encode()
-    missing = f"soup-missing-key-{secrets.token_hex(8)}"
-    shutdown_done = False
-    try:
-        step("spawn", lambda: f"pid {client.spawn()}")
-
-        def do_handshake() -> str:
-            info = client.handshake()
-            tls_text = "plaintext"
-            if client.tls.backend is not None:
-                tls_text = f"{client.tls.version or 'TLS ?'} {client.tls.backend}"
-            return f"{info.network} {info.address} app v{info.app_version} {tls_text}"
-
-        try:
-            step("handshake", do_handshake)
-        finally:
-            info = client.handshake_info
-            if info is not None:
-                result.transport = info.network
-                result.address = info.address
-                result.app_protocol_version = info.app_version
-
-        def do_put() -> str:
-            client.put(TEST_KEY, value)
-            return f"key={TEST_KEY} bytes={len(value)}"
-
-        step("put", do_put)
-
-        def do_get() -> str:
-            got = client.get(TEST_KEY)
-            if got != value:
-                raise _StepFailed(f"get returned other bytes: expected {value!r}, got {got[:64]!r}")
-            return f"key={TEST_KEY} bytes={len(got)} same bytes"
-
-        step("get", do_get)
-
-        def do_get_missing() -> str:
-            try:
-                got = client.get(missing)
-            except HostError as exc:
-                code = rpc_code(exc)
-                if code == grpc.StatusCode.NOT_FOUND:
-                    return f"key={missing} -> NOT_FOUND: {rpc_message(exc)}"
-                raise _StepFailed(f"expected NOT_FOUND, got {exc}") from exc
-            raise _StepFailed(f"expected NOT_FOUND, got a value of {len(got)} bytes")
-
-        step("get_missing", do_get_missing)
-
-        def do_health() -> str:
-            status = client.health_check("plugin")
-            if status != "SERVING":
-                raise _StepFailed(f"health of service 'plugin' is {status}, expected SERVING")
-            return "service=plugin SERVING"
-
-        step("health", do_health)
-
-        def do_shutdown() -> str:
-            nonlocal shutdown_done
-            shutdown_done = True
-            started = time.perf_counter()
-            graceful = client.kill()
-            ms = (time.perf_counter() - started) * 1000
-            if not graceful:
-                raise _StepFailed(
-                    "plugin did not exit within 2 s after Shutdown; killed its process group"
-                )
-            return f"exited by itself after {ms:.1f} ms (exit code {client.exit.code})"
-
-        step("shutdown", do_shutdown)
-        result.ok = True
-    except _StepFailed:
-        result.ok = False
-    finally:
-        if not shutdown_done:
-            client.kill()
-        _fill(result.tls, client)
-        # Who served, as the plugin's own log said (null if it never said).
-        result.server = Identity(impl=client.server_impl, version=client.server_version)
-        result.plugin_stderr_tail = client.stderr_tail()
-    return result
+    """``rpc client test`` for parsed arguments (see ``soup.clienttest``)."""
+    return clienttest.run(lambda: _client_config(args))
 
 
-def _print_human(args: argparse.Namespace, result: TestResult) -> None:
-    out = sys.stdout
-    t = result.tls
-    out.write(f"soup client test: {result.client.version}\n")
-    out.write(f"  plugin:     {args.server}\n")
-    if t.mode == "disabled":
-        out.write("  tls:        disabled (plaintext)\n")
-    else:
-        source = f" ({t.version_source})" if t.version_source else ""
-        out.write(
-            f"  tls:        mode {t.mode}, {t.version or 'version unknown'}{source}, "
-            f"backend {t.backend or '-'}, alpn {t.alpn or '-'}\n"
-        )
-        out.write(f"  client key: {t.client_key or '-'} {t.client_fingerprint or ''}\n")
-        out.write(f"  server key: {t.server_key or '-'} {t.server_fingerprint or ''}\n")
-    out.write(
-        f"  transport:  {result.transport or '-'} {result.address or ''} "
-        f"(app protocol v{result.app_protocol_version or '-'})\n"
-    )
-    for step in result.steps:
-        mark = "PASS" if step.ok else "FAIL"
-        out.write(f"{mark} {step.name:<12} {step.ms:8.1f} ms  {step.detail}\n")
-    if result.ok:
-        out.write("RESULT: PASS\n")
-    else:
-        tail = result.plugin_stderr_tail.strip()
-        if tail:
-            out.write("plugin stderr (tail):\n")
-            for line in tail.splitlines()[-20:]:
-                out.write(f"  | {line}\n")
-        out.write(f"RESULT: FAIL: {result.error}\n")
-    out.flush()
+def _plugin_label(args: argparse.Namespace) -> str:
+    if args.reattach is not None:
+        return f"reattach {args.reattach.to_json()}"
+    return str(args.server)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
@@ -417,7 +356,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         sys.stdout.write(result.to_json() + "\n")
         sys.stdout.flush()
     else:
-        _print_human(args, result)
+        sys.stdout.write(clienttest.human_report(_plugin_label(args), result))
+        sys.stdout.flush()
     return 0 if result.ok else 1
 
 
@@ -425,32 +365,22 @@ def _cmd_test(args: argparse.Namespace) -> int:
 # rpc client bench
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    _configure_host_logging()
-    result = BenchResult(count=args.count)
-    result.tls.mode = args.tls_mode
+def _bench_rounds(client: Client, args: argparse.Namespace) -> list[float]:
+    kv = KVClient(client.channel, client.config.rpc_timeout)
+    payload = secrets.token_bytes(64)
     samples: list[float] = []
-    client: PluginClient | None = None
-    try:
-        client = _client(args)
-        client.start()
-        payload = secrets.token_bytes(64)
-        for i in range(args.warmup + args.count):
-            key = f"bench-{i % 16}"
-            started = time.perf_counter()
-            client.put(key, payload)
-            if client.get(key) != payload:
-                raise HostError(f"get {key}: other bytes returned")
-            if i >= args.warmup:
-                samples.append((time.perf_counter() - started) * 1e6)
-        result.ok = True
-    except (HostError, ValueError, OSError) as exc:
-        result.error = str(exc)
-    finally:
-        if client is not None:
-            client.kill()
-            _fill(result.tls, client)
-    result.round_trip_us = RoundTrips.from_samples(samples)
+    for i in range(args.warmup + args.count):
+        key = f"bench-{i % 16}"
+        started = time.perf_counter()
+        kv.put(key, payload)
+        if kv.get(key) != payload:
+            raise HostError(f"get {key}: other bytes returned")
+        if i >= args.warmup:
+            samples.append((time.perf_counter() - started) * 1e6)
+    return samples
+
+
+def _print_bench(args: argparse.Namespace, result: BenchResult) -> None:
     if args.json:
         sys.stdout.write(result.to_json() + "\n")
     elif result.ok:
@@ -463,6 +393,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"bench: FAIL: {result.error}\n")
     sys.stdout.flush()
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    _configure_host_logging()
+    result = BenchResult(count=args.count)
+    result.tls.mode = args.tls_mode
+    samples: list[float] = []
+    client: Client | None = None
+    try:
+        client = Client(_client_config(args))
+        client.start()
+        samples = _bench_rounds(client, args)
+        result.ok = True
+    except (HostError, ValueError, OSError) as exc:
+        result.error = str(exc)
+    finally:
+        if client is not None:
+            client.kill()
+            result.tls = client.tls
+    result.round_trip_us = RoundTrips.from_samples(samples)
+    _print_bench(args, result)
     return 0 if result.ok else 1
 
 
@@ -480,17 +431,26 @@ def _kv_error(exc: BaseException) -> int:
     return 1
 
 
+def _put_value(args: argparse.Namespace) -> bytes:
+    if args.value_file is not None:
+        return bytes(args.value_file.read_bytes())
+    if args.value == "-":
+        return sys.stdin.buffer.read()
+    return os.fsencode(args.value)
+
+
 def _cmd_kv(args: argparse.Namespace) -> int:
     _configure_host_logging()
-    client: PluginClient | None = None
+    client: Client | None = None
     try:
-        client = _client(args)
+        value = _put_value(args) if args.kv_command == "put" else b""
+        client = Client(_client_config(args))
         client.start()
+        kv = KVClient(client.channel, client.config.rpc_timeout)
         if args.kv_command == "put":
-            client.put(args.key, os.fsencode(args.value))
+            kv.put(args.key, value)
         else:
-            value = client.get(args.key)
-            sys.stdout.buffer.write(value)
+            sys.stdout.buffer.write(kv.get(args.key))
             sys.stdout.buffer.flush()
     except (HostError, ValueError, OSError) as exc:
         return _kv_error(exc)
@@ -505,18 +465,17 @@ def _cmd_kv(args: argparse.Namespace) -> int:
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
-    from soup.plugin import ServeOptions, serve  # noqa: PLC0415 - keep host commands light
-
+    config = _handshake(args)
     return serve(
-        ServeOptions(
-            tls_mode=args.tls_mode,
-            key_type=args.key_type,
-            cert_file=args.cert_file,
-            key_file=args.key_file,
-            ca_file=args.ca_file,
+        ServeConfig(
+            handshake=config,
+            plugins={version: [service(args.kv_dir)] for version in config.app_versions},
+            tls=_tls(args),
+            # The CLI is strict: auto mode never serves plaintext (the API's default
+            # follows go-plugin and does, with a warning).
+            require_tls=True,
             transport=args.transport,
-            kv_dir=args.kv_dir,
-            tls_backend=args.tls_backend,
+            debug=args.debug,
         )
     )
 
@@ -526,8 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        _check_manual(parser, args)
-        _check_key(parser, args)
+        _check_args(parser, args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "version":

@@ -22,13 +22,17 @@ from dataclasses import dataclass
 
 __all__ = [
     "CORE_PROTOCOL_VERSION",
+    "DEFAULT_KEY_TYPE",
     "DEFAULT_MAX_PORT",
     "DEFAULT_MIN_PORT",
     "ENV_CLIENT_CERT",
+    "ENV_LOG_LEVEL",
     "ENV_MAX_PORT",
     "ENV_MIN_PORT",
+    "ENV_MULTIPLEX_GRPC",
     "ENV_PROTOCOL_VERSIONS",
     "ENV_UNIX_SOCKET_DIR",
+    "ENV_UNIX_SOCKET_GROUP",
     "NETWORKS",
     "NOT_A_PLUGIN_MESSAGE",
     "CookieError",
@@ -42,6 +46,7 @@ __all__ = [
     "host_env",
     "negotiate_version",
     "parse_line",
+    "parse_versions",
 ]
 
 CORE_PROTOCOL_VERSION: int = 1
@@ -55,13 +60,22 @@ NOT_A_PLUGIN_MESSAGE: str = (
 )
 """What a plugin prints to stderr (plus a newline) when the magic cookie is missing or wrong."""
 
+# go-plugin's environment variables: the only place their names are spelled.
 ENV_PROTOCOL_VERSIONS = "PLUGIN_PROTOCOL_VERSIONS"
 ENV_MIN_PORT = "PLUGIN_MIN_PORT"
 ENV_MAX_PORT = "PLUGIN_MAX_PORT"
 ENV_CLIENT_CERT = "PLUGIN_CLIENT_CERT"
 ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
+ENV_UNIX_SOCKET_GROUP = "PLUGIN_UNIX_SOCKET_GROUP"
+ENV_MULTIPLEX_GRPC = "PLUGIN_MULTIPLEX_GRPC"
 DEFAULT_MIN_PORT = 10000
 DEFAULT_MAX_PORT = 25000
+
+ENV_LOG_LEVEL = "SOUP_LOG_LEVEL"
+"""soup's own log-level variable, the same in both implementations (trace..error)."""
+
+DEFAULT_KEY_TYPE = "ec-p256"
+"""Key type of an AutoMTLS certificate unless configured (go-plugin uses P-256 too)."""
 
 NETWORKS: tuple[str, ...] = ("unix", "tcp")
 
@@ -80,6 +94,8 @@ _GO_SPACE = (
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _FORBIDDEN_IN_FIELD = re.compile(r"[|\r\n]")
+# Longer entries are no version anyone uses (and int() refuses 4300+ digits).
+_MAX_VERSION_DIGITS = 18
 
 
 class HandshakeError(Exception):
@@ -208,6 +224,90 @@ def format_line(h: Handshake) -> bytes:
     return ("|".join(fields) + "\n").encode("utf-8")
 
 
+def _decode(line: bytes | str) -> str:
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HandshakeLineError(
+            f"Unrecognized remote plugin message: {_quote(repr(line))} "
+            f"(not valid UTF-8 at byte {exc.start}; expected {LINE_FORMAT})"
+        ) from None
+
+
+def _parse_core(field: str) -> int:
+    core = _go_atoi(field)
+    if core is None:
+        raise HandshakeLineError(
+            f"error parsing core protocol version: field 1 is {_quote(field)!r}, "
+            f"expected the integer {CORE_PROTOCOL_VERSION}"
+        )
+    if core != CORE_PROTOCOL_VERSION:
+        raise HandshakeLineError(
+            f"incompatible core API version with plugin. Plugin version: {field}, "
+            f"Core version: {CORE_PROTOCOL_VERSION} (field 1 must be {CORE_PROTOCOL_VERSION})"
+        )
+    return core
+
+
+def _parse_app(field: str, app_versions: Collection[int]) -> int:
+    host_versions = _sorted_versions(app_versions)
+    app = _go_atoi(field)
+    if app is None:
+        raise HandshakeLineError(
+            f"error parsing protocol version: field 2 is {_quote(field)!r}, "
+            f"expected an integer, one of {_go_list(host_versions)}"
+        )
+    if app not in host_versions:
+        raise HandshakeLineError(
+            f"incompatible API version with plugin. Plugin version: {app}, "
+            f"Client versions: {_go_list(host_versions)}"
+        )
+    return app
+
+
+def _check_address(network: str, address: str) -> None:
+    if network not in NETWORKS:
+        raise HandshakeLineError(
+            f"unknown network type {_quote(network)!r} in field 3 for address "
+            f"{_quote(address)!r} (expected one of: {', '.join(NETWORKS)})"
+        )
+    if not address:
+        raise HandshakeLineError(
+            f"empty address in field 4 (expected a socket path or host:port for {network})"
+        )
+
+
+def _parse_cert(parts: list[str]) -> bytes | None:
+    if len(parts) < 6 or len(parts[5].encode("utf-8", "surrogatepass")) <= _CERT_FIELD_MIN_LEN:
+        return None
+    try:
+        cert_der = _b64_decode_lenient(parts[5])
+    except ValueError as exc:
+        raise HandshakeLineError(
+            f"error parsing server cert: field 6 is not valid base64 ({exc}); expected "
+            "the plugin's DER certificate in standard base64"
+        ) from None
+    if cert_der[:1] != b"\x30":
+        raise HandshakeLineError(
+            "error parsing server cert: field 6 does not decode to a DER certificate "
+            f"(first byte 0x{cert_der[0]:02x}, expected 0x30 for an ASN.1 SEQUENCE)"
+        )
+    return cert_der
+
+
+def _parse_multiplex(parts: list[str]) -> bool | None:
+    if len(parts) < 7:
+        return None
+    if parts[6] in ("true", "false"):
+        return parts[6] == "true"
+    raise HandshakeLineError(
+        f"error parsing {_quote(parts[6])!r} in field 7 as a boolean for gRPC broker "
+        "multiplexing support (expected 'true' or 'false')"
+    )
+
+
 def parse_line(
     line: bytes | str,
     *,
@@ -219,60 +319,17 @@ def parse_line(
     The caller passes the first stdout line only. Surrounding whitespace
     (including CRLF) is ignored. Raises ``HandshakeLineError``.
     """
-    if isinstance(line, bytes):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise HandshakeLineError(
-                f"Unrecognized remote plugin message: {_quote(repr(line))} "
-                f"(not valid UTF-8 at byte {exc.start}; expected {LINE_FORMAT})"
-            ) from None
-    else:
-        text = line
-    text = text.strip(_GO_SPACE)
+    text = _decode(line).strip(_GO_SPACE)
     parts = text.split("|")
     if len(parts) < 4:
         raise HandshakeLineError(
             f"Unrecognized remote plugin message: {_quote(text)} "
             f"(expected {LINE_FORMAT}; got {len(parts)} field{'s' if len(parts) != 1 else ''})"
         )
-
-    core = _go_atoi(parts[0])
-    if core is None:
-        raise HandshakeLineError(
-            f"error parsing core protocol version: field 1 is {_quote(parts[0])!r}, "
-            f"expected the integer {CORE_PROTOCOL_VERSION}"
-        )
-    if core != CORE_PROTOCOL_VERSION:
-        raise HandshakeLineError(
-            f"incompatible core API version with plugin. Plugin version: {parts[0]}, "
-            f"Core version: {CORE_PROTOCOL_VERSION} (field 1 must be {CORE_PROTOCOL_VERSION})"
-        )
-
-    host_versions = _sorted_versions(app_versions)
-    app = _go_atoi(parts[1])
-    if app is None:
-        raise HandshakeLineError(
-            f"error parsing protocol version: field 2 is {_quote(parts[1])!r}, "
-            f"expected an integer, one of {_go_list(host_versions)}"
-        )
-    if app not in host_versions:
-        raise HandshakeLineError(
-            f"incompatible API version with plugin. Plugin version: {app}, "
-            f"Client versions: {_go_list(host_versions)}"
-        )
-
+    core = _parse_core(parts[0])
+    app = _parse_app(parts[1], app_versions)
     network, address = parts[2], parts[3]
-    if network not in NETWORKS:
-        raise HandshakeLineError(
-            f"unknown network type {_quote(network)!r} in field 3 for address "
-            f"{_quote(address)!r} (expected one of: {', '.join(NETWORKS)})"
-        )
-    if not address:
-        raise HandshakeLineError(
-            f"empty address in field 4 (expected a socket path or host:port for {network})"
-        )
-
+    _check_address(network, address)
     # Like go-plugin: a line without field 5 means the legacy net/rpc protocol.
     protocol = parts[4] if len(parts) >= 5 else "netrpc"
     allowed = list(protocols)
@@ -280,42 +337,14 @@ def parse_line(
         raise HandshakeLineError(
             f'unsupported plugin protocol "{_quote(protocol)}". Supported: {_go_list(allowed)}'
         )
-
-    cert_der: bytes | None = None
-    if len(parts) >= 6 and len(parts[5].encode("utf-8", "surrogatepass")) > _CERT_FIELD_MIN_LEN:
-        try:
-            cert_der = _b64_decode_lenient(parts[5])
-        except ValueError as exc:
-            raise HandshakeLineError(
-                f"error parsing server cert: field 6 is not valid base64 ({exc}); expected "
-                "the plugin's DER certificate in standard base64"
-            ) from None
-        if cert_der[:1] != b"\x30":
-            raise HandshakeLineError(
-                "error parsing server cert: field 6 does not decode to a DER certificate "
-                f"(first byte 0x{cert_der[0]:02x}, expected 0x30 for an ASN.1 SEQUENCE)"
-            )
-
-    multiplex: bool | None = None
-    if len(parts) >= 7:
-        if parts[6] == "true":
-            multiplex = True
-        elif parts[6] == "false":
-            multiplex = False
-        else:
-            raise HandshakeLineError(
-                f"error parsing {_quote(parts[6])!r} in field 7 as a boolean for gRPC broker "
-                "multiplexing support (expected 'true' or 'false')"
-            )
-
     return Handshake(
         core_version=core,
         app_version=app,
         network=network,
         address=address,
         protocol=protocol,
-        server_cert_der=cert_der,
-        multiplex=multiplex,
+        server_cert_der=_parse_cert(parts),
+        multiplex=_parse_multiplex(parts),
     )
 
 
@@ -341,6 +370,17 @@ def negotiate_version(env_value: str | None, supported: Collection[int]) -> int:
         if version in host:
             return version
     return own[0]
+
+
+def parse_versions(text: str) -> tuple[int, ...]:
+    """A ``--protocol-versions`` list (``"5,6"``): positive integers, ``ValueError`` otherwise."""
+    versions: list[int] = []
+    for entry in text.split(","):
+        value = _go_atoi(entry.strip()) if len(entry) <= _MAX_VERSION_DIGITS else None
+        if value is None or value <= 0 or entry.strip().startswith(("+", "-")):
+            raise ValueError(f"{entry.strip()!r} is not a positive integer (in {text!r})")
+        versions.append(value)
+    return tuple(versions)
 
 
 def check_cookie(env: Mapping[str, str], config: HandshakeConfig) -> None:

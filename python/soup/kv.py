@@ -1,17 +1,23 @@
-"""The KV example service (``proto.KV``) over :class:`soup.kvstore.FileStore`."""
+"""The KV example service (``proto.KV``) over :class:`soup.kvstore.FileStore`: the servicer
+the CLI's ``rpc server-start`` serves, and the client the CLI's host commands call."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from soup import pb
-from soup.kvstore import FileStore, InvalidKeyError, KeyNotFoundError
+from soup.connect import rpc_detail
+from soup.errors import HostError
+from soup.kvstore import NOT_FOUND_MESSAGE, FileStore, InvalidKeyError, KeyNotFoundError
 
-__all__ = ["NOT_FOUND_MESSAGE", "KVServicer", "add_to_server"]
+if TYPE_CHECKING:
+    from soup.plugin import Register, ServeContext
 
-NOT_FOUND_MESSAGE = "key not found"
+__all__ = ["KVClient", "KVServicer", "add_to_server", "service"]
 
 _LOG = logging.getLogger("soup.kv")
 
@@ -57,3 +63,35 @@ def add_to_server(store: FileStore, server: grpc.Server) -> KVServicer:
     servicer = KVServicer(store)
     pb.kv_pb2_grpc.add_KVServicer_to_server(servicer, server)
     return servicer
+
+
+def service(kv_dir: Path | None) -> Register:
+    """A registration serving KV from ``kv_dir`` (None: a private directory removed at exit)."""
+
+    def register(context: ServeContext) -> None:
+        directory = kv_dir if kv_dir is not None else context.temp_dir("soup-kv-")
+        add_to_server(FileStore(directory), context.server)
+        context.logger.debug("kv store", extra={"kv_dir": str(directory)})
+
+    return register
+
+
+class KVClient:
+    """Put/Get on a plugin's channel; a failed call is a :class:`HostError` (its cause the
+    ``grpc.RpcError``, see ``soup.host.rpc_code``)."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float = 5.0) -> None:
+        self._stub = pb.kv_pb2_grpc.KVStub(channel)
+        self._timeout = timeout
+
+    def put(self, key: str, value: bytes) -> None:
+        self._call(self._stub.Put, pb.kv_pb2.PutRequest(key=key, value=value))
+
+    def get(self, key: str) -> bytes:
+        return bytes(self._call(self._stub.Get, pb.kv_pb2.GetRequest(key=key)).value)
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise HostError(rpc_detail(exc)) from exc

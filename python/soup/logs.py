@@ -25,6 +25,7 @@ __all__ = [
     "TRACE",
     "HclogJSONFormatter",
     "configure",
+    "configure_all",
     "format_record",
     "format_timestamp",
     "level_name",
@@ -126,6 +127,7 @@ def _jsonable(value: object, depth: int = 0) -> object:
 def format_record(
     level: str,
     message: str,
+    /,
     *,
     module: str = "soup",
     now: datetime.datetime | None = None,
@@ -189,20 +191,15 @@ class HclogJSONFormatter(logging.Formatter):
         return _format(record.levelno, message, module, when, fields)
 
 
-def configure(stream: TextIO, level: str = "debug", module: str = "soup") -> logging.Logger:
-    """Send the package's logs as hclog JSON lines to ``stream``; returns ``module``'s logger.
-
-    The handler sits on the top-level package logger (``soup`` for ``soup.plugin``),
-    so every ``soup.*`` logger writes hclog lines; records do not propagate to the
-    root logger (nothing else may write plain lines into the stream). Calling it
-    again replaces the handler and level instead of adding one.
-    """
+def _numeric(level: str) -> tuple[int, str | None]:
     try:
-        numeric = python_level(level)
-        bad_level = None
+        return python_level(level), None
     except ValueError as exc:  # e.g. a bad level from the environment: keep logging
-        numeric, bad_level = logging.DEBUG, str(exc)
-    base = logging.getLogger(module.split(".", 1)[0])
+        return logging.DEBUG, str(exc)
+
+
+def _install(base: logging.Logger, stream: TextIO, numeric: int, module: str) -> None:
+    """One hclog handler on ``base`` (replacing an earlier one of ours)."""
     for handler in list(base.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             base.removeHandler(handler)
@@ -212,9 +209,48 @@ def configure(stream: TextIO, level: str = "debug", module: str = "soup") -> log
     handler.setFormatter(HclogJSONFormatter(module))
     base.addHandler(handler)
     base.setLevel(numeric)
+
+
+def configure(stream: TextIO, level: str = "debug", module: str = "soup") -> logging.Logger:
+    """Send the package's logs as hclog JSON lines to ``stream``; returns ``module``'s logger.
+
+    The handler sits on the top-level package logger (``soup`` for ``soup.plugin``),
+    so every ``soup.*`` logger writes hclog lines; records do not propagate to the
+    root logger (nothing else may write plain lines into the stream). Calling it
+    again replaces the handler and level instead of adding one.
+    """
+    numeric, bad_level = _numeric(level)
+    base = logging.getLogger(module.split(".", 1)[0])
+    _install(base, stream, numeric, module)
     base.propagate = False
     logger = logging.getLogger(module)
     logger.setLevel(numeric)
+    if bad_level is not None:
+        logger.warning("%s; using debug", bad_level)
+    return logger
+
+
+def configure_all(stream: TextIO, level: str = "debug", module: str = "soup") -> logging.Logger:
+    """Send every logger's records (the root logger's handler) as hclog JSON to ``stream``.
+
+    A plugin's host reads its stderr: the app's own loggers must reach it as hclog
+    lines too, not only soup's. Other handlers on the root logger are removed (they
+    would write plain lines into the same stream). Returns ``module``'s logger.
+    """
+    numeric, bad_level = _numeric(level)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    _install(root, stream, numeric, module)
+    soup_base = logging.getLogger(module.split(".", 1)[0])
+    for handler in list(soup_base.handlers):  # an earlier configure(): propagate instead
+        if getattr(handler, _HANDLER_MARK, False):
+            soup_base.removeHandler(handler)
+            handler.close()
+    soup_base.propagate = True
+    soup_base.setLevel(logging.NOTSET)
+    logger = logging.getLogger(module)
+    logger.setLevel(logging.NOTSET)
     if bad_level is not None:
         logger.warning("%s; using debug", bad_level)
     return logger

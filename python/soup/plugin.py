@@ -1,35 +1,25 @@
-"""Plugin side: serve gRPC services the way a go-plugin plugin does.
+"""Plugin side: ``serve(ServeConfig(...))`` runs a go-plugin plugin serving your services.
 
-``serve()`` checks the magic cookie, negotiates the app protocol version, listens
-(unix socket or tcp on 127.0.0.1), sets up TLS per ``tls_mode``, prints the
-handshake line on stdout, then serves until the host calls
-``plugin.GRPCController/Shutdown`` or sends SIGTERM (SIGINT is ignored, like Go
-plugins). Besides the user's services (KV) it serves ``grpc.health.v1.Health``,
-``plugin.GRPCController``, ``plugin.GRPCStdio`` (the plugin's later stdout/stderr)
-and ``plugin.GRPCBroker`` (stream accepted and drained; no callbacks).
-
-TLS backends (``soup.tls.choose_backend``): *native* is grpcio's own TLS on the
-advertised address; *openssl* is a :class:`soup.bridge.TLSListenerBridge` on the
-advertised address in front of plaintext grpcio on a unix socket in a private
-0700 directory.
+``serve`` checks the magic cookie, negotiates the app protocol version, sets up TLS
+(``soup.policy``), listens (``soup.listen``), registers the internal services
+(``soup.services``) and the negotiated version's services, prints the handshake line
+on stdout, then serves until the host calls ``plugin.GRPCController/Shutdown``, sends
+SIGTERM, or dies (SIGINT is ignored, like Go plugins). After the handshake line,
+``sys.stdout``/``sys.stderr`` go to the host over GRPCStdio and every Python logger
+writes hclog JSON to the real stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import grp
-import io
 import logging
 import os
-import queue
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,543 +27,188 @@ from types import FrameType
 from typing import Any, TextIO
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, handshake, kv, logs, pb, tls
-from soup.kvstore import FileStore
+from soup import bridge, handshake, logs, policy
+from soup.errors import PluginError
+from soup.listen import Listening, listen, private_dir, remove_paths
+from soup.reattach import ReattachConfig
 from soup.result import version_string
+from soup.services import Internal
+from soup.settings import TLSSettings, Transport
+from soup.stdio import hub_writer
 
-__all__ = [
-    "DEFAULT_KEY_TYPE",
-    "ENV_CLIENT_CERT",
-    "ENV_MAX_PORT",
-    "ENV_MIN_PORT",
-    "ENV_UNIX_SOCKET_DIR",
-    "ENV_UNIX_SOCKET_GROUP",
-    "PluginError",
-    "ServeOptions",
-    "serve",
-]
+__all__ = ["Register", "ServeConfig", "ServeContext", "serve"]
 
-DEFAULT_KEY_TYPE = "ec-p256"
-ENV_CLIENT_CERT = "PLUGIN_CLIENT_CERT"
-ENV_MIN_PORT = "PLUGIN_MIN_PORT"
-ENV_MAX_PORT = "PLUGIN_MAX_PORT"
-ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
-ENV_UNIX_SOCKET_GROUP = "PLUGIN_UNIX_SOCKET_GROUP"
-ENV_MULTIPLEX = "PLUGIN_MULTIPLEX_GRPC"
-ENV_LOG_LEVEL = "SOUP_LOG_LEVEL"
-
-AUTO_WITHOUT_CLIENT_CERT = (
-    "tls-mode auto: the host sent no PLUGIN_CLIENT_CERT; refusing to serve plaintext "
-    "(start the host with AutoMTLS, or pass --tls-mode disabled explicitly)"
-)
-DISABLED_WITH_CLIENT_CERT = "tls-mode disabled but the host asked for TLS (PLUGIN_CLIENT_CERT set)"
-
-_POLL = 0.2  # seconds: how often long-lived streams look at their stop flags
-_MAX_UNIX_PATH = 104  # sun_path is 108 bytes on Linux, 104 on macOS
-_STDIO_QUEUE = 4096  # chunks buffered for GRPCStdio before dropping
-
-
-class PluginError(Exception):
-    """The plugin cannot start (the message says why); exit status 1."""
+_PARENT_POLL = 0.25  # seconds between checks that the host is still our parent
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]  # never share a port with another process
+_WORKERS = 16
 
 
 @dataclass
-class ServeOptions:
-    """What ``rpc server-start`` passes to :func:`serve`."""
+class ServeContext:
+    """What a service registration gets: the server to add servicers to, and friends."""
 
-    tls_mode: str = "auto"
-    key_type: str = DEFAULT_KEY_TYPE
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    ca_file: Path | None = None
-    transport: str = "unix"
-    kv_dir: Path | None = None
-    tls_backend: str = "auto"
-    config: handshake.HandshakeConfig = field(default_factory=handshake.HandshakeConfig)
+    server: Any
+    """A ``grpc.Server`` (``grpc.aio.Server`` when ``ServeConfig.asyncio``)."""
+    protocol_version: int
+    """The app protocol version negotiated with the host."""
+    broker: Any
+    """The plugin's GRPCBroker servicer (``soup.broker`` gives it its API)."""
+    logger: logging.Logger
+    env: Mapping[str, str]
+    cleanup: list[Path] = field(default_factory=list)
+
+    def temp_dir(self, prefix: str = "soup-") -> Path:
+        """A private 0700 directory, inside the host's socket directory when it gave one;
+        removed when the plugin stops."""
+        path = private_dir(self.env, prefix)
+        self.cleanup.append(path)
+        return path
+
+
+Register = Callable[[ServeContext], object]
+"""Adds servicers to ``ServeContext.server``, e.g. ``add_GreeterServicer_to_server``."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How a plugin serves (go-plugin ``ServeConfig``); every behaviour is a field."""
+
+    handshake: handshake.HandshakeConfig = field(default_factory=handshake.HandshakeConfig)
+    plugins: Mapping[int, Sequence[Register]] = field(default_factory=dict)
+    """Services per app protocol version (go-plugin ``VersionedPlugins``). The versions
+    served are these keys plus ``handshake.app_versions``; only the negotiated
+    version's registrations run."""
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    require_tls: bool = False
+    """Auto mode: refuse to serve plaintext when the host sent no ``PLUGIN_CLIENT_CERT``
+    (by default, like go-plugin, such a plugin serves plaintext and logs a warning)."""
+    transport: Transport = "unix"
+    asyncio: bool = False
+    """Serve with ``grpc.aio`` (servicers may be ``async``; plain ones run in threads)."""
+    debug: bool = False
+    """Started by hand: no magic cookie needed; prints the reattach config instead of a
+    handshake line and serves until Shutdown or SIGTERM (tls mode manual or disabled)."""
+    watch_parent: bool = True
+    """Exit when the host dies (the parent process changes); off in debug mode."""
+    log_level: str | None = None
+    """Default: ``SOUP_LOG_LEVEL``, else debug (the host filters)."""
+    configure_logging: bool = True
+    """Send every Python logger to stderr as hclog JSON (what a go-plugin host reads)."""
     grace: float = 1.0
     """Seconds in-flight RPCs get to finish on a graceful stop."""
-    log_level: str | None = None
+
+    def versions(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.handshake.app_versions) | set(self.plugins)))
 
 
-# --------------------------------------------------------------------------------------
-# Internal go-plugin services
+class _Run:
+    """One serving plugin: set up on a server, announce, wait for the stop, clean up."""
 
-_Channel = pb.grpc_stdio_pb2.StdioData.Channel
-
-
-class _StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
-    """Bytes written to the swapped sys.stdout/sys.stderr, waiting for StreamStdio."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[_Channel, bytes] | None] = queue.Queue(maxsize=_STDIO_QUEUE)
-        self.closed = threading.Event()
-        self.dropped = 0
-
-    def write(self, channel: _Channel, data: bytes) -> None:
-        if not data or self.closed.is_set():
-            return
-        try:
-            self._queue.put_nowait((channel, data))
-        except queue.Full:
-            self.dropped += 1
-
-    def close(self) -> None:
-        self.closed.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)  # wake a waiting stream now
-
-    # /plugin.GRPCStdio/StreamStdio
-    def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        while not self.closed.is_set() and context.is_active():
-            try:
-                item = self._queue.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-            if item is None:
-                with contextlib.suppress(queue.Full):
-                    self._queue.put_nowait(None)  # for any other stream
-                return
-            channel, data = item
-            yield pb.grpc_stdio_pb2.StdioData(channel=channel, data=data)
-
-
-class _HubRaw(io.RawIOBase):
-    """A raw binary stream that forwards every write to a :class:`_StdioHub` channel."""
-
-    def __init__(self, hub: _StdioHub, channel: _Channel) -> None:
-        super().__init__()
-        self._hub = hub
-        self._channel = channel
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._hub.write(self._channel, chunk)
-        return len(chunk)
-
-
-def _hub_writer(hub: _StdioHub, channel: _Channel) -> TextIO:
-    raw = _HubRaw(hub, channel)
-    return io.TextIOWrapper(
-        io.BufferedWriter(raw),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,
-        write_through=True,
-    )
-
-
-class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
-    def __init__(self, stop: Callable[[str], None], log: logging.Logger) -> None:
-        self._stop = stop
-        self._log = log
-
-    # /plugin.GRPCController/Shutdown
-    def Shutdown(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._log.info("shutdown requested by the host (GRPCController.Shutdown)")
-        self._stop("GRPCController.Shutdown")
-        return pb.grpc_controller_pb2.Empty()
-
-
-class _Broker(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):
-    """Accepts the host's broker stream and drains it: soup has no broker callbacks."""
-
-    def __init__(self, stopping: threading.Event, log: logging.Logger) -> None:
-        self._stopping = stopping
-        self._log = log
-
-    # /plugin.GRPCBroker/StartStream
-    def StartStream(
-        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
-    ) -> Iterator[Any]:
-        self._log.info(
-            "host opened the GRPCBroker stream; soup does not support broker callbacks: "
-            "ConnInfo messages are drained and ignored"
-        )
-
-        def drain() -> None:
-            try:
-                for info in request_iterator:
-                    self._log.warning(
-                        "ignoring GRPCBroker ConnInfo (no broker support)",
-                        extra={"service_id": int(info.service_id)},
-                    )
-            except Exception as exc:  # the RPC ended (cancelled or server stopping)
-                self._log.debug("GRPCBroker stream ended", extra={"reason": str(exc)})
-
-        threading.Thread(target=drain, name="soup-broker-drain", daemon=True).start()
-        while not self._stopping.is_set() and context.is_active():
-            self._stopping.wait(_POLL)
-        yield from ()
-
-
-# --------------------------------------------------------------------------------------
-# Listening
-
-
-def _port_range(env: Mapping[str, str]) -> tuple[int, int]:
-    values = []
-    for name in (ENV_MIN_PORT, ENV_MAX_PORT):
-        text = env.get(name, "")
-        if not text:
-            values.append(0)
-            continue
-        try:
-            values.append(int(text, 10))
-        except ValueError:
-            raise PluginError(
-                f"couldn't get value from {name}: {text!r} is not an integer"
-            ) from None
-    low, high = values
-    if low > high:
-        raise PluginError(
-            f"{ENV_MIN_PORT} value of {low} is greater than {ENV_MAX_PORT} value of {high}"
-        )
-    if low < 0 or high > 65535:
-        raise PluginError(f"port range {low}..{high} is outside 0..65535")
-    return low, high
-
-
-def _unix_socket_path(env: Mapping[str, str]) -> str:
-    directory = env.get(ENV_UNIX_SOCKET_DIR) or None
-    try:
-        fd, path = tempfile.mkstemp(prefix="plugin", dir=directory)
-    except OSError as exc:
-        raise PluginError(f"cannot create the plugin's unix socket path: {exc}") from exc
-    os.close(fd)
-    os.unlink(path)
-    if len(path.encode()) >= _MAX_UNIX_PATH:
-        raise PluginError(
-            f"unix socket path {path!r} is too long ({len(path.encode())} bytes); "
-            f"set {ENV_UNIX_SOCKET_DIR} to a shorter directory"
-        )
-    return path
-
-
-def _set_group_writable(path: str, group: str) -> None:
-    try:
-        gid = int(group, 10)
-    except ValueError:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise PluginError(
-                f"{ENV_UNIX_SOCKET_GROUP}: failed to find gid from {group!r}"
-            ) from None
-    try:
-        os.chown(path, -1, gid)
-        os.chmod(path, 0o660)
-    except OSError as exc:
-        raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={group!r}: {exc}") from exc
-
-
-def _listen_tcp_socket(port: int, backlog: int = 64) -> socket.socket:
-    """A socket listening on 127.0.0.1:port (0: any free port); OSError if it cannot.
-
-    Bind and listen happen together: with SO_REUSEADDR, Linux lets two sockets bind the
-    same port while neither listens, so a port is only ours once listen() succeeded
-    (a parallel plugin that bound it too then fails its listen() and moves on).
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        # Like Go's net.Listen: reuse a port whose old connections are in TIME_WAIT.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _listen_tcp_range(env: Mapping[str, str]) -> socket.socket:
-    """Like go-plugin's TCP listener: the first port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT
-    that can be listened on (EADDRINUSE at bind or at listen: try the next one)."""
-    low, high = _port_range(env)
-    last = "no port tried"
-    for port in range(low, high + 1):
-        try:
-            return _listen_tcp_socket(port)
-        except OSError as exc:
-            last = str(exc)
-    raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
-
-
-def _grpc_add_port(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
-    """grpcio's add_*_port; 0 on failure (old grpcio returns 0, new raises RuntimeError)."""
-    try:
-        if creds is None:
-            return server.add_insecure_port(address)
-        return server.add_secure_port(address, creds)
-    except RuntimeError:
-        return 0
-
-
-# --------------------------------------------------------------------------------------
-# The server
-
-
-class _Plugin:
-    def __init__(self, options: ServeOptions, env: Mapping[str, str], log: logging.Logger) -> None:
-        self.options = options
+    def __init__(self, config: ServeConfig, env: Mapping[str, str], log: logging.Logger) -> None:
+        self.config = config
         self.env = env
         self.log = log
         self.stop_requested = threading.Event()
         self.stop_reason = ""
-        self.stopping = threading.Event()
-        self.hub = _StdioHub()
-        self.server: grpc.Server | None = None
-        self.health: Any = None
-        self.listener_bridge: bridge.TLSListenerBridge | None = None
-        self.cleanup_paths: list[Path] = []  # files/dirs to remove at exit
-        self.own: certs.CertKey | None = None
-        self.trusted_pem: bytes | None = None
-        self.peer_key_type: str | None = None
-        self.peer_refusal: str | None = None  # why TLS must refuse the pinned host cert
-        self.backend: str | None = None
-        self.network = options.transport
-        self.address = ""
-        self._bridge_socket: socket.socket | None = None
-        self._shut_down = False
+        self.internal: Internal | None = None
+        self.listening: Listening | None = None
+        self.context: ServeContext | None = None
+        self.backend = "none"
 
-    # -- setup
-    def configure_tls(self) -> None:
-        opts = self.options
-        client_cert = self.env.get(ENV_CLIENT_CERT, "")
-        if opts.tls_mode == "disabled":
-            if client_cert:
-                raise PluginError(DISABLED_WITH_CLIENT_CERT)
-            return
-        if opts.tls_mode == "auto":
-            if not client_cert:
-                raise PluginError(AUTO_WITHOUT_CLIENT_CERT)
-            try:
-                host_cert = certs.load_cert_pem(client_cert.encode())
-            except Exception as exc:
-                raise PluginError(f"{ENV_CLIENT_CERT} is not a PEM certificate: {exc}") from exc
-            self.peer_key_type = certs.key_type_of(host_cert)
-            self.peer_refusal = certs.pinned_peer_problem(host_cert, "client")
-            try:
-                self.own = certs.self_signed(opts.key_type)
-            except ValueError as exc:
-                raise PluginError(str(exc)) from exc
-            self.trusted_pem = client_cert.encode()
-        elif opts.tls_mode == "manual":
-            try:
-                self.own, self.trusted_pem = certs.load_manual(
-                    opts.cert_file, opts.key_file, opts.ca_file
-                )
-            except ValueError as exc:
-                raise PluginError(str(exc)) from exc
-        else:
-            raise PluginError(f"unknown tls mode {opts.tls_mode!r}")
-        try:
-            self.backend = tls.choose_backend(
-                opts.tls_backend, self.peer_key_type, self.peer_refusal
-            )
-        except ValueError as exc:
-            raise PluginError(str(exc)) from exc
-        self.log.debug(
-            "configured plugin TLS",
-            extra={
-                "tls_mode": opts.tls_mode,
-                "backend": self.backend,
-                "key_type": self.own.key_type,
-                "peer_key_type": self.peer_key_type or "unknown",
-            },
-        )
-
-    def _server_credentials(self) -> grpc.ServerCredentials:
-        assert self.own is not None
-        assert self.trusted_pem is not None
-        return grpc.ssl_server_credentials(
-            [(self.own.key_pem, self.own.cert_pem)],
-            root_certificates=self.trusted_pem,
-            require_client_auth=True,
-        )
-
-    def build_server(self) -> grpc.Server:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="soup-grpc"),
-            # Never share a port with another process (grpcio sets SO_REUSEPORT by default).
-            options=[("grpc.so_reuseport", 0)],
-        )
-        self.health = health.HealthServicer()
-        for name in ("plugin", ""):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(
-            _Controller(self.request_stop, self.log), server
-        )
-        pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
-        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(
-            _Broker(self.stopping, self.log), server
-        )
-        return server
-
-    def listen(self, server: grpc.Server) -> None:
-        """Bind the advertised address (and the private backend socket for openssl)."""
-        if self.backend == "openssl":
-            self._listen_bridged(server)
-        else:
-            creds = self._server_credentials() if self.backend == "native" else None
-            self._listen_grpc(server, creds)
-
-    def _listen_grpc(self, server: grpc.Server, creds: grpc.ServerCredentials | None) -> None:
-        if self.network == "unix":
-            path = _unix_socket_path(self.env)
-            self.cleanup_paths.append(Path(path))
-            if not _grpc_add_port(server, "unix:" + path, creds):
-                raise PluginError(f"couldn't bind plugin unix listener at {path}")
-            self._socket_permissions(path)
-            self.address = path
-            return
-        low, high = _port_range(self.env)
-        last = "no port tried"
-        for port in range(low, high + 1):
-            if port:
-                # Cheap pre-check so a busy port costs no grpcio call. grpcio's add_*_port
-                # binds and listens at once, so a port taken meanwhile fails there (0) and
-                # the loop moves on.
-                try:
-                    _listen_tcp_socket(port, backlog=1).close()
-                except OSError as exc:
-                    last = str(exc)
-                    continue
-            bound = _grpc_add_port(server, f"127.0.0.1:{port}", creds)
-            if bound:
-                self.address = f"127.0.0.1:{bound}"
-                return
-            last = f"grpcio could not bind 127.0.0.1:{port}"
-        raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
-
-    def _private_dir(self, prefix: str) -> Path:
-        """A 0700 directory; inside the host's socket directory when it gave one
-        (a host that removes that directory then removes ours too)."""
-        parent = self.env.get(ENV_UNIX_SOCKET_DIR) or None
-        if parent is None:
-            return bridge.private_socket_dir(prefix)
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        path.chmod(0o700)
-        return path
-
-    def _listen_bridged(self, server: grpc.Server) -> None:
-        private = self._private_dir("soup-")
-        self.cleanup_paths.append(private)
-        backend_path = str(private / "grpc.sock")
-        if not _grpc_add_port(server, "unix:" + backend_path, None):
-            raise PluginError(f"couldn't bind the private grpc socket {backend_path}")
-        if self.network == "unix":
-            path = _unix_socket_path(self.env)
-            listen_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                listen_sock.bind(path)
-            except OSError as exc:
-                listen_sock.close()
-                raise PluginError(f"couldn't bind plugin unix listener at {path}: {exc}") from exc
-            self.cleanup_paths.append(Path(path))
-            self._socket_permissions(path)
-            self.address = path
-            listen_sock.listen(64)
-        else:
-            listen_sock = _listen_tcp_range(self.env)  # already listening
-            host, port = listen_sock.getsockname()[:2]
-            self.address = f"{host}:{port}"
-        assert self.own is not None
-        assert self.trusted_pem is not None
-        context = tls.server_ssl_context(self.own, self.trusted_pem)
-        self.listener_bridge = bridge.TLSListenerBridge(
-            listen_sock, context, backend_path, logger=logging.getLogger("soup.bridge")
-        )
-        self._bridge_socket = listen_sock
-
-    def _socket_permissions(self, path: str) -> None:
-        group = self.env.get(ENV_UNIX_SOCKET_GROUP, "")
-        if group:
-            _set_group_writable(path, group)
-
-    def start(self, register: Callable[[grpc.Server], None] | None = None) -> handshake.Handshake:
-        opts = self.options
-        app_version = handshake.negotiate_version(
-            self.env.get("PLUGIN_PROTOCOL_VERSIONS"), opts.config.app_versions
-        )
-        if opts.transport not in ("unix", "tcp"):
-            raise PluginError(f"unknown transport {opts.transport!r} (expected unix or tcp)")
-        self.configure_tls()
-        if self.env.get(ENV_MULTIPLEX):
-            self.log.warning(
-                "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC); "
-                "soup does not support it and does not advertise it"
-            )
-        if opts.kv_dir is None:
-            kv_dir = self._private_dir("soup-kv-")
-            self.cleanup_paths.append(kv_dir)
-        else:
-            kv_dir = opts.kv_dir
-        server = self.build_server()
-        self.server = server
-        kv.add_to_server(FileStore(kv_dir), server)
-        if register is not None:
-            register(server)
-        self.listen(server)
-        server.start()
-        if self.listener_bridge is not None:
-            self.listener_bridge.start()
-        self.log.debug(
-            "plugin address",
-            extra={"network": self.network, "address": self.address, "kv_dir": str(kv_dir)},
-        )
-        return handshake.Handshake(
-            core_version=handshake.CORE_PROTOCOL_VERSION,
-            app_version=app_version,
-            network=self.network,
-            address=self.address,
-            protocol="grpc",
-            server_cert_der=self.own.cert_der if opts.tls_mode == "auto" and self.own else None,
-        )
-
-    # -- stop
     def request_stop(self, reason: str) -> None:
         if not self.stop_requested.is_set():
             self.stop_reason = reason
             self.stop_requested.set()
 
-    def shutdown(self) -> None:
-        """Graceful stop: end long-lived streams, let RPCs finish, close, remove files."""
-        if self._shut_down:
-            return
-        self._shut_down = True
-        self.stopping.set()
-        self.hub.close()
-        if self.health is not None:
-            with contextlib.suppress(Exception):
-                self.health.enter_graceful_shutdown()
-        if self.server is not None:
-            done = self.server.stop(self.options.grace)
-            if not done.wait(self.options.grace + 2.0):
-                self.log.warning("grpc server did not stop in time")
-        if self.listener_bridge is not None:
-            if self.listener_bridge.last_error:
-                self.log.debug(
-                    "last TLS bridge error", extra={"error": self.listener_bridge.last_error}
-                )
-            self.listener_bridge.close()
-        if self._bridge_socket is not None:
-            self._bridge_socket.close()
-        self.remove_files()
+    def setup(self, server: Any) -> bytes:
+        """TLS, services, listener; returns the line to print on stdout."""
+        config = self.config
+        version = handshake.negotiate_version(
+            self.env.get(handshake.ENV_PROTOCOL_VERSIONS), config.versions()
+        )
+        server_tls = policy.server_tls(config, self.env, self.log)
+        self.backend = server_tls.backend if server_tls is not None else "none"
+        if self.env.get(handshake.ENV_MULTIPLEX_GRPC):
+            self.log.warning(
+                "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC); "
+                "soup does not support it and does not advertise it"
+            )
+        self.internal = Internal(
+            server, stop=self.request_stop, server_tls=server_tls, env=self.env, log=self.log
+        )
+        self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
+        for register in config.plugins.get(version, ()):
+            register(self.context)
+        self.listening = listen(server, config.transport, self.env, server_tls)
+        self.log.debug(
+            "plugin address",
+            extra={"network": self.listening.network, "address": self.listening.address},
+        )
+        if config.debug:
+            return (self._reattach(version).to_json() + "\n").encode()
+        return handshake.format_line(
+            handshake.Handshake(
+                core_version=handshake.CORE_PROTOCOL_VERSION,
+                app_version=version,
+                network=self.listening.network,
+                address=self.listening.address,
+                protocol="grpc",
+                server_cert_der=server_tls.cert_field() if server_tls is not None else None,
+            )
+        )
 
-    def remove_files(self) -> None:
-        for path in reversed(self.cleanup_paths):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        self.cleanup_paths.clear()
+    def _reattach(self, version: int) -> ReattachConfig:
+        assert self.listening is not None
+        reattach = ReattachConfig(
+            network=self.listening.network,
+            address=self.listening.address,
+            pid=os.getpid(),
+            protocol_version=version,
+        )
+        sys.stderr.write(
+            f"plugin running in debug mode; reattach with: --reattach '{reattach.to_json()}'\n"
+        )
+        sys.stderr.flush()
+        return reattach
+
+    def serving(self) -> None:
+        assert self.listening is not None
+        self.listening.start()
+        self.log.info(
+            "plugin serving",
+            extra={
+                "network": self.listening.network,
+                "address": self.listening.address,
+                "tls_mode": self.config.tls.mode,
+                "backend": self.backend,
+            },
+        )
+
+    def wait(self) -> None:
+        """Until a stop is requested (or the host, our parent, is gone)."""
+        parent = os.getppid()
+        watch = self.config.watch_parent and not self.config.debug
+        while not self.stop_requested.wait(_PARENT_POLL):
+            if watch and os.getppid() != parent:
+                self.request_stop("host process exited (parent changed)")
+        self.log.info("plugin stopping", extra={"reason": self.stop_reason})
+
+    def begin_stop(self) -> None:
+        if self.internal is not None:
+            self.internal.begin_stop()
+
+    def finish(self) -> None:
+        """Close the listener and remove every file and directory of this run."""
+        if self.listening is not None:
+            self.listening.close(self.log)
+        if self.context is not None:
+            remove_paths(self.context.cleanup)
+        if self.internal is not None and self.internal.hub.dropped:
+            self.log.warning(
+                "stdio chunks dropped (no StreamStdio reader)",
+                extra={"count": self.internal.hub.dropped},
+            )
 
 
 def _write_line(stream: TextIO, data: bytes) -> None:
@@ -587,83 +222,122 @@ def _write_line(stream: TextIO, data: bytes) -> None:
         stream.flush()
 
 
-def serve(
-    options: ServeOptions | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    register: Callable[[grpc.Server], None] | None = None,
-) -> int:
-    """Run as a go-plugin plugin until told to stop; returns the exit status (0 or 1).
+@contextlib.contextmanager
+def _signals(run: _Run, log: logging.Logger) -> Iterator[None]:
+    """SIGTERM stops gracefully; SIGINT is ignored (a terminal's Ctrl-C hits the host)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupts = 0
 
-    ``register`` may add more services to the grpc server before it starts.
-    """
-    opts = options or ServeOptions()
-    env = os.environ if env is None else env
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        log.debug("plugin received interrupt signal, ignoring", extra={"count": interrupts})
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        run.request_stop("SIGTERM")
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _stdio_to_host(run: _Run) -> Iterator[None]:
+    """After the handshake line, ``print`` and ``sys.stderr`` reach the host (GRPCStdio)."""
+    assert run.internal is not None
     real_stdout, real_stderr = sys.stdout, sys.stderr
+    sys.stdout = hub_writer(run.internal.hub, 1)
+    sys.stderr = hub_writer(run.internal.hub, 2)
     try:
-        handshake.check_cookie(env, opts.config)
-    except handshake.CookieError:
-        real_stderr.write(handshake.NOT_A_PLUGIN_MESSAGE + "\n")
-        real_stderr.flush()
-        return 1
-
-    level = opts.log_level or env.get(ENV_LOG_LEVEL) or "debug"
-    log = logs.configure(real_stderr, level=level, module="soup.plugin")
-    # The first line says who serves: a host reads impl and version from it (the
-    # server's identity is not on the wire), as from soup-go's first line.
-    log.info("soup plugin starting", extra={"impl": "python", "version": version_string()})
-    plugin = _Plugin(opts, env, log)
-    try:
-        line_info = plugin.start(register)
-    except (PluginError, bridge.BridgeError, OSError) as exc:
-        log.error(str(exc))
-        plugin.shutdown()
-        return 1
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous: dict[int, Any] = {}
-    if main_thread:
-        interrupts = 0
-
-        def on_sigint(signum: int, frame: FrameType | None) -> None:
-            nonlocal interrupts
-            interrupts += 1
-            log.debug("plugin received interrupt signal, ignoring", extra={"count": interrupts})
-
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            plugin.request_stop("SIGTERM")
-
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
-
-    try:
-        _write_line(real_stdout, handshake.format_line(line_info))
-        sys.stdout = _hub_writer(plugin.hub, pb.grpc_stdio_pb2.StdioData.STDOUT)
-        sys.stderr = _hub_writer(plugin.hub, pb.grpc_stdio_pb2.StdioData.STDERR)
-        log.info(
-            "plugin serving",
-            extra={
-                "network": plugin.network,
-                "address": plugin.address,
-                "tls_mode": opts.tls_mode,
-                "backend": plugin.backend or "none",
-            },
-        )
-        while not plugin.stop_requested.wait(0.5):
-            pass
-        log.info("plugin stopping", extra={"reason": plugin.stop_reason})
-        started = time.monotonic()
-        plugin.shutdown()
-        log.debug("plugin stopped", extra={"seconds": round(time.monotonic() - started, 3)})
-        if plugin.hub.dropped:
-            log.warning(
-                "stdio chunks dropped (no StreamStdio reader)", extra={"count": plugin.hub.dropped}
-            )
+        yield
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
+            sys.stderr.flush()
         sys.stdout, sys.stderr = real_stdout, real_stderr
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        plugin.shutdown()
+
+
+def _serve_threads(run: _Run) -> None:
+    executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
+    server = grpc.server(executor, options=_SERVER_OPTIONS)
+    try:
+        line = run.setup(server)
+        server.start()
+        run.serving()
+        _write_line(sys.stdout, line)
+        with _stdio_to_host(run):
+            run.wait()
+            run.begin_stop()
+            if not server.stop(run.config.grace).wait(run.config.grace + 2.0):
+                run.log.warning("grpc server did not stop in time")
+    finally:
+        server.stop(None)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _serve_asyncio(run: _Run) -> None:
+    executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
+    server = grpc.aio.server(migration_thread_pool=executor, options=_SERVER_OPTIONS)
+    loop = asyncio.get_running_loop()
+    try:
+        line = run.setup(server)
+        await server.start()
+        run.serving()
+        _write_line(sys.stdout, line)
+        with _stdio_to_host(run):
+            await loop.run_in_executor(None, run.wait)
+            run.begin_stop()
+            try:
+                await asyncio.wait_for(server.stop(run.config.grace), run.config.grace + 2.0)
+            except TimeoutError:
+                run.log.warning("grpc server did not stop in time")
+    finally:
+        await server.stop(None)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = None) -> int:
+    """Run as a go-plugin plugin until told to stop; returns the exit status (0 or 1).
+
+    ``env`` is the environment the host gave (default ``os.environ``).
+    """
+    config = config or ServeConfig()
+    env = os.environ if env is None else env
+    if not config.debug:
+        try:
+            handshake.check_cookie(env, config.handshake)
+        except handshake.CookieError:
+            sys.stderr.write(handshake.NOT_A_PLUGIN_MESSAGE + "\n")
+            sys.stderr.flush()
+            return 1
+    level = config.log_level or env.get(handshake.ENV_LOG_LEVEL) or "debug"
+    if config.configure_logging:
+        log = logs.configure_all(sys.stderr, level=level, module="soup.plugin")
+    else:
+        log = logging.getLogger("soup.plugin")
+    # The first line says who serves: a host reads impl and version from it (the
+    # server's identity is not on the wire), as from soup-go's first line.
+    log.info("soup plugin starting", extra={"impl": "python", "version": version_string()})
+    run = _Run(config, env, log)
+    started = time.monotonic()
+    try:
+        with _signals(run, log):
+            if config.asyncio:
+                asyncio.run(_serve_asyncio(run))
+            else:
+                _serve_threads(run)
+    except (PluginError, bridge.BridgeError, OSError, ValueError) as exc:
+        log.error(str(exc))
+        return 1
+    finally:
+        run.finish()
+    log.debug("plugin stopped", extra={"seconds": round(time.monotonic() - started, 3)})
     return 0

@@ -39,6 +39,8 @@ class Identity:
 
 @dataclass
 class TLSEvidence:
+    """What one connection's TLS was (``None`` where unknown or not applicable)."""
+
     mode: str = "auto"
     version: str | None = None
     version_source: str | None = None  # "live" | "probe" | None
@@ -73,6 +75,7 @@ class TestResult:
     transport: str | None = None
     address: str | None = None
     app_protocol_version: int | None = None
+    """The negotiated app protocol version (also under its contract name ``protocol_version``)."""
     steps: list[Step] = field(default_factory=list)
     plugin_stderr_tail: str = ""
 
@@ -86,6 +89,7 @@ class TestResult:
             "transport": self.transport,
             "address": self.address,
             "app_protocol_version": self.app_protocol_version,
+            "protocol_version": self.app_protocol_version,
             "steps": [step.to_dict() for step in self.steps],
             "plugin_stderr_tail": self.plugin_stderr_tail,
         }

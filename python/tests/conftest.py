@@ -13,7 +13,20 @@ from plugin_commands import group_left_after
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance"))
 import hygiene
-from soup.host import PluginClient
+from soup.host import Client, ClientConfig
+from soup.settings import TLSSettings
+
+_TLS_FIELDS = {"tls_mode": "mode", "key_type": "key_type", "tls_backend": "backend"}
+_TLS_FIELDS |= {name: name for name in ("cert_file", "key_file", "ca_file")}
+
+
+def client_config(command: str, **kwargs: Any) -> ClientConfig:
+    """A ClientConfig from the tests' short keyword names (tls_mode=..., config=...)."""
+    tls = {_TLS_FIELDS[k]: kwargs.pop(k) for k in list(kwargs) if k in _TLS_FIELDS}
+    if "config" in kwargs:
+        kwargs["handshake"] = kwargs.pop("config")
+    return ClientConfig(cmd=command, tls=TLSSettings(**tls), **kwargs)
+
 
 _TMPDIR_KEY = pytest.StashKey[Path]()
 
@@ -34,12 +47,12 @@ def _hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def make_client() -> Iterator[Any]:
-    """Factory for :class:`PluginClient`; every client is killed and its group checked."""
-    clients: list[PluginClient] = []
+    """Factory for :class:`Client`; every client is killed and its group checked."""
+    clients: list[Client] = []
 
-    def make(command: str, **kwargs: Any) -> PluginClient:
+    def make(command: str, **kwargs: Any) -> Client:
         kwargs.setdefault("timeout", 20.0)
-        client = PluginClient(command, **kwargs)
+        client = Client(client_config(command, **kwargs))
         clients.append(client)
         return client
 

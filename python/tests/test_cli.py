@@ -23,6 +23,7 @@ TOP_KEYS = {
     "transport",
     "address",
     "app_protocol_version",
+    "protocol_version",
     "steps",
     "plugin_stderr_tail",
 }
@@ -128,7 +129,7 @@ def test_client_test_json_shape(transport: str) -> None:
     assert len(tls["client_fingerprint"]) == len(tls["server_fingerprint"]) == 64
     assert tls["alpn"] == "h2"
     assert result["transport"] == transport
-    assert result["app_protocol_version"] == 1
+    assert result["app_protocol_version"] == result["protocol_version"] == 1
     assert [s["name"] for s in result["steps"]] == STEPS
     assert all(s["ok"] for s in result["steps"])
     assert all(isinstance(s["ms"], float) and isinstance(s["detail"], str) for s in result["steps"])

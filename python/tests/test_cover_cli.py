@@ -23,7 +23,7 @@ def soup(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
 
 def test_run_test_reports_a_command_that_cannot_spawn() -> None:
     args = build_parser().parse_args(["rpc", "client", "test", "--server", "x"])
-    args.server = "   "  # splits into no argv: PluginClient refuses it before any process
+    args.server = "   "  # splits into no argv: the Client refuses it before any process
     result = run_test(args)
     assert result.ok is False
     assert result.error == "spawn: empty plugin command"

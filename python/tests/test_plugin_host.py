@@ -15,22 +15,26 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from plugin_commands import PYTHON, group_left_after, group_members, plugin_cmd, python_cmd
 
-from soup import certs, handshake, plugin, tls
-from soup.host import HostError, PluginClient, rpc_code, rpc_message
+from soup import certs, handshake, listen, tls
+from soup.connect import rpc_code, rpc_message
+from soup.errors import HostError, PluginError
+from soup.host import Client
+from soup.kv import KVClient
 
 pytestmark = pytest.mark.slow
 
 
-def exercise(client: PluginClient) -> None:
+def exercise(client: Client) -> None:
     """put / get / get missing / health / graceful shutdown."""
-    client.put("k1", b"value \x00\xff")
-    assert client.get("k1") == b"value \x00\xff"
+    kv = KVClient(client.channel)
+    kv.put("k1", b"value \x00\xff")
+    assert kv.get("k1") == b"value \x00\xff"
     with pytest.raises(HostError) as missing:
-        client.get("no-such-key")
+        kv.get("no-such-key")
     assert rpc_code(missing.value) == grpc.StatusCode.NOT_FOUND
     assert rpc_message(missing.value) == "key not found"
     with pytest.raises(HostError) as empty:
-        client.put("", b"x")
+        kv.put("", b"x")
     assert rpc_code(empty.value) == grpc.StatusCode.INVALID_ARGUMENT
     assert rpc_message(empty.value) == "key must not be empty"
     assert client.health_check("plugin") == "SERVING"
@@ -39,7 +43,7 @@ def exercise(client: PluginClient) -> None:
     assert client.exit.code == 0
 
 
-def start_fails(client: PluginClient, within: float) -> str:
+def start_fails(client: Client, within: float) -> str:
     """``client.start()`` must fail with a ``HostError`` within ``within`` seconds: its text."""
     started = time.monotonic()
     with pytest.raises(HostError) as err:
@@ -178,12 +182,13 @@ def test_disabled_mode(make_client: Any) -> None:
 def test_sigterm_stops_gracefully_and_sigint_is_ignored(make_client: Any) -> None:
     client = make_client(plugin_cmd("--transport", "tcp"))
     client.start()
-    assert client.proc is not None
-    client.proc.send_signal(2)  # SIGINT: ignored like Go plugins
+    assert client.process is not None
+    proc = client.process.proc
+    proc.send_signal(2)  # SIGINT: ignored like Go plugins
     time.sleep(0.3)
     assert client.health_check() == "SERVING"
-    client.proc.terminate()
-    assert client.proc.wait(10) == 0
+    proc.terminate()
+    assert proc.wait(10) == 0
     assert "SIGTERM" in client.stderr_tail()
 
 
@@ -326,16 +331,16 @@ _PEM = Encoding.PEM
 
 
 @pytest.fixture(params=["native", "openssl"])
-def running_plugin(request: pytest.FixtureRequest, make_client: Any) -> PluginClient:
+def running_plugin(request: pytest.FixtureRequest, make_client: Any) -> Client:
     # The plugin picks its backend from the host's key: P-256 -> native, Ed25519 -> openssl.
     host_key = "ec-p256" if request.param == "native" else "ed25519"
-    client: PluginClient = make_client(plugin_cmd("--transport", "tcp"), key_type=host_key)
+    client: Client = make_client(plugin_cmd("--transport", "tcp"), key_type=host_key)
     client.start()
     assert f'"backend":"{request.param}"' in client.stderr_tail().replace(" ", "")
     return client
 
 
-def _plugin_error_logged(client: PluginClient, needle: str) -> bool:
+def _plugin_error_logged(client: Client, needle: str) -> bool:
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         if needle in client.stderr_tail():
@@ -354,7 +359,7 @@ CLIENT_SIDE = {
 }
 
 
-def test_rogue_client_with_foreign_cert_is_refused(running_plugin: PluginClient) -> None:
+def test_rogue_client_with_foreign_cert_is_refused(running_plugin: Client) -> None:
     info = running_plugin.handshake_info
     assert info is not None
     error = _rogue_tls(info, certs.self_signed("ec-p256"))
@@ -363,7 +368,7 @@ def test_rogue_client_with_foreign_cert_is_refused(running_plugin: PluginClient)
     assert running_plugin.health_check() == "SERVING"  # the real host still works
 
 
-def test_rogue_client_without_cert_is_refused(running_plugin: PluginClient) -> None:
+def test_rogue_client_without_cert_is_refused(running_plugin: Client) -> None:
     info = running_plugin.handshake_info
     assert info is not None
     error = _rogue_tls(info, None)
@@ -372,7 +377,7 @@ def test_rogue_client_without_cert_is_refused(running_plugin: PluginClient) -> N
     assert running_plugin.health_check() == "SERVING"
 
 
-def test_plaintext_client_is_refused(running_plugin: PluginClient) -> None:
+def test_plaintext_client_is_refused(running_plugin: Client) -> None:
     info = running_plugin.handshake_info
     assert info is not None
     raw = _connect(info)
@@ -477,7 +482,7 @@ def test_tcp_port_taken_between_bind_and_listen_is_skipped(
     monkeypatch.setattr(socket.socket, "bind", bind_then_rival_listens)
     env = {"PLUGIN_MIN_PORT": str(port), "PLUGIN_MAX_PORT": str(min(port + 50, 65535))}
     try:
-        sock = plugin._listen_tcp_range(env)
+        sock = listen.listen_tcp_range(env)
     finally:
         rival.close()
     with sock:
@@ -492,8 +497,8 @@ def test_tcp_port_range_exhausted_names_the_range(monkeypatch: pytest.MonkeyPatc
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
-    with holder, pytest.raises(plugin.PluginError) as err:
-        plugin._listen_tcp_range({"PLUGIN_MIN_PORT": str(port), "PLUGIN_MAX_PORT": str(port)})
+    with holder, pytest.raises(PluginError) as err:
+        listen.listen_tcp_range({"PLUGIN_MIN_PORT": str(port), "PLUGIN_MAX_PORT": str(port)})
     assert f"127.0.0.1:{port}..{port}" in str(err.value)
     assert "in use" in str(err.value)
 
@@ -501,12 +506,13 @@ def test_tcp_port_range_exhausted_names_the_range(monkeypatch: pytest.MonkeyPatc
 def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
     code = (
         "import sys, threading\n"
-        "from soup.plugin import ServeOptions, serve\n"
+        "from soup.kv import service\n"
+        "from soup.plugin import ServeConfig, serve\n"
         "def talk():\n"
         "    print('hello on stdout', flush=True)\n"
         "    sys.stderr.write('hello on stderr\\n'); sys.stderr.flush()\n"
         "threading.Timer(0.5, talk).start()\n"
-        "sys.exit(serve(ServeOptions(transport='tcp')))\n"
+        "sys.exit(serve(ServeConfig(transport='tcp', plugins={1: [service(None)]})))\n"
     )
     client = make_client(python_cmd(code))
     client.start()

@@ -1,0 +1,228 @@
+"""Host side: from a checked handshake to a verified gRPC channel, with its TLS evidence.
+
+The backend follows the plugin's key type (``soup.tls.choose_backend``): grpcio's own TLS
+(then one extra handshake with Python ``ssl``, the "probe", reads the TLS version grpcio
+hides) or the OpenSSL bridge, which dials the plugin and offers grpcio a private unix
+socket. One health RPC proves the connection before anyone uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from cryptography.hazmat.primitives.serialization import Encoding
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from soup import bridge, certs, tls
+from soup.errors import HostError
+from soup.result import TLSEvidence
+from soup.settings import TLSSettings
+
+__all__ = [
+    "Connection",
+    "health_status",
+    "open_connection",
+    "pinned_server_pem",
+    "rpc_code",
+    "rpc_detail",
+    "rpc_message",
+]
+
+_LOG = logging.getLogger("soup.host")
+
+
+@dataclass
+class Connection:
+    """A verified channel to the plugin and what carries it."""
+
+    channel: grpc.Channel
+    dialer: bridge.TLSDialerBridge | None = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.channel.close()
+        if self.dialer is not None:
+            self.dialer.close()
+
+
+def rpc_detail(exc: grpc.RpcError) -> str:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else None
+    name = code.name if code is not None else "UNKNOWN"
+    return f"{name}: {details or exc}"
+
+
+def health_status(channel: grpc.Channel, service: str, timeout: float) -> str:
+    """``grpc.health.v1.Health/Check``: the status name, e.g. ``SERVING``; HostError if failed."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except grpc.RpcError as exc:
+        raise HostError(rpc_detail(exc)) from exc
+    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return name
+
+
+def _record_peer(evidence: TLSEvidence, peer_der: bytes | None) -> None:
+    if peer_der:
+        with contextlib.suppress(Exception):
+            peer = certs.load_cert_der(peer_der)
+            evidence.server_key = certs.key_type_of(peer)
+            evidence.server_fingerprint = certs.fingerprint(peer)
+
+
+def pinned_server_pem(
+    settings: TLSSettings, cert_der: bytes | None, evidence: TLSEvidence
+) -> bytes | None:
+    """Auto mode: the plugin's certificate from field 6 as the only trusted root.
+
+    Refuses what would be a silent downgrade: no certificate in auto mode, or one in
+    disabled mode (the plugin serves TLS).
+    """
+    if settings.mode == "auto":
+        if not cert_der:
+            raise HostError("plugin did not return a certificate; refusing plaintext")
+        try:
+            cert = certs.require_key_usage(certs.load_cert_der(cert_der), "server")
+        except Exception as exc:
+            raise HostError(f"plugin certificate in the handshake is invalid: {exc}") from exc
+        _record_peer(evidence, cert_der)
+        return cert.public_bytes(Encoding.PEM)
+    if settings.mode == "disabled" and cert_der:
+        raise HostError("tls-mode disabled but the plugin returned a certificate (it serves TLS)")
+    return None
+
+
+def _target(network: str, address: str) -> str:
+    return "unix:" + address if network == "unix" else address
+
+
+def _options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.enable_retries", 0),
+        ("grpc.default_authority", tls.SERVER_NAME),
+    ]
+
+
+def open_connection(
+    network: str,
+    address: str,
+    settings: TLSSettings,
+    *,
+    own: certs.CertKey | None,
+    trusted_pem: bytes | None,
+    evidence: TLSEvidence,
+    timeout: float,
+    rpc_timeout: float,
+) -> Connection:
+    """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt."""
+    if settings.mode == "disabled":
+        conn = Connection(grpc.insecure_channel(_target(network, address), options=_options()))
+        _verify(conn, evidence, rpc_timeout, native=False)
+        return conn
+    assert own is not None
+    assert trusted_pem is not None
+    evidence.backend = tls.choose_backend(settings.backend, evidence.server_key)
+    if evidence.backend == "native":
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=trusted_pem,
+            private_key=own.key_pem,
+            certificate_chain=own.cert_pem,
+        )
+        options = [*_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
+        conn = Connection(grpc.secure_channel(_target(network, address), creds, options=options))
+        _verify(conn, evidence, rpc_timeout, native=True)
+        _probe(network, address, tls.client_ssl_context(own, trusted_pem), evidence)
+        return conn
+    dialer = bridge.TLSDialerBridge(
+        network,
+        address,
+        tls.client_ssl_context(own, trusted_pem),
+        server_hostname=tls.SERVER_NAME,
+        logger=logging.getLogger("soup.bridge"),
+    )
+    try:
+        target = dialer.start()
+        info = dialer.first_handshake(min(timeout, 10.0))
+    except bridge.BridgeError as exc:
+        dialer.close()
+        raise HostError(str(exc)) from exc
+    _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
+    conn = Connection(grpc.insecure_channel(target, options=_options()), dialer)
+    _verify(conn, evidence, rpc_timeout, native=False)
+    return conn
+
+
+def _record_tls(
+    evidence: TLSEvidence, version: str | None, source: str, alpn: str | None, peer: bytes | None
+) -> None:
+    evidence.version = version or None
+    evidence.version_source = source if version else None
+    evidence.alpn = alpn
+    _record_peer(evidence, peer)
+
+
+def _verify(conn: Connection, evidence: TLSEvidence, rpc_timeout: float, *, native: bool) -> None:
+    """One health RPC (no wait_for_ready): TLS failures surface now, with their cause."""
+    try:
+        health_status(conn.channel, "plugin", rpc_timeout)
+    except HostError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, grpc.RpcError) and cause.code() in (
+            grpc.StatusCode.UNIMPLEMENTED,
+            grpc.StatusCode.NOT_FOUND,
+        ):
+            return  # connected; the plugin just has no health service
+        conn.close()
+        if native and evidence.server_key is not None:
+            raise HostError(tls.explain_native_failure(evidence.server_key, str(exc))) from exc
+        message = f"cannot connect to the plugin: {exc}"
+        if conn.dialer is not None and conn.dialer.last_error:
+            message += f" ({conn.dialer.last_error})"
+        raise HostError(message) from exc
+
+
+def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence) -> None:
+    """grpcio hides the TLS version: one extra handshake with Python ssl ("probe")."""
+    try:
+        if network == "unix":
+            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            raw.settimeout(5.0)
+            raw.connect(address)
+        else:
+            host, _, port = address.rpartition(":")
+            raw = socket.create_connection((host.strip("[]"), int(port)), timeout=5.0)
+        with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
+            _record_tls(
+                evidence,
+                conn.version(),
+                "probe",
+                conn.selected_alpn_protocol(),
+                conn.getpeercert(binary_form=True),
+            )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        _LOG.debug("TLS probe failed", extra={"error": str(exc)})
+
+
+def rpc_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status code behind a :class:`HostError` (or RpcError), if any."""
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    if isinstance(cause, grpc.Call):
+        code: grpc.StatusCode = cause.code()
+        return code
+    return None
+
+
+def rpc_message(exc: BaseException) -> str:
+    """The gRPC status message behind a :class:`HostError` (or RpcError)."""
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    if isinstance(cause, grpc.Call):
+        return str(cause.details() or "")
+    return str(exc)

@@ -1,0 +1,298 @@
+"""Plugin side: the advertised listener (unix socket or 127.0.0.1 in go-plugin's port
+range), and the OpenSSL bridge in front of grpcio when the backend is ``openssl``.
+
+Backends: *native* is grpcio's own TLS on the advertised address; *openssl* is a
+:class:`soup.bridge.TLSListenerBridge` on the advertised address in front of plaintext
+grpcio on a unix socket in a private 0700 directory; no TLS is plaintext grpcio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from soup import bridge, certs, tls
+from soup.errors import PluginError
+from soup.handshake import ENV_MAX_PORT, ENV_MIN_PORT, ENV_UNIX_SOCKET_DIR, ENV_UNIX_SOCKET_GROUP
+
+__all__ = [
+    "Listening",
+    "ServerTLS",
+    "listen",
+    "listen_tcp_range",
+    "private_dir",
+    "remove_paths",
+]
+
+_MAX_UNIX_PATH = 104  # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+class _Ports(Protocol):
+    """What grpc.Server and grpc.aio.Server have in common for binding."""
+
+    def add_insecure_port(self, address: str) -> int: ...
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int: ...
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The plugin's TLS material: own certificate, the trusted PEM, and the backend."""
+
+    own: certs.CertKey
+    trusted_pem: bytes
+    backend: str
+    advertise: bool
+    """AutoMTLS: the certificate goes into the handshake line (field 6)."""
+
+    def cert_field(self) -> bytes | None:
+        return self.own.cert_der if self.advertise else None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.own.key_pem, self.own.cert_pem)],
+            root_certificates=self.trusted_pem,
+            require_client_auth=True,
+        )
+
+
+@dataclass
+class Listening:
+    """Where the plugin listens, and what to close and remove when it stops."""
+
+    network: str
+    address: str = ""
+    cleanup: list[Path] = field(default_factory=list)
+    bridge: bridge.TLSListenerBridge | None = None
+    bridge_socket: socket.socket | None = None
+
+    def start(self) -> None:
+        if self.bridge is not None:
+            self.bridge.start()
+
+    def close(self, log: logging.Logger) -> None:
+        if self.bridge is not None:
+            if self.bridge.last_error:
+                log.debug("last TLS bridge error", extra={"error": self.bridge.last_error})
+            self.bridge.close()
+            self.bridge = None
+        if self.bridge_socket is not None:
+            self.bridge_socket.close()
+            self.bridge_socket = None
+        remove_paths(self.cleanup)
+
+
+def remove_paths(paths: list[Path]) -> None:
+    """Remove files and directory trees, newest first; empties ``paths``."""
+    for path in reversed(paths):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    paths.clear()
+
+
+def private_dir(env: Mapping[str, str], prefix: str) -> Path:
+    """A 0700 directory; inside the host's socket directory when it gave one
+    (a host that removes that directory then removes ours too)."""
+    parent = env.get(ENV_UNIX_SOCKET_DIR) or None
+    if parent is None:
+        return bridge.private_socket_dir(prefix)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o700)
+    return path
+
+
+def _port_range(env: Mapping[str, str]) -> tuple[int, int]:
+    values = []
+    for name in (ENV_MIN_PORT, ENV_MAX_PORT):
+        text = env.get(name, "")
+        if not text:
+            values.append(0)
+            continue
+        try:
+            values.append(int(text, 10))
+        except ValueError:
+            raise PluginError(
+                f"couldn't get value from {name}: {text!r} is not an integer"
+            ) from None
+    low, high = values
+    if low > high:
+        raise PluginError(
+            f"{ENV_MIN_PORT} value of {low} is greater than {ENV_MAX_PORT} value of {high}"
+        )
+    if low < 0 or high > 65535:
+        raise PluginError(f"port range {low}..{high} is outside 0..65535")
+    return low, high
+
+
+def _unix_socket_path(env: Mapping[str, str]) -> str:
+    directory = env.get(ENV_UNIX_SOCKET_DIR) or None
+    try:
+        fd, path = tempfile.mkstemp(prefix="plugin", dir=directory)
+    except OSError as exc:
+        raise PluginError(f"cannot create the plugin's unix socket path: {exc}") from exc
+    os.close(fd)
+    os.unlink(path)
+    if len(path.encode()) >= _MAX_UNIX_PATH:
+        raise PluginError(
+            f"unix socket path {path!r} is too long ({len(path.encode())} bytes); "
+            f"set {ENV_UNIX_SOCKET_DIR} to a shorter directory"
+        )
+    return path
+
+
+def _socket_permissions(env: Mapping[str, str], path: str) -> None:
+    group = env.get(ENV_UNIX_SOCKET_GROUP, "")
+    if not group:
+        return
+    try:
+        gid = int(group, 10)
+    except ValueError:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise PluginError(
+                f"{ENV_UNIX_SOCKET_GROUP}: failed to find gid from {group!r}"
+            ) from None
+    try:
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o660)
+    except OSError as exc:
+        raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={group!r}: {exc}") from exc
+
+
+def _listen_tcp_socket(port: int, backlog: int = 64) -> socket.socket:
+    """A socket listening on 127.0.0.1:port (0: any free port); OSError if it cannot.
+
+    Bind and listen happen together: with SO_REUSEADDR, Linux lets two sockets bind the
+    same port while neither listens, so a port is only ours once listen() succeeded
+    (a parallel plugin that bound it too then fails its listen() and moves on).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # Like Go's net.Listen: reuse a port whose old connections are in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_tcp_range(env: Mapping[str, str]) -> socket.socket:
+    """Like go-plugin's TCP listener: the first port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT
+    that can be listened on (EADDRINUSE at bind or at listen: try the next one)."""
+    low, high = _port_range(env)
+    last = "no port tried"
+    for port in range(low, high + 1):
+        try:
+            return _listen_tcp_socket(port)
+        except OSError as exc:
+            last = str(exc)
+    raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
+
+
+def _add_port(server: _Ports, address: str, creds: grpc.ServerCredentials | None) -> int:
+    """grpcio's add_*_port; 0 on failure (old grpcio returns 0, new raises RuntimeError)."""
+    try:
+        if creds is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, creds)
+    except RuntimeError:
+        return 0
+
+
+def listen(
+    server: _Ports, network: str, env: Mapping[str, str], server_tls: ServerTLS | None
+) -> Listening:
+    """Bind the advertised address (and the private backend socket for openssl)."""
+    listening = Listening(network)
+    try:
+        if server_tls is not None and server_tls.backend == "openssl":
+            _listen_bridged(server, listening, env, server_tls)
+        else:
+            creds = server_tls.credentials() if server_tls is not None else None
+            _listen_grpc(server, listening, env, creds)
+    except BaseException:
+        listening.close(logging.getLogger("soup.plugin"))
+        raise
+    return listening
+
+
+def _listen_grpc(
+    server: _Ports,
+    listening: Listening,
+    env: Mapping[str, str],
+    creds: grpc.ServerCredentials | None,
+) -> None:
+    if listening.network == "unix":
+        path = _unix_socket_path(env)
+        listening.cleanup.append(Path(path))
+        if not _add_port(server, "unix:" + path, creds):
+            raise PluginError(f"couldn't bind plugin unix listener at {path}")
+        _socket_permissions(env, path)
+        listening.address = path
+        return
+    low, high = _port_range(env)
+    last = "no port tried"
+    for port in range(low, high + 1):
+        if port:
+            # Cheap pre-check so a busy port costs no grpcio call. grpcio's add_*_port
+            # binds and listens at once, so a port taken meanwhile fails there (0) and
+            # the loop moves on.
+            try:
+                _listen_tcp_socket(port, backlog=1).close()
+            except OSError as exc:
+                last = str(exc)
+                continue
+        bound = _add_port(server, f"127.0.0.1:{port}", creds)
+        if bound:
+            listening.address = f"127.0.0.1:{bound}"
+            return
+        last = f"grpcio could not bind 127.0.0.1:{port}"
+    raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
+
+
+def _listen_bridged(
+    server: _Ports, listening: Listening, env: Mapping[str, str], server_tls: ServerTLS
+) -> None:
+    private = private_dir(env, "soup-")
+    listening.cleanup.append(private)
+    backend_path = str(private / "grpc.sock")
+    if not _add_port(server, "unix:" + backend_path, None):
+        raise PluginError(f"couldn't bind the private grpc socket {backend_path}")
+    if listening.network == "unix":
+        path = _unix_socket_path(env)
+        listen_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listen_sock.bind(path)
+        except OSError as exc:
+            listen_sock.close()
+            raise PluginError(f"couldn't bind plugin unix listener at {path}: {exc}") from exc
+        listening.cleanup.append(Path(path))
+        listening.bridge_socket = listen_sock
+        _socket_permissions(env, path)
+        listening.address = path
+        listen_sock.listen(64)
+    else:
+        listen_sock = listen_tcp_range(env)  # already listening
+        listening.bridge_socket = listen_sock
+        host, port = listen_sock.getsockname()[:2]
+        listening.address = f"{host}:{port}"
+    context = tls.server_ssl_context(server_tls.own, server_tls.trusted_pem)
+    listening.bridge = bridge.TLSListenerBridge(
+        listen_sock, context, backend_path, logger=logging.getLogger("soup.bridge")
+    )

@@ -1,0 +1,67 @@
+"""The TLS settings of one side (host or plugin), validated once where they are made.
+
+One value travels from the CLI or the public API to the code that makes certificates,
+chooses a backend and builds the connection, instead of six loose arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from soup import certs, tls
+from soup.handshake import DEFAULT_KEY_TYPE
+
+__all__ = ["TLS_MODES", "TRANSPORTS", "TLSMode", "TLSSettings", "Transport"]
+
+TLSMode = Literal["auto", "manual", "disabled"]
+Transport = Literal["unix", "tcp"]
+TLS_MODES: tuple[TLSMode, ...] = ("auto", "manual", "disabled")
+TRANSPORTS: tuple[Transport, ...] = ("unix", "tcp")
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """How one side does TLS.
+
+    ``mode``: ``auto`` is go-plugin's AutoMTLS (a fresh self-signed certificate of
+    ``key_type`` per run, the peer's pinned from the handshake); ``manual`` uses
+    ``cert_file``/``key_file`` and trusts ``ca_file``; ``disabled`` is plaintext.
+    ``backend``: ``auto`` uses grpcio's TLS when it can verify the peer's key,
+    otherwise the OpenSSL bridge; ``native``/``openssl`` force one.
+    """
+
+    mode: TLSMode = "auto"
+    key_type: str = DEFAULT_KEY_TYPE
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.mode not in TLS_MODES:
+            raise ValueError(f"unknown tls mode {self.mode!r} (expected auto, manual or disabled)")
+        if self.backend not in tls.BACKENDS:
+            raise ValueError(
+                f"unknown TLS backend {self.backend!r} (expected one of: auto, native, openssl)"
+            )
+        if self.key_type not in certs.KEY_TYPES:
+            raise ValueError(
+                f"unknown key type {self.key_type!r} (expected one of: {', '.join(certs.KEY_TYPES)})"
+            )
+        if self.mode == "manual":
+            missing = [
+                name for name in ("cert_file", "key_file", "ca_file") if getattr(self, name) is None
+            ]
+            if missing:
+                flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+                raise ValueError(f"--tls-mode manual requires {flags}")
+
+    def own_material(self) -> tuple[certs.CertKey | None, bytes | None]:
+        """Own certificate and (manual mode) the trusted CA PEM; ``ValueError`` says why not."""
+        if self.mode == "auto":
+            return certs.self_signed(self.key_type), None
+        if self.mode == "manual":
+            return certs.load_manual(self.cert_file, self.key_file, self.ca_file)
+        return None, None
