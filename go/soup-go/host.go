@@ -81,10 +81,10 @@ func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
 		StartTimeout:     opts.timeout,
 		Stderr:           h.ident,
 		Logger:           hostLogger(logOut),
-		// cmd.Env already holds the parent's environment, minus a stray
-		// PLUGIN_CLIENT_CERT that would otherwise ask for TLS we don't want.
-		SkipHostEnv: true,
 	}
+	// cmd.Env already holds the parent's environment, minus a stray
+	// PLUGIN_CLIENT_CERT that would otherwise ask for TLS we don't want.
+	keepHostEnvOut(h.cfg)
 	switch opts.tls.mode {
 	case "auto":
 		if opts.tls.keyType == goPluginKeyType {
