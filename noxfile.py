@@ -168,6 +168,7 @@ def build_soup_go_release(session: nox.Session, go_plugin: str) -> Path:
             "go", "build", f"-modfile={modfile}", f"-tags={tags}", "-o", str(out), ".",
             external=True,
         )  # fmt: skip
+        session.run("go", "vet", f"-modfile={modfile}", f"-tags={tags}", ".", external=True)
     built = session.run("go", "version", "-m", str(out), external=True, silent=True)
     for module, version in (
         ("github.com/hashicorp/go-plugin", go_plugin),
@@ -301,10 +302,18 @@ MERGE_REAL_SHARDS = "conformance/test_merge.py::test_merge_of_two_real_shards"
 def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     install_soup(session, grpc_line=grpc)
     build_soup_go(session)
-    build_soup_go_release(session, ci_shards.go_plugin_releases(MATRIX)[-1])
+    for release in ci_shards.go_plugin_releases(MATRIX)[1:]:
+        build_soup_go_release(session, release)
     pytest_conformance(session, "integration", "-n", "2", name=name)
+    # Every recorded go-plugin behaviour difference, probed on soup-go built on each release.
+    session.run(
+        "pytest", "conformance/test_releases.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
     # Two small matrix shards (default and oldest go-plugin release), merged as CI merges.
-    session.run("pytest", MERGE_REAL_SHARDS, "-p", "no:cacheprovider", env={"SOUP_GO": str(SOUP_GO)})
+    session.run(
+        "pytest", MERGE_REAL_SHARDS, "-p", "no:cacheprovider", env={"SOUP_GO": str(SOUP_GO)}
+    )
     session.run(
         "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",

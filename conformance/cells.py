@@ -79,9 +79,9 @@ def base_impl(impl: str) -> str:
 
 def cell_release(cell: Cell, data: dict[str, Any]) -> str:
     """The go-plugin release a cell tests: its non-default soup-go's, else the default."""
-    found = {impl_release(data, i) for i in (cell.client, cell.server)} - {None}
-    found.discard(default_release(data))
-    return found.pop() if found else default_release(data)
+    default = default_release(data)
+    found = {impl_release(data, i) or default for i in (cell.client, cell.server)} - {default}
+    return found.pop() if found else default
 
 
 @dataclass(frozen=True)

@@ -85,21 +85,25 @@ def _go_plugin(config: pytest.Config) -> list[str]:
     return wanted
 
 
+def release_binary(soup_go: Path, release: str) -> Path:
+    """soup-go on a go-plugin release: --soup-go itself for the default, else soup-go@v<R>
+    next to it (`nox -s build_releases`); a missing one ends the run naming the fix."""
+    if matrix.release_impl(matrix.load(), release) == matrix.GO:
+        return soup_go
+    binary = soup_go.with_name(f"{soup_go.name}@v{release}")
+    if not binary.is_file():
+        pytest.exit(f"{binary} not found: build it with `nox -s build_releases`", returncode=4)
+    return binary
+
+
 def _release_binaries(config: pytest.Config, soup_go: Path) -> dict[str, str]:
-    """soup-go@v<release> next to soup-go for each non-default release under test."""
+    """Implementation name (go@1.4.8) -> binary, for each non-default release under test."""
     data = matrix.load()
-    out = {}
-    for release in _go_plugin(config):
-        impl = matrix.release_impl(data, release)
-        if impl == matrix.GO:
-            continue
-        binary = soup_go.with_name(f"{soup_go.name}@v{release}")
-        if not binary.is_file():
-            pytest.exit(
-                f"{binary} not found: build it with `nox -s build_releases`", returncode=4
-            )
-        out[impl] = str(binary)
-    return out
+    return {
+        matrix.release_impl(data, release): str(release_binary(soup_go, release))
+        for release in _go_plugin(config)
+        if matrix.release_impl(data, release) != matrix.GO
+    }
 
 
 @pytest.fixture(scope="session")
@@ -210,9 +214,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     env["soup-go"] = str(config.getoption("--soup-go"))
     soup_go = Path(str(config.getoption("--soup-go")))
     for release in _go_plugin(config):
-        binary = soup_go if matrix.release_impl(matrix.load(), release) == matrix.GO else (
-            soup_go.with_name(f"{soup_go.name}@v{release}")
-        )
+        binary = release_binary(soup_go, release)
         env[f"soup-go on go-plugin {release}"] = envinfo.binary_modules(binary)
     name = _report_name(config)
     proof = config.getoption("--suite") == "proof"

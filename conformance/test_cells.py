@@ -157,7 +157,13 @@ def test_release_cells_pair_a_release_with_python_default_go_and_itself() -> Non
     cells = matrix.all_cells(DATA, [OLD])
     pairs = {c.id.split("/")[0] for c in cells}
     old = f"go@{OLD}"
-    assert pairs == {f"{old}->python", f"python->{old}", f"{old}->go", f"go->{old}", f"{old}->{old}"}
+    assert pairs == {
+        f"{old}->python",
+        f"python->{old}",
+        f"{old}->go",
+        f"go->{old}",
+        f"{old}->{old}",
+    }
     assert {matrix.cell_release(c, DATA) for c in cells} == {OLD}
     every = matrix.all_cells(DATA, [str(r["go_plugin"]) for r in matrix.releases(DATA)])
     # no cell pairs two old releases; the default release's cells are today's matrix
@@ -166,7 +172,9 @@ def test_release_cells_pair_a_release_with_python_default_go_and_itself() -> Non
     cell = matrix.parse_id(f"{old}->python/auto/ec-p521->ec-p256/unix")
     assert matrix.parse_id(cell.id) == cell
     assert "always ec-p521" in str(
-        matrix.unsupported_reason(matrix.parse_id(f"python->{old}/auto/ec-p256->ec-p256/unix"), DATA)
+        matrix.unsupported_reason(
+            matrix.parse_id(f"python->{old}/auto/ec-p256->ec-p256/unix"), DATA
+        )
     )
 
 
@@ -179,6 +187,9 @@ def test_a_release_cell_runs_that_releases_binary_and_expects_go_in_its_log(
     argv = matrix.command(cell, DATA, paths)
     assert argv[0] == "/b/soup-go"
     assert argv[argv.index("--server") + 1].startswith(f"/b/soup-go@v{OLD} rpc server-start")
-    go_served = GOOD | {"server": {"impl": "go", "version": "v"}, "tls": GOOD["tls"] | {"mode": "manual"}}
+    go_served = GOOD | {
+        "server": {"impl": "go", "version": "v"},
+        "tls": GOOD["tls"] | {"mode": "manual"},
+    }
     go_served["tls"] |= {"client_key": "ed25519", "server_key": "rsa-2048"}
     assert matrix.check_result(cell, go_served | {"transport": "tcp"}) == []

@@ -21,7 +21,9 @@ def test_every_python_meets_every_grpc_line_it_has_wheels_for() -> None:
     for python in pythons:
         for line, spec in lines.items():
             bound = spec.get("max-python")
-            has_wheels = bound is None or ci_shards.version_key(python) <= ci_shards.version_key(bound)
+            has_wheels = bound is None or ci_shards.version_key(python) <= ci_shards.version_key(
+                bound
+            )
             assert ((python, line) in pairs) == has_wheels, (python, line)
     assert ("3.13", "1.60") not in pairs  # grpcio 1.60 has no 3.13 wheels
 
@@ -59,5 +61,7 @@ def test_every_action_is_pinned_by_commit_sha() -> None:
 def test_the_planned_sessions_are_exactly_the_ones_nox_lists() -> None:
     kinds = ("unit", "integration", "proof")
     listing = ci_shards.nox_sessions([*(f"{k}_versions" for k in kinds), "matrix"], ROOT)
-    planned = [j[k] for j in JOBS["versions"] for k in kinds] + [j["session"] for j in JOBS["shards"]]
+    planned = [j[k] for j in JOBS["versions"] for k in kinds] + [
+        j["session"] for j in JOBS["shards"]
+    ]
     assert sorted(planned) == sorted(listing)

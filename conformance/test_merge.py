@@ -46,7 +46,9 @@ def shard(path: Path, name: str, python: str, cells: list[dict[str, Any]]) -> Pa
 
 
 def test_merge_counts_every_shard_and_axis(tmp_path: Path) -> None:
-    a = shard(tmp_path, "a", "3.11.7", [cell("x", "pass", "1.8.0"), cell("y", "unsupported", "1.8.0")])
+    a = shard(
+        tmp_path, "a", "3.11.7", [cell("x", "pass", "1.8.0"), cell("y", "unsupported", "1.8.0")]
+    )
     b = shard(tmp_path, "b", "3.12.1", [cell("x", "pass", "1.4.8"), cell("z", "xfail", "1.4.8")])
     md_path, code = merge_reports.merge([a, b], tmp_path / "out", expect_shards=2)
     assert code == 0
@@ -100,7 +102,9 @@ def run_shard(reports: Path, name: str, go_plugin: str, keyword: str) -> dict[st
 @pytest.mark.slow
 def test_merge_of_two_real_shards(tmp_path: Path) -> None:
     # go->python and python->go without TLS, and the oldest release's same cells
-    latest = run_shard(tmp_path, "shard-latest", matrix.default_release(DATA), "disabled and python")
+    latest = run_shard(
+        tmp_path, "shard-latest", matrix.default_release(DATA), "disabled and python"
+    )
     oldest = run_shard(tmp_path, "shard-oldest", OLDEST, "disabled and python")
     assert {c["axes"]["go_plugin"] for c in oldest["cells"]} == {OLDEST}
     assert any(c["cell"].startswith(f"go@{OLDEST}->python/") for c in oldest["cells"])
