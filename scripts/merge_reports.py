@@ -94,7 +94,9 @@ def axis_counts(docs: list[dict[str, Any]]) -> list[str]:
                 counts = tally.setdefault((axis, value), Counter())
                 counts["run"] += cell["outcome"] != "unsupported"
                 counts["failed"] += cell["outcome"] in BAD
-    for (axis, value), counts in tally.items():
+    axes = list(dict.fromkeys(axis for axis, _ in tally))
+    for axis, value in sorted(tally, key=lambda key: (axes.index(key[0]), key[1])):
+        counts = tally[(axis, value)]
         lines.append(f"| {axis} | {value} | {counts['run']} | {counts['failed']} |")
     return [*lines, ""]
 
