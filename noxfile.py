@@ -7,15 +7,21 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+sys.path.insert(0, str(ROOT / "scripts"))
+import ci_shards  # noqa: E402 - the version axes, shared with CI's job matrix
+
+PYPROJECT, MATRIX = ci_shards.read(ROOT)
 TOOLS = PYPROJECT["tool"]["soup"]
 GRPC_LINES: dict[str, dict[str, object]] = TOOLS["grpc"]
+GRPC_LATEST = ci_shards.latest_grpc_line(PYPROJECT)
+GRPC_OLDEST = ci_shards.oldest_grpc_line(PYPROJECT)
+GO_RELEASES: list[dict[str, object]] = MATRIX["implementations"]["go"]["releases"]
+GO_DEFAULT = ci_shards.go_plugin_releases(MATRIX)[0]
 BUILD = ROOT / "build"
 REPORTS = BUILD / "reports"
 TOOL_BIN = BUILD / "tools"
@@ -28,16 +34,11 @@ PACKAGE_DIR = BUILD / "package"
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.error_on_missing_interpreters = False
+# A session whose Python is missing fails (locally and in CI): it must never pass by skipping.
+nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
     "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
 ]
-
-
-def _supported_pythons() -> list[str]:
-    prefix = "Programming Language :: Python :: 3."
-    minors = [c.removeprefix(prefix) for c in PYPROJECT["project"]["classifiers"]]
-    return [f"3.{m}" for m in minors if m.isdigit()]
 
 
 def _expose_pyenv_versions() -> None:
@@ -56,14 +57,14 @@ def _expose_pyenv_versions() -> None:
         os.environ.get("PYENV_VERSION")
         or run([pyenv, "version-name"], capture_output=True, text=True, check=False).stdout.strip()
     )
-    supported = tuple(f"{v}." for v in _supported_pythons())
+    supported = tuple(f"{v}." for v in ci_shards.supported_pythons(PYPROJECT))
     wanted = [v for v in names.stdout.split() if v.startswith(supported)]
     os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*current.split(":"), *wanted]))
 
 
 _expose_pyenv_versions()
-PYTHONS = _supported_pythons()
 DEFAULT_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+PYTHON_GRPC = ci_shards.python_grpc_pairs(PYPROJECT)
 
 
 # ---------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def grpc_packages(line: str) -> dict[str, str]:
     return packages
 
 
-def install_soup(session: nox.Session, grpc_line: str = "latest", extras: str = "test") -> None:
+def install_soup(session: nox.Session, grpc_line: str = GRPC_LATEST, extras: str = "test") -> None:
     """Install soup editable with the pinned grpcio line.
 
     The editable build writes the typed stubs to python/soup/_proto (setup.py), generated
@@ -142,6 +143,45 @@ def build_soup_go(session: nox.Session, *, cover: bool = False) -> Path:
     args = ["go", "build", *(["-cover"] if cover else []), "-o", str(out), "."]
     with session.chdir(GO_DIR):
         session.run(*args, external=True)
+    return out
+
+
+def build_soup_go_release(session: nox.Session, go_plugin: str) -> Path:
+    """Build soup-go on an older go-plugin release: the tree's sources with a copy of go.mod
+    (in build/go-plugin/v<release>/) requiring that release and its gRPC-Go, plus the
+    release's build tags for API differences. The default release is build_soup_go's."""
+    if go_plugin == GO_DEFAULT:
+        return build_soup_go(session)
+    gen_go(session)
+    release = next(r for r in GO_RELEASES if r["go_plugin"] == go_plugin)
+    mod_dir = BUILD / "go-plugin" / f"v{go_plugin}"
+    mod_dir.mkdir(parents=True, exist_ok=True)
+    modfile = mod_dir / "go.mod"
+    shutil.copyfile(GO_DIR / "go.mod", modfile)
+    if not (mod_dir / "go.sum").exists():  # kept across runs: tidy then checks no new sums
+        shutil.copyfile(GO_DIR / "go.sum", mod_dir / "go.sum")
+    out = SOUP_GO.with_name(f"{SOUP_GO.name}@v{go_plugin}")
+    tags = ",".join(map(str, release.get("tags", [])))  # type: ignore[call-overload]
+    with session.chdir(GO_DIR):
+        session.run(
+            "go", "mod", "edit",
+            f"-require=github.com/hashicorp/go-plugin@v{go_plugin}",
+            f"-require=google.golang.org/grpc@v{release['grpc_go']}",
+            str(modfile), external=True,
+        )  # fmt: skip
+        session.run("go", "mod", "tidy", f"-modfile={modfile}", external=True)
+        session.run(
+            "go", "build", f"-modfile={modfile}", f"-tags={tags}", "-o", str(out), ".",
+            external=True,
+        )  # fmt: skip
+        session.run("go", "vet", f"-modfile={modfile}", f"-tags={tags}", ".", external=True)
+    built = session.run("go", "version", "-m", str(out), external=True, silent=True)
+    for module, version in (
+        ("github.com/hashicorp/go-plugin", go_plugin),
+        ("google.golang.org/grpc", release["grpc_go"]),
+    ):
+        if f"{module}\tv{version}\t" not in str(built):
+            session.error(f"{out} is not built on {module} v{version}:\n{built}")
     return out
 
 
@@ -210,15 +250,36 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=DEFAULT_PYTHON)
+def build_releases(session: nox.Session) -> None:
+    """Build soup-go on every go-plugin release of matrix.toml (build/bin/soup-go@v<release>)."""
+    install_soup(session, extras="test")
+    for release in GO_RELEASES:
+        session.log(f"built {build_soup_go_release(session, str(release['go_plugin']))}")
+
+
+@nox.session(python=DEFAULT_PYTHON)
 def unit(session: nox.Session) -> None:
     """Unit tests: the Python package (pytest) and soup-go (go test)."""
-    install_soup(session)
+    run_unit(session, GRPC_LATEST)
+
+
+@nox.session
+@nox.parametrize(["python", "grpc"], PYTHON_GRPC)
+def unit_versions(session: nox.Session, grpc: str) -> None:
+    """unit on one supported Python x grpcio line."""
+    run_unit(session, grpc)
+
+
+def run_unit(session: nox.Session, grpc: str) -> None:
+    install_soup(session, grpc_line=grpc)
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
-        "conformance/test_dist.py",
+        "conformance/test_dist.py", "conformance/test_merge.py", "conformance/test_ci.py",
+        f"--deselect={MERGE_REAL_SHARDS}",  # integration runs it: it needs soup-go builds
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
+        env={"SOUP_NOX_PYTHON": sys.executable},  # test_ci lists the sessions with this nox
     )  # fmt: skip
     with session.chdir(GO_DIR):
         session.run("go", "test", "-count=1", "./...", external=True)
@@ -227,9 +288,40 @@ def unit(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
     """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
-    install_soup(session)
+    run_integration(session, GRPC_LATEST, "integration")
+
+
+@nox.session
+@nox.parametrize(["python", "grpc"], PYTHON_GRPC)
+def integration_versions(session: nox.Session, grpc: str) -> None:
+    """integration on one supported Python x grpcio line."""
+    run_integration(session, grpc, f"integration-{run_name(session, grpc)}")
+
+
+def run_name(session: nox.Session, grpc: str, go_plugin: str = GO_DEFAULT) -> str:
+    """A report's name: the versions it ran on, e.g. py3.12-grpcio1.66.2-goplugin1.8.0."""
+    grpcio = grpc_packages(grpc)["grpcio"]
+    return f"py{session.python}-grpcio{grpcio}-goplugin{go_plugin}"
+
+
+MERGE_REAL_SHARDS = "conformance/test_merge.py::test_merge_of_two_real_shards"
+
+
+def run_integration(session: nox.Session, grpc: str, name: str) -> None:
+    install_soup(session, grpc_line=grpc)
     build_soup_go(session)
-    pytest_conformance(session, "integration", "-n", "2")
+    for release in ci_shards.go_plugin_releases(MATRIX)[1:]:
+        build_soup_go_release(session, release)
+    pytest_conformance(session, "integration", "-n", "2", name=name)
+    # Every recorded go-plugin behaviour difference, probed on soup-go built on each release.
+    session.run(
+        "pytest", "conformance/test_releases.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # Two small matrix shards (default and oldest go-plugin release), merged as CI merges.
+    session.run(
+        "pytest", MERGE_REAL_SHARDS, "-p", "no:cacheprovider", env={"SOUP_GO": str(SOUP_GO)}
+    )
     session.run(
         "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
@@ -251,9 +343,20 @@ def hostile(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def proof(session: nox.Session) -> None:
     """The four directions over AutoMTLS; writes build/reports/proof.{md,json,xml}."""
-    install_soup(session)
+    run_proof(session, GRPC_LATEST, "proof")
+
+
+@nox.session
+@nox.parametrize(["python", "grpc"], PYTHON_GRPC)
+def proof_versions(session: nox.Session, grpc: str) -> None:
+    """proof on one supported Python x grpcio line (build/reports/proof-py*-grpcio*.*)."""
+    run_proof(session, grpc, f"proof-{run_name(session, grpc)}")
+
+
+def run_proof(session: nox.Session, grpc: str, name: str) -> None:
+    install_soup(session, grpc_line=grpc)
     build_soup_go(session)
-    pytest_conformance(session, "proof")
+    pytest_conformance(session, "proof", name=name)
 
 
 def _interpreter(version: str) -> str | None:
@@ -312,7 +415,7 @@ def _check_installed(session: nox.Session, bin_dir: Path) -> None:
 def package(session: nox.Session) -> None:
     """Build sdist + wheel, install the wheel into fresh venvs on the oldest and latest grpcio
     line, run the proof cells with the installed package; check an install from the sdist."""
-    session.install(f"grpcio-tools=={grpc_packages('latest')['grpcio-tools']}")  # Go stubs
+    session.install(f"grpcio-tools=={grpc_packages(GRPC_LATEST)['grpcio-tools']}")  # Go stubs
     shutil.rmtree(PACKAGE_DIR, ignore_errors=True)
     dist = PACKAGE_DIR / "dist"
     # uv builds the sdist, then the wheel from that sdist.
@@ -322,20 +425,20 @@ def package(session: nox.Session) -> None:
     (wheel,) = dist.glob("soup-*.whl")
     (sdist,) = dist.glob("soup-*.tar.gz")
     build_soup_go(session)
-    for line in ("oldest", "latest"):
+    for label, line in (("oldest", GRPC_OLDEST), ("latest", GRPC_LATEST)):
         python = _newest_python(str(GRPC_LINES[line].get("max-python", "3.99")))
         pins = [f"{name}=={version}" for name, version in grpc_packages(line).items()]
-        bin_dir = _fresh_venv(session, f"wheel-{line}", python, f"soup[test] @ {wheel.as_uri()}",
+        bin_dir = _fresh_venv(session, f"wheel-{label}", python, f"soup[test] @ {wheel.as_uri()}",
                               *pins)  # fmt: skip
         _check_installed(session, bin_dir)
         env = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "VIRTUAL_ENV": str(bin_dir.parent),
         }
-        pytest_conformance(session, "proof", name=f"package-{line}", env=env,
+        pytest_conformance(session, "proof", name=f"package-{label}", env=env,
                            pytest=str(bin_dir / "pytest"))  # fmt: skip
     bin_dir = _fresh_venv(session, "sdist", _newest_python(), str(sdist),
-                          f"grpcio=={grpc_packages('latest')['grpcio']}")  # fmt: skip
+                          f"grpcio=={grpc_packages(GRPC_LATEST)['grpcio']}")  # fmt: skip
     _check_installed(session, bin_dir)
     for venv in ("wheel-oldest", "wheel-latest", "sdist"):
         shutil.rmtree(PACKAGE_DIR / venv)
@@ -349,18 +452,23 @@ def matrix_quick(session: nox.Session) -> None:
     pytest_conformance(session, "quick", "-n", "4")
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("grpc", list(GRPC_LINES))
-def matrix(session: nox.Session, grpc: str) -> None:
-    """The full conformance matrix, per Python version and grpcio line."""
-    grpcio = grpc_packages(grpc)["grpcio"]
-    max_python = str(GRPC_LINES[grpc].get("max-python", "3.99"))
-    if tuple(map(int, str(session.python).split("."))) > tuple(map(int, max_python.split("."))):
-        session.skip(f"grpcio {grpcio} is not tested on Python {session.python} (max {max_python})")
+@nox.session
+@nox.parametrize(["python", "grpc", "go_plugin"], ci_shards.matrix_shards(PYPROJECT, MATRIX))
+def matrix(session: nox.Session, grpc: str, go_plugin: str) -> None:
+    """The full matrix's cells of one go-plugin release, on one Python x grpcio line."""
     install_soup(session, grpc_line=grpc)
     build_soup_go(session)
-    name = f"matrix-py{session.python}-grpcio{grpcio}"
-    pytest_conformance(session, "full", "-n", "4", name=name)
+    build_soup_go_release(session, go_plugin)
+    name = f"matrix-{run_name(session, grpc, go_plugin)}"
+    pytest_conformance(session, "full", "-n", "4", f"--go-plugin={go_plugin}", name=name)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def report(session: nox.Session) -> None:
+    """Merge matrix JSON reports (e.g. CI shards): `nox -s report -- FILES` -> build/reports/merged.md."""
+    if not session.posargs:
+        session.error("usage: nox -s report -- REPORT.json [REPORT.json ...]")
+    session.run("python", "scripts/merge_reports.py", "--out", str(REPORTS), *session.posargs)
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -14,6 +14,7 @@ import subprocess
 import time
 import tomllib
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,60 @@ PLUGIN_START_TIMEOUT_S = 30
 
 
 def load(path: Path = DATA) -> dict[str, Any]:
+    """The matrix data, with one implementation `go@<release>` per older go-plugin release."""
     data: dict[str, Any] = tomllib.loads(path.read_text())
+    data["implementations"] |= release_implementations(data)
     return data
+
+
+GO = "go"
+
+
+def releases(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """soup-go's go-plugin releases, newest (the default, the tree's go.mod) first."""
+    found: list[dict[str, Any]] = data["implementations"][GO]["releases"]
+    return found
+
+
+def default_release(data: dict[str, Any]) -> str:
+    return str(releases(data)[0]["go_plugin"])
+
+
+def release_impl(data: dict[str, Any], go_plugin: str) -> str:
+    """The implementation name of soup-go on a go-plugin release: `go` for the default."""
+    return GO if go_plugin == default_release(data) else f"{GO}@{go_plugin}"
+
+
+def impl_release(data: dict[str, Any], impl: str) -> str | None:
+    """The go-plugin release an implementation is built on (None: not soup-go)."""
+    if impl == GO:
+        return default_release(data)
+    base, _, release = impl.partition("@")
+    return release if base == GO and release else None
+
+
+def release_implementations(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """go@<release> for every non-default release: go's tables with the release's overrides."""
+    base = data["implementations"][GO]
+    out = {}
+    for entry in releases(data)[1:]:
+        impl = {k: v for k, v in base.items() if k != "releases"}
+        for role in ("client", "server"):
+            impl[role] = base[role] | entry.get(role, {})
+        out[f"{GO}@{entry['go_plugin']}"] = impl
+    return out
+
+
+def base_impl(impl: str) -> str:
+    """What an implementation calls itself in its logs: `go@1.4.8` is `go`."""
+    return impl.partition("@")[0]
+
+
+def cell_release(cell: Cell, data: dict[str, Any]) -> str:
+    """The go-plugin release a cell tests: its non-default soup-go's, else the default."""
+    default = default_release(data)
+    found = {impl_release(data, i) or default for i in (cell.client, cell.server)} - {default}
+    return found.pop() if found else default
 
 
 @dataclass(frozen=True)
@@ -105,20 +158,36 @@ def unsupported_reason(cell: Cell, data: dict[str, Any]) -> str | None:
     return None
 
 
-def all_cells(data: dict[str, Any]) -> list[Cell]:
+def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(client, server) pairs: a non-default go-plugin release meets Python, the default
+    `go` and itself, never another old release (that says nothing about either)."""
     impls = list(data["implementations"])
-    cells = []
+    out = []
     for client in impls:
         for server in impls:
-            for mode in data["tls_modes"]:
-                pairs = (
-                    [(NO_KEY, NO_KEY)]
-                    if mode == "disabled"
-                    else [(c, s) for c in data["key_types"] for s in data["key_types"]]
-                )
-                for client_key, server_key in pairs:
-                    for transport in data["transports"]:
-                        cells.append(Cell(client, server, mode, client_key, server_key, transport))
+            old = {i for i in (client, server) if "@" in i}
+            if len(old) <= 1:
+                out.append((client, server))
+    return out
+
+
+def all_cells(data: dict[str, Any], go_plugin: Iterable[str] | None = None) -> list[Cell]:
+    """Every cell, or only those testing the given go-plugin releases (None: the default)."""
+    wanted = set(go_plugin) if go_plugin is not None else {default_release(data)}
+    cells = []
+    for client, server in _pairs(data):
+        probe = Cell(client, server, "", "", "", "")
+        if cell_release(probe, data) not in wanted:
+            continue
+        for mode in data["tls_modes"]:
+            pairs = (
+                [(NO_KEY, NO_KEY)]
+                if mode == "disabled"
+                else [(c, s) for c in data["key_types"] for s in data["key_types"]]
+            )
+            for client_key, server_key in pairs:
+                for transport in data["transports"]:
+                    cells.append(Cell(client, server, mode, client_key, server_key, transport))
     return cells
 
 
@@ -144,16 +213,20 @@ def negative_cells(data: dict[str, Any]) -> list[Cell]:
     return out
 
 
-def suite_cells(data: dict[str, Any], suite: str) -> list[Cell]:
-    """The cells of a suite: matrix cells matching its patterns, plus negative cells if asked."""
+def suite_cells(
+    data: dict[str, Any], suite: str, go_plugin: Iterable[str] | None = None
+) -> list[Cell]:
+    """The cells of a suite: matrix cells matching its patterns, plus negative cells if asked
+    (negative cells are the default release's)."""
     if suite not in data["suites"]:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(data['suites'])}")
     spec = data["suites"][suite]
     patterns = spec["cells"]
-    chosen = [c for c in all_cells(data) if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    candidates = all_cells(data, go_plugin)
+    chosen = [c for c in candidates if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
     if suite == "proof":  # keep the order the table is read in: Go->Go first
         chosen.sort(key=lambda c: patterns.index(c.id))
-    if spec.get("negative"):
+    if spec.get("negative") and (go_plugin is None or default_release(data) in go_plugin):
         chosen += negative_cells(data)
     return chosen
 
@@ -173,11 +246,13 @@ class Paths:
     soup_go: str
     certs: Path
     kv_root: Path
+    # soup-go on older go-plugin releases: implementation name (go@1.4.8) -> binary.
+    releases: Mapping[str, str] = field(default_factory=dict)
 
 
 def impl_command(impl: str, data: dict[str, Any], paths: Paths, key: str = "command") -> list[str]:
     return [
-        part.format(python=paths.python, soup_go=paths.soup_go)
+        part.format(python=paths.python, soup_go=paths.releases.get(impl, paths.soup_go))
         for part in data["implementations"][impl][key]
     ]
 
@@ -228,9 +303,9 @@ def check_result(
     """
     problems = []
     server = result.get("server") or {}
-    if server.get("impl") != cell.server:
+    if server.get("impl") != base_impl(cell.server):
         problems.append(
-            f"server.impl is {server.get('impl')!r}, expected {cell.server!r} "
+            f"server.impl is {server.get('impl')!r}, expected {base_impl(cell.server)!r} "
             "(as the plugin's own log says)"
         )
     elif server_version is not None and server.get("version") != server_version:
@@ -358,7 +433,7 @@ def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str
     axes = {
         "client": cell.client, "server": cell.server, "mode": cell.mode,
         "client_key": cell.client_key, "server_key": cell.server_key, "transport": cell.transport,
-        "variant": cell.variant or "",
+        "variant": cell.variant or "", "go_plugin": cell_release(cell, data),
     }  # fmt: skip
     verdict = Verdict(cell=cell.id, outcome="fail", command=shlex.join(argv), axes=axes)
     reason = unsupported_reason(cell, data)

@@ -36,6 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("SOUP_GO", str(ROOT / "build" / "bin" / "soup-go")),
         help="the soup-go binary under test (nox -s build makes build/bin/soup-go)",
     )
+    group.addoption(
+        "--go-plugin",
+        default=None,
+        help="go-plugin releases whose cells run: comma list or 'all' (default: the default "
+        "release, the tree's go.mod); soup-go on release R is <--soup-go>@vR",
+    )
     group.addoption("--report-name", default=None, help="report file stem (default: the suite)")
     group.addoption("--reports", default=str(ROOT / "build" / "reports"), help="report directory")
 
@@ -74,10 +80,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" in metafunc.fixturenames:
         suite = str(metafunc.config.getoption("--suite"))
         try:
-            chosen = matrix.suite_cells(matrix.load(), suite)
+            chosen = matrix.suite_cells(matrix.load(), suite, _go_plugin(metafunc.config))
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
         metafunc.parametrize("cell", chosen, ids=[c.id for c in chosen])
+
+
+def _go_plugin(config: pytest.Config) -> list[str]:
+    """The go-plugin releases this run tests (--go-plugin), checked against the data."""
+    data = matrix.load()
+    known = [str(r["go_plugin"]) for r in matrix.releases(data)]
+    option = config.getoption("--go-plugin")
+    if not option:
+        return known[:1]
+    wanted = known if option == "all" else str(option).split(",")
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise pytest.UsageError(f"unknown go-plugin release {unknown}; known: {', '.join(known)}")
+    return wanted
+
+
+def release_binary(soup_go: Path, release: str) -> Path:
+    """soup-go on a go-plugin release: --soup-go itself for the default, else soup-go@v<R>
+    next to it (`nox -s build_releases`); a missing one ends the run naming the fix."""
+    if matrix.release_impl(matrix.load(), release) == matrix.GO:
+        return soup_go
+    binary = soup_go.with_name(f"{soup_go.name}@v{release}")
+    if not binary.is_file():
+        pytest.exit(f"{binary} not found: build it with `nox -s build_releases`", returncode=4)
+    return binary
+
+
+def _release_binaries(config: pytest.Config, soup_go: Path) -> dict[str, str]:
+    """Implementation name (go@1.4.8) -> binary, for each non-default release under test."""
+    data = matrix.load()
+    return {
+        matrix.release_impl(data, release): str(release_binary(soup_go, release))
+        for release in _go_plugin(config)
+        if matrix.release_impl(data, release) != matrix.GO
+    }
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +157,11 @@ def paths(request: pytest.FixtureRequest, data: dict[str, Any]) -> matrix.Paths:
             _issue_certs(certs_dir, list(data["key_types"]))
             stamp.write_text(os.environ[RUN_ENV])
     return matrix.Paths(
-        python=sys.executable, soup_go=str(soup_go), certs=certs_dir, kv_root=run_dir / "kv"
+        python=sys.executable,
+        soup_go=str(soup_go),
+        certs=certs_dir,
+        kv_root=run_dir / "kv",
+        releases=_release_binaries(config, soup_go),
     )
 
 
@@ -124,7 +169,7 @@ def paths(request: pytest.FixtureRequest, data: dict[str, Any]) -> matrix.Paths:
 def _impl_version(impl: str, python: str, soup_go: str) -> str:
     data = matrix.load()
     probe = matrix.impl_command(
-        impl, data, matrix.Paths(python, soup_go, Path(), Path()), "version_probe"
+        impl, data, matrix.Paths(python, soup_go, Path(), Path(), {impl: soup_go}), "version_probe"
     )
     out = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
     return (
@@ -134,8 +179,17 @@ def _impl_version(impl: str, python: str, soup_go: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def impl_version(paths: matrix.Paths) -> Any:
-    return lambda impl: _impl_version(impl, paths.python, paths.soup_go)
+def impl_version(paths: matrix.Paths, data: dict[str, Any]) -> Any:
+    """What an implementation's `version` prints; soup-go's must name its go-plugin release."""
+
+    def version(impl: str) -> str:
+        found = _impl_version(impl, paths.python, paths.releases.get(impl, paths.soup_go))
+        release = matrix.impl_release(data, impl)
+        if release is not None and f"go-plugin v{release}" not in found:
+            pytest.fail(f"{impl} is not built on go-plugin v{release}: `version` says {found!r}")
+        return found
+
+    return version
 
 
 @pytest.fixture
@@ -173,6 +227,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     env = envinfo.collect(ROOT / "go" / "soup-go" / "go.mod")
     env["soup-go"] = str(config.getoption("--soup-go"))
+    soup_go = Path(str(config.getoption("--soup-go")))
+    for release in _go_plugin(config):
+        binary = release_binary(soup_go, release)
+        env[f"soup-go on go-plugin {release}"] = envinfo.binary_modules(binary)
     name = _report_name(config)
     proof = config.getoption("--suite") == "proof"
     wall = time.monotonic() - config.stash[_STARTED_KEY]

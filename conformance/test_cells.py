@@ -139,3 +139,57 @@ def test_judge_takes_a_probed_tls_version_only_from_the_native_backend() -> None
     assert "tls.version_source is 'probe', expected 'live'" in str(reason)
     native = GOOD | {"tls": probed["tls"] | {"backend": "native"}}
     assert matrix.judge(CELL, 0, native, None, "") == ("pass", None)
+
+
+OLD = str(matrix.releases(DATA)[-1]["go_plugin"])
+
+
+def test_the_default_go_plugin_release_is_the_trees_go_mod() -> None:
+    go_mod = (matrix.DATA.parent.parent / "go" / "soup-go" / "go.mod").read_text()
+    assert f"github.com/hashicorp/go-plugin v{matrix.default_release(DATA)}\n" in go_mod
+    assert matrix.release_impl(DATA, matrix.default_release(DATA)) == "go"
+    assert matrix.release_impl(DATA, OLD) == f"go@{OLD}"
+    assert matrix.impl_release(DATA, f"go@{OLD}") == OLD
+    assert matrix.impl_release(DATA, "python") is None
+
+
+def test_release_cells_pair_a_release_with_python_default_go_and_itself() -> None:
+    cells = matrix.all_cells(DATA, [OLD])
+    pairs = {c.id.split("/")[0] for c in cells}
+    old = f"go@{OLD}"
+    assert pairs == {
+        f"{old}->python",
+        f"python->{old}",
+        f"{old}->go",
+        f"go->{old}",
+        f"{old}->{old}",
+    }
+    assert {matrix.cell_release(c, DATA) for c in cells} == {OLD}
+    every = matrix.all_cells(DATA, [str(r["go_plugin"]) for r in matrix.releases(DATA)])
+    # no cell pairs two old releases; the default release's cells are today's matrix
+    assert not [c for c in every if c.client != c.server and "@" in c.client and "@" in c.server]
+    assert len(every) == len(matrix.all_cells(DATA)) + 5 * 146 * (len(matrix.releases(DATA)) - 1)
+    cell = matrix.parse_id(f"{old}->python/auto/ec-p521->ec-p256/unix")
+    assert matrix.parse_id(cell.id) == cell
+    assert "always ec-p521" in str(
+        matrix.unsupported_reason(
+            matrix.parse_id(f"python->{old}/auto/ec-p256->ec-p256/unix"), DATA
+        )
+    )
+
+
+def test_a_release_cell_runs_that_releases_binary_and_expects_go_in_its_log(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    old = f"go@{OLD}"
+    paths = matrix.Paths("py", "/b/soup-go", tmp_path, tmp_path, {old: f"/b/soup-go@v{OLD}"})  # type: ignore[arg-type]
+    cell = matrix.parse_id(f"go->{old}/manual/ed25519->rsa-2048/tcp")
+    argv = matrix.command(cell, DATA, paths)
+    assert argv[0] == "/b/soup-go"
+    assert argv[argv.index("--server") + 1].startswith(f"/b/soup-go@v{OLD} rpc server-start")
+    go_served = GOOD | {
+        "server": {"impl": "go", "version": "v"},
+        "tls": GOOD["tls"] | {"mode": "manual"},
+    }
+    go_served["tls"] |= {"client_key": "ed25519", "server_key": "rsa-2048"}
+    assert matrix.check_result(cell, go_served | {"transport": "tcp"}) == []

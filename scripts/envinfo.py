@@ -36,6 +36,23 @@ def required_module(go_mod: Path, module: str) -> str:
     return f"not required in {go_mod}"
 
 
+def binary_modules(binary: Path) -> str:
+    """go-plugin and gRPC-Go as built into a Go binary (`go version -m`), not as typed in."""
+    go = shutil.which("go")
+    if not go or not binary.is_file():
+        return f"unknown ({binary} or go missing)"
+    out = subprocess.run(
+        [go, "version", "-m", str(binary)], capture_output=True, text=True, check=False
+    )
+    wanted = ("github.com/hashicorp/go-plugin", "google.golang.org/grpc")
+    found = [
+        " ".join(p[1:3])
+        for p in map(str.split, out.stdout.splitlines())
+        if p[1:2] and p[1] in wanted and p[0] == "dep"
+    ]
+    return ", ".join(found) or f"unknown (go version -m: {out.stderr.strip()[-200:]})"
+
+
 def collect(go_mod: Path) -> dict[str, str]:
     return {
         "python": f"{platform.python_version()} ({platform.python_implementation()})",

@@ -1,9 +1,8 @@
 package main
 
-// Every use of a go-plugin API that is not in all the releases soup-go is
-// built against lives here, so that a build for another release swaps this
-// one file (build tags) and nothing else:
-//   - ClientConfig.SkipHostEnv (v1.5.0+),
+// Every use of a go-plugin API that changed across the releases soup-go is
+// built against lives here or in goplugin_v14.go / goplugin_v15plus.go (build
+// tag goplugin_v1_4 picks one of those two for ClientConfig.SkipHostEnv, v1.5.0+):
 //   - ClientConfig.GRPCDialOptions,
 //   - ServeConfig.Test / ServeTestConfig (debug mode, reattach config).
 // soup-go does not use ClientConfig.UnixSocketConfig or GRPCBrokerMultiplex:
@@ -16,12 +15,6 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 )
-
-// setHostEnv makes go-plugin start the plugin with exactly cmd.Env (plus its
-// own handshake variables) instead of appending the host's environment.
-func setHostEnv(cfg *plugin.ClientConfig) {
-	cfg.SkipHostEnv = true
-}
 
 // setDialOptions adds gRPC dial options to go-plugin's own.
 func setDialOptions(cfg *plugin.ClientConfig, opts ...grpc.DialOption) {
