@@ -310,9 +310,20 @@ MERGE_REAL_SHARDS = "conformance/test_merge.py::test_merge_of_two_real_shards"
 def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     install_soup(session, grpc_line=grpc)
     build_soup_go(session)
+    pytest_conformance(session, "integration", "-n", "2", name=name)
+    session.run(
+        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def releases(session: nox.Session) -> None:
+    """soup-go on every go-plugin release: recorded behaviour differences, a merge of real shards."""
+    install_soup(session)
+    build_soup_go(session)
     for release in ci_shards.go_plugin_releases(MATRIX)[1:]:
         build_soup_go_release(session, release)
-    pytest_conformance(session, "integration", "-n", "2", name=name)
     # Every recorded go-plugin behaviour difference, probed on soup-go built on each release.
     session.run(
         "pytest", "conformance/test_releases.py", "-n", "2", "-p", "no:cacheprovider",
@@ -322,10 +333,6 @@ def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     session.run(
         "pytest", MERGE_REAL_SHARDS, "-p", "no:cacheprovider", env={"SOUP_GO": str(SOUP_GO)}
     )
-    session.run(
-        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
-        f"--soup-go={SOUP_GO}",
-    )  # fmt: skip
 
 
 @nox.session(python=DEFAULT_PYTHON)
