@@ -37,7 +37,13 @@ nox.options.reuse_venv = "yes"
 # A session whose Python is missing fails (locally and in CI): it must never pass by skipping.
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
-    "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
+    "lint",
+    "unit",
+    "integration",
+    "hostile",
+    "proof",
+    "matrix_quick",
+    "package",
 ]
 
 
@@ -381,7 +387,8 @@ def _interpreter(version: str) -> str | None:
 def _newest_python(max_python: str = "3.99") -> str:
     """The real path of the newest supported Python installed here, up to ``max_python``."""
     limit = tuple(map(int, max_python.split(".")))
-    for version in sorted(PYTHONS, key=lambda v: tuple(map(int, v.split("."))), reverse=True):
+    pythons = ci_shards.supported_pythons(PYPROJECT)
+    for version in sorted(pythons, key=ci_shards.version_key, reverse=True):
         path = _interpreter(version)
         if path and tuple(map(int, version.split("."))) <= limit:
             return path
