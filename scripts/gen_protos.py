@@ -5,8 +5,8 @@ soup_proto/kv_pb2.py, proto/plugin/*.proto -> soup_proto/plugin/*_pb2.py), gener
 with the grpcio-tools of the interpreter running this script, because generated code
 checks that the grpcio runtime is not older than the generator.
 
-Go stubs (kv.proto only: go-plugin brings its own internal services) become the Go
-package ``soup-go/kvpb``; protoc-gen-go and protoc-gen-go-grpc are taken from
+Go stubs (kv.proto and counter.proto: go-plugin brings its own internal services)
+become the Go package ``soup-go/kvpb``; protoc-gen-go and protoc-gen-go-grpc are taken from
 ``--go-plugins`` (installed there at pinned versions by the noxfile).
 
 Fails loudly when a generator is missing or writes nothing.
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 PY_PACKAGE = "soup_proto"
 GO_PACKAGE = "soup-go/kvpb"
+GO_PROTOS = ("kv.proto", "counter.proto")
 
 
 def _protoc(args: list[str]) -> None:
@@ -75,7 +76,7 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
             sys.exit(f"gen_protos: {name} not found at {path} (run: nox -s protos)")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    mapping = f"Mkv.proto={GO_PACKAGE}"
+    mapping = ",".join(f"M{name}={GO_PACKAGE}" for name in GO_PROTOS)
     _protoc(
         [
             f"-I{PROTO_DIR}",
@@ -85,12 +86,12 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
             f"--go_opt=paths=source_relative,{mapping}",
             f"--go-grpc_out={out}",
             f"--go-grpc_opt=paths=source_relative,{mapping}",
-            "kv.proto",
+            *GO_PROTOS,
         ]
     )
     made = sorted(out.glob("*.go"))
-    if len(made) != 2:
-        sys.exit(f"gen_protos: expected kv.pb.go and kv_grpc.pb.go in {out}, got {made}")
+    if len(made) != 2 * len(GO_PROTOS):
+        sys.exit(f"gen_protos: expected *.pb.go and *_grpc.pb.go of {GO_PROTOS} in {out}, got {made}")
     return made
 
 

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import grpc
 
-from soup import certs, logs
+from soup import certs, counter, logs
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
 from soup.result import (
     BenchResult,
@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
+    callback = client_sub.add_parser(  # broker hook: the callback demo
+        "callback-test",
+        help="start a plugin, prove GRPCBroker callbacks both ways (counter demo)",
+        description=counter.CALLBACK_TEST_HELP,
+        formatter_class=_formatter,
+    )
+    _add_host_flags(callback)
+    callback.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
     bench = client_sub.add_parser(
         "bench", help="Put+Get round trips against one plugin", formatter_class=_formatter
@@ -517,7 +526,8 @@ def _cmd_server(args: argparse.Namespace) -> int:
             transport=args.transport,
             kv_dir=args.kv_dir,
             tls_backend=args.tls_backend,
-        )
+        ),
+        register_brokered=counter.add_to_server,  # broker hook: serve the callback demo
     )
 
 
@@ -538,6 +548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rpc_command == "client":
         if args.client_command == "bench":
             return _cmd_bench(args)
+        if args.client_command == "callback-test":  # broker hook
+            _configure_host_logging()
+            return counter.run_command(lambda: _client(args), args.tls_mode, args.json)
         return _cmd_test(args)
     return _cmd_kv(args)
 

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, logs, pb, tls
+from soup.broker import BrokerTLS, GRPCBroker
 from soup.handshake import Handshake, HandshakeConfig, HandshakeError, host_env, parse_line
 
 __all__ = [
@@ -152,6 +153,8 @@ class PluginClient:
         self.handshake_info: Handshake | None = None
         self.channel: grpc.Channel | None = None
         self.dialer: bridge.TLSDialerBridge | None = None
+        self.broker: GRPCBroker | None = None
+        """go-plugin's GRPCBroker to this plugin (set once connected)."""
         self.exit = _Exit()
         self._tail = _Tail()
         self._lines: queue.Queue[bytes | BaseException] = queue.Queue()
@@ -244,8 +247,17 @@ class PluginClient:
         self.handshake_info = info
         self._check_cert_field(info)
         self._connect(info)
+        self._open_broker(info)  # broker hook
         self.start_stdio()
         return info
+
+    def _open_broker(self, info: Handshake) -> None:
+        """Like go-plugin's host: open the broker stream right after connecting."""
+        material = None
+        if self.own is not None and self.trusted_pem is not None and self.tls.backend is not None:
+            material = BrokerTLS(self.own, self.trusted_pem, self.tls.backend)
+        self.broker = GRPCBroker(tls=material, network=info.network, socket_parent=self.socket_dir)
+        self.broker.open_stream(self._require_channel())
 
     def put(self, key: str, value: bytes) -> None:
         self._call(self._kv_stub().Put, pb.kv_pb2.PutRequest(key=key, value=value))
@@ -276,6 +288,8 @@ class PluginClient:
         if self._killed:
             return self.exit.graceful
         self._killed = True
+        if self.broker is not None:  # broker hook: go-plugin closes it before Shutdown
+            self.broker.close()
         if self.channel is not None and self._verified:
             try:
                 stub = pb.grpc_controller_pb2_grpc.GRPCControllerStub(self.channel)

@@ -15,6 +15,8 @@ _MISSING = "generated stubs missing: run `nox -s protos` (or scripts/gen_protos.
 
 try:
     from google.protobuf import empty_pb2 as _empty_pb2
+    from soup_proto import counter_pb2 as _counter_pb2
+    from soup_proto import counter_pb2_grpc as _counter_pb2_grpc
     from soup_proto import kv_pb2 as _kv_pb2
     from soup_proto import kv_pb2_grpc as _kv_pb2_grpc
     from soup_proto.plugin import grpc_broker_pb2 as _grpc_broker_pb2
@@ -27,6 +29,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"{_MISSING} ({exc})") from exc
 
 __all__ = [
+    "counter_pb2",
+    "counter_pb2_grpc",
     "empty_pb2",
     "grpc_broker_pb2",
     "grpc_broker_pb2_grpc",
@@ -39,6 +43,8 @@ __all__ = [
 ]
 
 empty_pb2: Any = _empty_pb2
+counter_pb2: Any = _counter_pb2
+counter_pb2_grpc: Any = _counter_pb2_grpc
 kv_pb2: Any = _kv_pb2
 kv_pb2_grpc: Any = _kv_pb2_grpc
 grpc_broker_pb2: Any = _grpc_broker_pb2

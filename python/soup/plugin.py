@@ -6,7 +6,7 @@ handshake line on stdout, then serves until the host calls
 ``plugin.GRPCController/Shutdown`` or sends SIGTERM (SIGINT is ignored, like Go
 plugins). Besides the user's services (KV) it serves ``grpc.health.v1.Health``,
 ``plugin.GRPCController``, ``plugin.GRPCStdio`` (the plugin's later stdout/stderr)
-and ``plugin.GRPCBroker`` (stream accepted and drained; no callbacks).
+and ``plugin.GRPCBroker`` (:mod:`soup.broker`: callbacks both ways).
 
 TLS backends (``soup.tls.choose_backend``): *native* is grpcio's own TLS on the
 advertised address; *openssl* is a :class:`soup.bridge.TLSListenerBridge` on the
@@ -40,6 +40,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, handshake, kv, logs, pb, tls
+from soup.broker import BrokerTLS, GRPCBroker
 from soup.kvstore import FileStore
 from soup.result import version_string
 
@@ -177,38 +178,6 @@ class _Controller:
         return pb.grpc_controller_pb2.Empty()
 
 
-class _Broker:
-    """Accepts the host's broker stream and drains it: soup has no broker callbacks."""
-
-    def __init__(self, stopping: threading.Event, log: logging.Logger) -> None:
-        self._stopping = stopping
-        self._log = log
-
-    # /plugin.GRPCBroker/StartStream
-    def StartStream(
-        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
-    ) -> Iterator[Any]:
-        self._log.info(
-            "host opened the GRPCBroker stream; soup does not support broker callbacks: "
-            "ConnInfo messages are drained and ignored"
-        )
-
-        def drain() -> None:
-            try:
-                for info in request_iterator:
-                    self._log.warning(
-                        "ignoring GRPCBroker ConnInfo (no broker support)",
-                        extra={"service_id": int(info.service_id)},
-                    )
-            except Exception as exc:  # the RPC ended (cancelled or server stopping)
-                self._log.debug("GRPCBroker stream ended", extra={"reason": str(exc)})
-
-        threading.Thread(target=drain, name="soup-broker-drain", daemon=True).start()
-        while not self._stopping.is_set() and context.is_active():
-            self._stopping.wait(_POLL)
-        yield from ()
-
-
 # --------------------------------------------------------------------------------------
 # Listening
 
@@ -327,6 +296,7 @@ class _Plugin:
         self.server: grpc.Server | None = None
         self.health: Any = None
         self.listener_bridge: bridge.TLSListenerBridge | None = None
+        self.broker: GRPCBroker | None = None  # broker hook
         self.cleanup_paths: list[Path] = []  # files/dirs to remove at exit
         self.own: certs.CertKey | None = None
         self.trusted_pem: bytes | None = None
@@ -404,9 +374,15 @@ class _Plugin:
             _Controller(self.request_stop, self.log), server
         )
         pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
-        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(
-            _Broker(self.stopping, self.log), server
+        # broker hook: go-plugin's GRPCBroker over the main connection's TLS.
+        material = None
+        if self.own is not None and self.trusted_pem is not None and self.backend is not None:
+            material = BrokerTLS(self.own, self.trusted_pem, self.backend)
+        parent = self.env.get(ENV_UNIX_SOCKET_DIR) or None
+        self.broker = GRPCBroker(
+            tls=material, network=self.network, socket_parent=Path(parent) if parent else None
         )
+        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(self.broker.servicer(), server)
         return server
 
     def listen(self, server: grpc.Server) -> None:
@@ -490,7 +466,11 @@ class _Plugin:
         if group:
             _set_group_writable(path, group)
 
-    def start(self, register: Callable[[grpc.Server], None] | None = None) -> handshake.Handshake:
+    def start(
+        self,
+        register: Callable[[grpc.Server], None] | None = None,
+        register_brokered: Callable[[grpc.Server, GRPCBroker], None] | None = None,
+    ) -> handshake.Handshake:
         opts = self.options
         app_version = handshake.negotiate_version(
             self.env.get("PLUGIN_PROTOCOL_VERSIONS"), opts.config.app_versions
@@ -513,6 +493,8 @@ class _Plugin:
         kv.add_to_server(FileStore(kv_dir), server)
         if register is not None:
             register(server)
+        if register_brokered is not None and self.broker is not None:  # broker hook
+            register_brokered(server, self.broker)
         self.listen(server)
         server.start()
         if self.listener_bridge is not None:
@@ -543,6 +525,8 @@ class _Plugin:
         self._shut_down = True
         self.stopping.set()
         self.hub.close()
+        if self.broker is not None:  # broker hook: its servers and stream end first
+            self.broker.close()
         if self.health is not None:
             with contextlib.suppress(Exception):
                 self.health.enter_graceful_shutdown()
@@ -586,10 +570,13 @@ def serve(
     *,
     env: Mapping[str, str] | None = None,
     register: Callable[[grpc.Server], None] | None = None,
+    register_brokered: Callable[[grpc.Server, GRPCBroker], None] | None = None,
 ) -> int:
     """Run as a go-plugin plugin until told to stop; returns the exit status (0 or 1).
 
-    ``register`` may add more services to the grpc server before it starts.
+    ``register`` may add more services to the grpc server before it starts;
+    ``register_brokered`` too, and gets the plugin's broker (go-plugin's
+    ``GRPCServer(broker, server)``).
     """
     opts = options or ServeOptions()
     env = os.environ if env is None else env
@@ -608,7 +595,7 @@ def serve(
     log.info("soup plugin starting", extra={"impl": "python", "version": version_string()})
     plugin = _Plugin(opts, env, log)
     try:
-        line_info = plugin.start(register)
+        line_info = plugin.start(register, register_brokered)
     except (PluginError, bridge.BridgeError, OSError) as exc:
         log.error(str(exc))
         plugin.shutdown()
