@@ -46,6 +46,7 @@ commands:
   rpc server-start              run as a go-plugin KV plugin (started by a host)
   rpc client test --server CMD  launch CMD as a plugin; put, get, get_missing, health, shutdown
   rpc client bench --server CMD time Put+Get round trips against CMD
+  rpc client callback-test --server CMD  prove GRPCBroker callbacks both ways (counter demo)
   rpc kv put KEY VALUE --server CMD
   rpc kv get KEY --server CMD
   version                       print the version
@@ -92,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch group + " " + rest[0] {
 		case "client test":
 			return clientTest(rest[1:], stdout, stderr)
+		case "client callback-test": // broker hook: the callback demo (counter_host.go)
+			return clientCallbackTest(rest[1:], stdout, stderr)
 		case "client bench":
 			return clientBench(rest[1:], stdout, stderr)
 		case "kv put":

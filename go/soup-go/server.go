@@ -87,7 +87,7 @@ func servePlugin(tf tlsFlags, transport, kvDir string) (int, error) {
 	var server atomic.Pointer[grpc.Server]
 	cfg := &plugin.ServeConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{pluginName: kv},
+		Plugins:         plugin.PluginSet{pluginName: kv, counterPluginName: &counterPlugin{}}, // broker hook: callback demo
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			s := plugin.DefaultGRPCServer(opts)
 			server.Store(s)
