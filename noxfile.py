@@ -210,6 +210,7 @@ def unit(session: nox.Session) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
+        "conformance/test_broker_cells.py",
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
     )  # fmt: skip
@@ -219,13 +220,18 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
-    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
+    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), behaviour, broker."""
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2")
     session.run(
         "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # The broker suite: GRPCBroker callbacks both ways, four directions (conformance/broker.toml).
+    session.run(
+        "pytest", "conformance/test_broker.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}", "--report-name=broker", f"--junitxml={REPORTS / 'broker.xml'}",
     )  # fmt: skip
 
 
