@@ -85,7 +85,9 @@ def _steps_problems(result: dict[str, Any]) -> list[str]:
 def _callback_problems(result: dict[str, Any]) -> list[str]:
     """The callbacks crossed the broker: the numbers only a real round trip gives."""
     values = result.get("values")
-    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, int) for v in values)):
+    if not (
+        isinstance(values, list) and len(values) == 2 and all(isinstance(v, int) for v in values)
+    ):
         return [f"values is {values!r}, expected two integers"]
     a, b = values
     problems = []
@@ -97,7 +99,9 @@ def _callback_problems(result: dict[str, Any]) -> list[str]:
             f"must have served Sum(0, {a}) and Sum({a}, {b}) for the plugin"
         )
     if result.get("plugin_helper_sum") != a + b:
-        problems.append(f"plugin_helper_sum is {result.get('plugin_helper_sum')!r}, expected {a + b}")
+        problems.append(
+            f"plugin_helper_sum is {result.get('plugin_helper_sum')!r}, expected {a + b}"
+        )
     return problems
 
 

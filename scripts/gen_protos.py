@@ -91,7 +91,9 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
     )
     made = sorted(out.glob("*.go"))
     if len(made) != 2 * len(GO_PROTOS):
-        sys.exit(f"gen_protos: expected *.pb.go and *_grpc.pb.go of {GO_PROTOS} in {out}, got {made}")
+        sys.exit(
+            f"gen_protos: expected *.pb.go and *_grpc.pb.go of {GO_PROTOS} in {out}, got {made}"
+        )
     return made
 
 

@@ -216,6 +216,7 @@ class BrokeredServer:
         self._server = server
         self._listener = listener
         self._paths = paths
+        self.workers: futures.ThreadPoolExecutor | None = None
         self._stopped = threading.Event()
         self._lock = threading.Lock()
 
@@ -230,6 +231,8 @@ class BrokeredServer:
             _LOG.warning("brokered server did not stop in time", extra=self._fields())
         if self._listener is not None:
             self._listener.close()
+        if self.workers is not None:  # grpcio never ends its executor's threads
+            self.workers.shutdown(wait=False, cancel_futures=True)
         for path in self._paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -305,12 +308,18 @@ class GRPCBroker:
         :meth:`close`).
         """
         self._check_usable()
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-brokered"),
-            options=[("grpc.so_reuseport", 0)],
+        workers = futures.ThreadPoolExecutor(
+            max_workers=_WORKERS, thread_name_prefix="soup-brokered"
         )
+        server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
         register_services(server)
-        served = self._listen(service_id, server)
+        try:
+            served = self._listen(service_id, server)
+        except BaseException:
+            server.stop(0)
+            workers.shutdown(wait=False)
+            raise
+        served.workers = workers
         with self._cond:
             if self._closed.is_set():
                 closed = True

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from soup import pb
-from soup.broker import BrokerError, BrokeredServer, GRPCBroker
+from soup.broker import BrokeredServer, BrokerError, GRPCBroker
 from soup.host import HostError, PluginClient
 from soup.result import Identity, Step
 
@@ -98,11 +98,9 @@ class CounterServicer:
         return pb.counter_pb2.OpenAdderResponse(add_server=service_id)
 
 
-def add_to_server(server: grpc.Server, broker: GRPCBroker) -> CounterServicer:
+def add_to_server(server: grpc.Server, broker: GRPCBroker) -> None:
     """Register ``counter.Counter`` (it calls back through ``broker``)."""
-    servicer = CounterServicer(broker)
-    pb.counter_pb2_grpc.add_CounterServicer_to_server(servicer, server)
-    return servicer
+    pb.counter_pb2_grpc.add_CounterServicer_to_server(CounterServicer(broker), server)
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +170,9 @@ def _broker(client: PluginClient) -> GRPCBroker:
     return client.broker
 
 
-def _steps(client: PluginClient, result: CallbackResult) -> Callable[[str, Callable[[], str]], None]:
+def _steps(
+    client: PluginClient, result: CallbackResult
+) -> Callable[[str, Callable[[], str]], None]:
     def step(name: str, action: Callable[[], str]) -> None:
         started = time.perf_counter()
         try:
@@ -204,7 +204,9 @@ def run_callback_test(client: PluginClient, result: CallbackResult) -> None:
         step("spawn", lambda: f"pid {client.spawn()}")
         step("handshake", lambda: _handshake(client, result))
         step("put", lambda: f"Put({COUNTER_KEY}, {a}) -> total {_host_put(client, a, helper)}")
-        step("put_again", lambda: f"Put({COUNTER_KEY}, {b}) -> total {_host_put(client, b, helper)}")
+        step(
+            "put_again", lambda: f"Put({COUNTER_KEY}, {b}) -> total {_host_put(client, b, helper)}"
+        )
         step("get", lambda: _check_total(client, result, a + b))
         step("host_helper", lambda: _check_host_calls(helper, result, [[0, a], [a, b]]))
         step("plugin_helper", lambda: _check_plugin_sum(client, result, a, b))
@@ -239,7 +241,9 @@ def _handshake(client: PluginClient, result: CallbackResult) -> str:
 
 def _check_total(client: PluginClient, result: CallbackResult, expected: int) -> str:
     stub = pb.counter_pb2_grpc.CounterStub(client.channel)
-    got = int(stub.Get(pb.counter_pb2.CounterGetRequest(key=COUNTER_KEY), timeout=RPC_TIMEOUT).value)
+    got = int(
+        stub.Get(pb.counter_pb2.CounterGetRequest(key=COUNTER_KEY), timeout=RPC_TIMEOUT).value
+    )
     result.total = got
     if got != expected:
         raise _StepFailed(f"Get({COUNTER_KEY}) = {got}, expected {expected}")
