@@ -52,7 +52,9 @@ __all__ = [
     "Endpoint",
     "GRPCBroker",
     "PendingEndpoints",
+    "add_grpc_port",
     "endpoint_of",
+    "next_service_id",
 ]
 
 DIAL_WAIT = 5.0
@@ -398,19 +400,7 @@ class GRPCBroker:
             self._stream_open = True
         stub = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(channel)
         self._call = stub.StartStream(self._outgoing_messages(lambda: True))
-        call = self._call
-
-        def read() -> None:
-            reason = "the plugin ended the stream"
-            try:
-                for info in call:
-                    self._received(info)
-            except grpc.RpcError as exc:
-                reason = f"{exc.code().name}: {exc.details()}"
-            self._end_stream(reason)
-
-        self._reader = threading.Thread(target=read, name="soup-broker-stream", daemon=True)
-        self._reader.start()
+        self._start_reader(self._call, "plugin")
 
     # -- the stream, plugin side
     def servicer(self) -> BrokerServicer:
@@ -427,23 +417,29 @@ class GRPCBroker:
                 )
             self._stream_open = True
 
-        def read() -> None:
-            reason = "the host ended the stream"
-            try:
-                for info in request_iterator:
-                    self._received(info)
-            except grpc.RpcError as exc:
-                reason = f"stream ended: {exc}"
-            except Exception as exc:  # grpcio raises plain exceptions on cancellation
-                reason = f"stream ended: {exc!r}"
-            self._end_stream(reason)
-
-        self._reader = threading.Thread(target=read, name="soup-broker-stream", daemon=True)
-        self._reader.start()
+        self._start_reader(request_iterator, "host")
         self.log.debug("host opened the GRPCBroker stream")
         yield from self._outgoing_messages(context.is_active)
 
     # -- internals
+    def _start_reader(self, messages: Iterator[Any], peer: str) -> None:
+        """A thread feeding the peer's ConnInfos to :meth:`_received` until the stream ends."""
+
+        def read() -> None:
+            reason = f"the {peer} ended the stream"
+            try:
+                for info in messages:
+                    self._received(info)
+            except Exception as exc:  # the RPC ended: cancelled, failed, server stopping
+                if isinstance(exc, grpc.Call):  # client side: a status
+                    reason = f"{exc.code().name}: {exc.details()}"
+                else:  # server side: grpcio raises a bare RpcError
+                    reason = f"stream ended: {exc!r}"
+            self._end_stream(reason)
+
+        self._reader = threading.Thread(target=read, name="soup-broker-stream", daemon=True)
+        self._reader.start()
+
     def _outgoing_messages(self, active: Callable[[], bool]) -> Iterator[Any]:
         while not self._closed.is_set() and active():
             try:
@@ -536,11 +532,11 @@ class GRPCBroker:
         creds = None if self.tls is None else self._server_credentials(self.tls)
         if self.network == "unix":
             path = self._private_dir()
-            if not _add_port(server, "unix:" + str(path), creds):
+            if not add_grpc_port(server, "unix:" + str(path), creds):
                 raise BrokerError(f"cannot listen on unix socket {path}")
             endpoint, paths = Endpoint(service_id, "unix", str(path)), [path]
         else:
-            port = _add_port(server, "127.0.0.1:0", creds)
+            port = add_grpc_port(server, "127.0.0.1:0", creds)
             if not port:
                 raise BrokerError("cannot listen on 127.0.0.1")
             endpoint, paths = Endpoint(service_id, "tcp", f"127.0.0.1:{port}"), []
@@ -549,7 +545,7 @@ class GRPCBroker:
 
     def _listen_bridged(self, service_id: int, server: grpc.Server) -> BrokeredServer:
         backend = Path(f"{self._private_dir()}g")
-        if not _add_port(server, "unix:" + str(backend), None):
+        if not add_grpc_port(server, "unix:" + str(backend), None):
             raise BrokerError(f"cannot listen on the private unix socket {backend}")
         paths = [backend]
         if self.network == "unix":
@@ -648,7 +644,7 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def _add_port(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
+def add_grpc_port(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
     """grpcio's add_*_port; 0 on failure (old grpcio returns 0, new raises RuntimeError)."""
     try:
         if creds is None:

@@ -170,61 +170,50 @@ def _broker(client: PluginClient) -> GRPCBroker:
     return client.broker
 
 
-def _steps(
-    client: PluginClient, result: CallbackResult
-) -> Callable[[str, Callable[[], str]], None]:
-    def step(name: str, action: Callable[[], str]) -> None:
-        started = time.perf_counter()
-        try:
-            detail, error = action(), None
-        except (HostError, BrokerError, _StepFailed, OSError, ValueError) as exc:
-            detail = error = str(exc)
-        except grpc.RpcError as exc:
-            detail = error = f"{exc.code().name}: {exc.details()}"
-        ms = (time.perf_counter() - started) * 1000
-        result.steps.append(Step(name=name, ok=error is None, ms=ms, detail=detail))
-        if error is not None:
-            result.error = f"{name}: {error}"
-            raise _StepFailed(result.error)
+def _run_step(result: CallbackResult, name: str, action: Callable[[], str]) -> bool:
+    """Run one step and record it; False (and result.error set) if it failed."""
+    started = time.perf_counter()
+    try:
+        detail, error = action(), None
+    except (HostError, BrokerError, _StepFailed, OSError, ValueError) as exc:
+        detail = error = str(exc)
+    except grpc.RpcError as exc:
+        detail = error = f"{exc.code().name}: {exc.details()}"
+    ms = (time.perf_counter() - started) * 1000
+    result.steps.append(Step(name=name, ok=error is None, ms=ms, detail=detail))
+    if error is not None:
+        result.error = f"{name}: {error}"
+    return error is None
 
-    return step
+
+def _shutdown(client: PluginClient) -> str:
+    if not client.kill():
+        raise _StepFailed("plugin did not exit within 2 s after Shutdown")
+    return f"exited by itself (exit code {client.exit.code})"
 
 
 def run_callback_test(client: PluginClient, result: CallbackResult) -> None:
     """Steps spawn, handshake, put, put_again, get, host_helper, plugin_helper, shutdown.
 
-    Stops at the first failure; the plugin is always killed.
+    Stops at the first failure; the plugin is always killed (kill is idempotent).
     """
     helper = AddHelperServicer()
     a, b = (secrets.randbelow(1_000_000) + 1 for _ in range(2))
     result.values = [a, b]
-    step = _steps(client, result)
-    shutdown_done = False
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("spawn", lambda: f"pid {client.spawn()}"),
+        ("handshake", lambda: _handshake(client, result)),
+        ("put", lambda: f"Put({COUNTER_KEY}, {a}) -> total {_host_put(client, a, helper)}"),
+        ("put_again", lambda: f"Put({COUNTER_KEY}, {b}) -> total {_host_put(client, b, helper)}"),
+        ("get", lambda: _check_total(client, result, a + b)),
+        ("host_helper", lambda: _check_host_calls(helper, [[0, a], [a, b]])),
+        ("plugin_helper", lambda: _check_plugin_sum(client, result, a, b)),
+        ("shutdown", lambda: _shutdown(client)),
+    ]
     try:
-        step("spawn", lambda: f"pid {client.spawn()}")
-        step("handshake", lambda: _handshake(client, result))
-        step("put", lambda: f"Put({COUNTER_KEY}, {a}) -> total {_host_put(client, a, helper)}")
-        step(
-            "put_again", lambda: f"Put({COUNTER_KEY}, {b}) -> total {_host_put(client, b, helper)}"
-        )
-        step("get", lambda: _check_total(client, result, a + b))
-        step("host_helper", lambda: _check_host_calls(helper, result, [[0, a], [a, b]]))
-        step("plugin_helper", lambda: _check_plugin_sum(client, result, a, b))
-
-        def shutdown() -> str:
-            nonlocal shutdown_done
-            shutdown_done = True
-            if not client.kill():
-                raise _StepFailed("plugin did not exit within 2 s after Shutdown")
-            return f"exited by itself (exit code {client.exit.code})"
-
-        step("shutdown", shutdown)
-        result.ok = True
-    except _StepFailed:
-        result.ok = False
+        result.ok = all(_run_step(result, name, action) for name, action in steps)
     finally:
-        if not shutdown_done:
-            client.kill()
+        client.kill()
         result.host_helper_calls = [list(call) for call in helper.calls]
         result.client_key = client.tls.client_key
         result.server_key = client.tls.server_key
@@ -250,9 +239,7 @@ def _check_total(client: PluginClient, result: CallbackResult, expected: int) ->
     return f"Get({COUNTER_KEY}) = {got}"
 
 
-def _check_host_calls(
-    helper: AddHelperServicer, result: CallbackResult, expected: list[list[int]]
-) -> str:
+def _check_host_calls(helper: AddHelperServicer, expected: list[list[int]]) -> str:
     calls = [list(call) for call in helper.calls]
     if calls != expected:
         raise _StepFailed(f"the host's AddHelper saw Sum calls {calls}, expected {expected}")

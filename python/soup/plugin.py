@@ -41,6 +41,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, handshake, kv, logs, pb, tls
 from soup.broker import BrokerTLS, GRPCBroker
+from soup.broker import add_grpc_port as _grpc_add_port
 from soup.kvstore import FileStore
 from soup.result import version_string
 
@@ -268,16 +269,6 @@ def _listen_tcp_range(env: Mapping[str, str]) -> socket.socket:
         except OSError as exc:
             last = str(exc)
     raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
-
-
-def _grpc_add_port(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
-    """grpcio's add_*_port; 0 on failure (old grpcio returns 0, new raises RuntimeError)."""
-    try:
-        if creds is None:
-            return server.add_insecure_port(address)
-        return server.add_secure_port(address, creds)
-    except RuntimeError:
-        return 0
 
 
 # --------------------------------------------------------------------------------------
