@@ -66,6 +66,7 @@ _JOIN = 2.0  # bound on joining the stream reader thread
 _MAX_ID = 0xFFFFFFFF  # service ids are uint32 (go-plugin wraps around too)
 _WORKERS = 4  # threads per brokered server
 _LOG = logging.getLogger("soup.broker")
+_WAKE = object()  # queued to make a stream loop look at its stop flags now
 
 
 class BrokerError(Exception):
@@ -366,6 +367,7 @@ class GRPCBroker:
                 return
             self._closed.set()
             self._cond.notify_all()
+            self._outgoing.put(_WAKE)
             servers, self._servers = self._servers, []
             channels, self._channels = dict(self._channels), {}
         if self._call is not None:
@@ -446,7 +448,8 @@ class GRPCBroker:
                 message = self._outgoing.get(timeout=_POLL)
             except queue.Empty:
                 continue
-            yield message
+            if message is not _WAKE:
+                yield message
 
     def _send(self, endpoint: Endpoint) -> None:
         self._outgoing.put(
