@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,15 @@ class _BrokeredChannel(grpc.Channel):
         self.close()
 
 
+@dataclass
+class _Listening:
+    """Where one brokered server listens, and what to close and remove after it."""
+
+    endpoint: Endpoint
+    bridge: bridge.TLSListenerBridge | None = None
+    paths: list[Path] = field(default_factory=list)
+
+
 class BrokeredServer:
     """One ``accept_and_serve``: a gRPC server on its own socket (stop it, or close the broker)."""
 
@@ -212,14 +221,16 @@ class BrokeredServer:
         self,
         endpoint: Endpoint,
         server: grpc.Server,
-        listener: bridge.TLSListenerBridge | None,
-        paths: list[Path],
+        workers: futures.ThreadPoolExecutor,
+        listening: _Listening,
+        on_stop: Callable[[BrokeredServer], None],
     ) -> None:
         self.endpoint = endpoint
         self._server = server
-        self._listener = listener
-        self._paths = paths
-        self.workers: futures.ThreadPoolExecutor | None = None
+        self._workers = workers
+        self._listener = listening.bridge
+        self._paths = listening.paths
+        self._on_stop = on_stop
         self._stopped = threading.Event()
         self._lock = threading.Lock()
 
@@ -234,11 +245,11 @@ class BrokeredServer:
             _LOG.warning("brokered server did not stop in time", extra=self._fields())
         if self._listener is not None:
             self._listener.close()
-        if self.workers is not None:  # grpcio never ends its executor's threads
-            self.workers.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown(wait=False, cancel_futures=True)  # grpcio never ends them
         for path in self._paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        self._on_stop(self)
 
     @property
     def stopped(self) -> bool:
@@ -317,12 +328,12 @@ class GRPCBroker:
         server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
         register_services(server)
         try:
-            served = self._listen(service_id, server)
+            listening = self._listen(service_id, server)
         except BaseException:
             server.stop(0)
             workers.shutdown(wait=False)
             raise
-        served.workers = workers
+        served = BrokeredServer(listening.endpoint, server, workers, listening, self._forget_server)
         with self._cond:
             if self._closed.is_set():
                 closed = True
@@ -510,6 +521,10 @@ class GRPCBroker:
                     )
                 self._cond.wait(remaining)
 
+    def _forget_server(self, served: BrokeredServer) -> None:
+        with self._cond, contextlib.suppress(ValueError):
+            self._servers.remove(served)
+
     def _forget_channel(self, channel: _BrokeredChannel) -> None:
         with self._cond:
             dialer = self._channels.pop(channel, None)
@@ -529,7 +544,7 @@ class GRPCBroker:
             self._sockets += 1
             return self._dir / f"s{self._sockets}"
 
-    def _listen(self, service_id: int, server: grpc.Server) -> BrokeredServer:
+    def _listen(self, service_id: int, server: grpc.Server) -> _Listening:
         if self.tls is not None and self.tls.backend == "openssl":
             return self._listen_bridged(service_id, server)
         creds = None if self.tls is None else self._server_credentials(self.tls)
@@ -537,16 +552,16 @@ class GRPCBroker:
             path = self._private_dir()
             if not add_grpc_port(server, "unix:" + str(path), creds):
                 raise BrokerError(f"cannot listen on unix socket {path}")
-            endpoint, paths = Endpoint(service_id, "unix", str(path)), [path]
+            listening = _Listening(Endpoint(service_id, "unix", str(path)), paths=[path])
         else:
             port = add_grpc_port(server, "127.0.0.1:0", creds)
             if not port:
                 raise BrokerError("cannot listen on 127.0.0.1")
-            endpoint, paths = Endpoint(service_id, "tcp", f"127.0.0.1:{port}"), []
+            listening = _Listening(Endpoint(service_id, "tcp", f"127.0.0.1:{port}"))
         server.start()
-        return BrokeredServer(endpoint, server, None, paths)
+        return listening
 
-    def _listen_bridged(self, service_id: int, server: grpc.Server) -> BrokeredServer:
+    def _listen_bridged(self, service_id: int, server: grpc.Server) -> _Listening:
         backend = Path(f"{self._private_dir()}g")
         if not add_grpc_port(server, "unix:" + str(backend), None):
             raise BrokerError(f"cannot listen on the private unix socket {backend}")
@@ -581,7 +596,7 @@ class GRPCBroker:
             server.stop(0)
             listener.close()
             raise BrokerError(str(exc)) from exc
-        return BrokeredServer(endpoint, server, listener, paths)
+        return _Listening(endpoint, listener, paths)
 
     # -- TLS
     @staticmethod
