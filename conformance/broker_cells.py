@@ -51,7 +51,7 @@ def cells(data: dict[str, Any], matrix_data: dict[str, Any]) -> list[matrix.Cell
                         transport,
                     )
                 )  # fmt: skip
-    return out
+    return out + [matrix.parse_id(cell_id) for cell_id in data.get("extra_cells", [])]
 
 
 def command(cell: matrix.Cell, matrix_data: dict[str, Any], paths: matrix.Paths) -> list[str]:

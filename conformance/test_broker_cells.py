@@ -14,7 +14,7 @@ MATRIX = matrix.load()
 
 
 def test_every_direction_key_and_transport_is_covered() -> None:
-    chosen = broker_cells.cells(DATA, MATRIX)
+    chosen = [c for c in broker_cells.cells(DATA, MATRIX) if c.mode == "auto"]
     assert len(chosen) == 24
     for client, server in DATA["directions"]:
         mine = [c for c in chosen if (c.client, c.server) == (client, server)]
@@ -27,8 +27,14 @@ def test_every_direction_key_and_transport_is_covered() -> None:
     assert all(c.client_key != c.server_key for c in chosen if c.server == "python")
 
 
-def test_every_transport_doubles_the_cells() -> None:
-    assert len(broker_cells.cells(DATA | {"every_transport": True}, MATRIX)) == 48
+def test_every_transport_doubles_the_auto_cells() -> None:
+    assert len(broker_cells.cells(DATA | {"every_transport": True}, MATRIX)) == 48 + 4
+
+
+def test_manual_mode_once_per_direction_and_supported() -> None:
+    manual = [c for c in broker_cells.cells(DATA, MATRIX) if c.mode == "manual"]
+    assert {(c.client, c.server) for c in manual} == {tuple(d) for d in DATA["directions"]}
+    assert all(matrix.unsupported_reason(c, MATRIX) is None for c in manual)
 
 
 def _passing(cell: matrix.Cell) -> dict[str, Any]:
