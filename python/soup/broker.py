@@ -62,7 +62,7 @@ DIAL_WAIT = 5.0
 STOP_GRACE = 0.5
 """Seconds in-flight RPCs of a brokered server get when it stops."""
 _POLL = 0.2  # how often stream loops look at their stop flags
-_JOIN = 2.0  # bound on joining the stream reader thread
+_JOIN = 0.5  # bound on joining the stream reader (a daemon: it ends with the RPC anyway)
 _MAX_ID = 0xFFFFFFFF  # service ids are uint32 (go-plugin wraps around too)
 _WORKERS = 4  # threads per brokered server
 _LOG = logging.getLogger("soup.broker")
