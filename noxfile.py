@@ -30,7 +30,13 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
 nox.options.sessions = [
-    "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
+    "lint",
+    "unit",
+    "integration",
+    "hostile",
+    "proof",
+    "matrix_quick",
+    "package",
 ]
 
 
@@ -216,7 +222,7 @@ def unit(session: nox.Session) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
-        "conformance/test_dist.py",
+        "conformance/test_dist.py", "conformance/test_broker_cells.py",
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
     )  # fmt: skip
@@ -226,13 +232,18 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
-    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
+    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), behaviour, broker."""
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2")
     session.run(
         "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # The broker suite: GRPCBroker callbacks both ways, four directions (conformance/broker.toml).
+    session.run(
+        "pytest", "conformance/test_broker.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}", "--report-name=broker", f"--junitxml={REPORTS / 'broker.xml'}",
     )  # fmt: skip
 
 

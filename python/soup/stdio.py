@@ -24,9 +24,10 @@ __all__ = ["StdioHub", "StdioReader", "hub_writer"]
 POLL = 0.2  # seconds: how often long-lived streams look at their stop flags
 _QUEUE = 4096  # chunks buffered for GRPCStdio before dropping
 CHANNELS = {1: "stdout", 2: "stderr"}
+_WIRE_CHANNELS = {1: pb.grpc_stdio_pb2.StdioData.STDOUT, 2: pb.grpc_stdio_pb2.StdioData.STDERR}
 
 
-class StdioHub:
+class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
     """Bytes written to the swapped sys.stdout/sys.stderr, waiting for StreamStdio."""
 
     def __init__(self) -> None:
@@ -59,7 +60,7 @@ class StdioHub:
                     self._queue.put_nowait(None)  # for any other stream
                 return
             channel, data = item
-            yield pb.grpc_stdio_pb2.StdioData(channel=channel, data=data)
+            yield pb.grpc_stdio_pb2.StdioData(channel=_WIRE_CHANNELS[channel], data=data)
 
 
 class _HubRaw(io.RawIOBase):
