@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,19 +65,11 @@ plugin's AddHelper through the broker), shutdown. Every soup and soup-go
 		}
 		res := runCallbackTest(hf.options(), stderr)
 		if asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(res); err != nil {
+			if err := writeOneJSON(stdout, res); err != nil {
 				return 1, err
 			}
 		} else {
-			for _, s := range res.Steps {
-				mark := "PASS"
-				if !s.OK {
-					mark = "FAIL"
-				}
-				fmt.Fprintf(stdout, "%s %-13s %8.1f ms  %s\n", mark, s.Name, s.MS, s.Detail)
-			}
+			writeSteps(stdout, res.Steps, 13)
 			if res.OK {
 				fmt.Fprintln(stdout, "RESULT: PASS")
 			} else {
