@@ -281,8 +281,9 @@ def run_unit(session: nox.Session, grpc: str) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
-        "conformance/test_dist.py", "conformance/test_merge.py", "conformance/test_ci.py",
-        f"--deselect={MERGE_REAL_SHARDS}",  # integration runs it: it needs soup-go builds
+        "conformance/test_dist.py", "conformance/test_broker_cells.py",
+        "conformance/test_merge.py", "conformance/test_ci.py",
+        f"--deselect={MERGE_REAL_SHARDS}",  # the releases session runs it: it needs soup-go builds
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
         env={"SOUP_NOX_PYTHON": sys.executable},  # test_ci lists the sessions with this nox
@@ -293,7 +294,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
-    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
+    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), behaviour, broker."""
     run_integration(session, GRPC_LATEST, "integration")
 
 
@@ -320,6 +321,11 @@ def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     session.run(
         "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # The broker suite: GRPCBroker callbacks both ways, four directions (conformance/broker.toml).
+    session.run(
+        "pytest", "conformance/test_broker.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}", "--report-name=broker", f"--junitxml={REPORTS / 'broker.xml'}",
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # After __version__: soup.result reads it while these imports run.
+from soup.broker import BrokerError, GRPCBroker
 from soup.errors import HostError, PluginError
 from soup.handshake import HandshakeConfig, HandshakeError
 from soup.host import Client, ClientConfig, Exit
@@ -19,9 +20,11 @@ from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
 __all__ = [
+    "BrokerError",
     "Client",
     "ClientConfig",
     "Exit",
+    "GRPCBroker",
     "HandshakeConfig",
     "HandshakeError",
     "HostError",

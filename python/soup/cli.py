@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from soup import certs, clienttest, handshake, logs
+from soup import certs, clienttest, counter, handshake, logs
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
@@ -197,8 +197,8 @@ def _add_server_parser(rpc_sub: Any) -> None:
         "server-start",
         help="run as a go-plugin plugin serving proto.KV (started by a host)",
         description="Run as a go-plugin plugin (needs the host's magic cookie, by default\n"
-        "BASIC_PLUGIN=hello, in the environment) serving proto.KV, health, controller,\n"
-        "stdio and broker. --tls-mode auto refuses to serve plaintext.",
+        "BASIC_PLUGIN=hello, in the environment) serving proto.KV, counter.Counter (the\n"
+        "broker callback demo), health, controller, stdio and broker. --tls-mode auto refuses to serve plaintext.",
         formatter_class=_formatter,
     )
     _add_handshake_flags(server)
@@ -234,6 +234,15 @@ def _add_client_parsers(rpc_sub: Any) -> None:
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
+    callback = client_sub.add_parser(
+        "callback-test",
+        help="start a plugin, prove GRPCBroker callbacks both ways (counter demo)",
+        description=counter.CALLBACK_TEST_HELP,
+        formatter_class=_formatter,
+    )
+    _add_host_flags(callback)
+    callback.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
     bench = client_sub.add_parser(
         "bench", help="Put+Get round trips against one plugin", formatter_class=_formatter
@@ -469,7 +478,10 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return serve(
         ServeConfig(
             handshake=config,
-            plugins={version: [service(args.kv_dir)] for version in config.app_versions},
+            plugins={
+                version: [service(args.kv_dir), counter.service()]
+                for version in config.app_versions
+            },
             tls=_tls(args),
             # The CLI is strict: auto mode never serves plaintext (the API's default
             # follows go-plugin and does, with a warning).
@@ -478,6 +490,23 @@ def _cmd_server(args: argparse.Namespace) -> int:
             debug=args.debug,
         )
     )
+
+
+# --------------------------------------------------------------------------------------
+# rpc client callback-test
+
+
+def _cmd_callback_test(args: argparse.Namespace) -> int:
+    _configure_host_logging()
+    return counter.run_command(lambda: Client(_client_config(args)), args.tls_mode, args.json)
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    if args.client_command == "bench":
+        return _cmd_bench(args)
+    if args.client_command == "callback-test":
+        return _cmd_callback_test(args)
+    return _cmd_test(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -494,9 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rpc_command == "server-start":
         return _cmd_server(args)
     if args.rpc_command == "client":
-        if args.client_command == "bench":
-            return _cmd_bench(args)
-        return _cmd_test(args)
+        return _cmd_client(args)
     return _cmd_kv(args)
 
 

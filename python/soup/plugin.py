@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import grpc
 
 from soup import bridge, handshake, logs, policy
+from soup.broker import GRPCBroker
 from soup.errors import PluginError
 from soup.listen import Listening, listen, private_dir, remove_paths
 from soup.reattach import ReattachConfig
@@ -52,8 +53,9 @@ class ServeContext:
     """A ``grpc.Server`` (``grpc.aio.Server`` when ``ServeConfig.asyncio``)."""
     protocol_version: int
     """The app protocol version negotiated with the host."""
-    broker: Any
-    """The plugin's GRPCBroker servicer (``soup.broker`` gives it its API)."""
+    broker: GRPCBroker
+    """The plugin's GRPCBroker: serve (``accept_and_serve``) or dial (``dial``) more
+    connections to the host, found by service id (go-plugin ``GRPCBroker``)."""
     logger: logging.Logger
     env: Mapping[str, str]
     cleanup: list[Path] = field(default_factory=list)
@@ -135,7 +137,12 @@ class _Run:
                 "soup does not support it and does not advertise it"
             )
         self.internal = Internal(
-            server, stop=self.request_stop, server_tls=server_tls, env=self.env, log=self.log
+            server,
+            stop=self.request_stop,
+            server_tls=server_tls,
+            env=self.env,
+            network=config.transport,
+            log=self.log,
         )
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
@@ -199,7 +206,9 @@ class _Run:
             self.internal.begin_stop()
 
     def finish(self) -> None:
-        """Close the listener and remove every file and directory of this run."""
+        """Close the broker and the listener; remove every file and directory of this run."""
+        if self.internal is not None:
+            self.internal.broker.close()  # idempotent: begin_stop closed it unless setup failed
         if self.listening is not None:
             self.listening.close(self.log)
         if self.context is not None:
