@@ -94,7 +94,9 @@ class ServeConfig:
     watch_parent: bool = True
     """Exit when the host dies (the parent process changes); off in debug mode."""
     log_level: str | None = None
-    """Default: ``SOUP_LOG_LEVEL``, else debug (the host filters)."""
+    """Default: ``SOUP_LOG_LEVEL``, else info. A go-plugin host re-logs each line at its
+    own level, but a line the plugin writes costs it (format, pipe, host parse) even when
+    the host drops it: debug and trace lines are opt-in."""
     configure_logging: bool = True
     """Send every Python logger to stderr as hclog JSON (what a go-plugin host reads)."""
     grace: float = 1.0
@@ -327,7 +329,7 @@ def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = 
             sys.stderr.write(handshake.NOT_A_PLUGIN_MESSAGE + "\n")
             sys.stderr.flush()
             return 1
-    level = config.log_level or env.get(handshake.ENV_LOG_LEVEL) or "debug"
+    level = config.log_level or env.get(handshake.ENV_LOG_LEVEL) or "info"
     if config.configure_logging:
         log = logs.configure_all(sys.stderr, level=level, module="soup.plugin")
     else:

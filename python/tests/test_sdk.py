@@ -209,7 +209,8 @@ def test_logs_keep_their_level_and_fields_and_stdio_reaches_the_callback(
     chunks: list[tuple[str, bytes]] = []
     try:
         client = make_client(
-            _app_plugin(_TALKER, "plugins={1: [register]}"),
+            # debug: the plugin's default (info) would drop the debug line.
+            _app_plugin(_TALKER, "plugins={1: [register]}, log_level='debug'"),
             on_stdio=lambda channel, data: chunks.append((channel, data)),
         )
         client.start()
