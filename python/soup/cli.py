@@ -19,7 +19,7 @@ from soup import certs, clienttest, handshake, logs
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
-from soup.host import Client, ClientConfig
+from soup.host import RPC_TIMEOUT, Client, ClientConfig
 from soup.kv import KVClient, service
 from soup.plugin import ServeConfig, serve
 from soup.reattach import ReattachConfig, ReattachError
@@ -334,6 +334,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
         handshake=_handshake(args),
         tls=_tls(args),
         timeout=args.timeout,
+        rpc_timeout=min(args.timeout, RPC_TIMEOUT),  # every host wait bounded by --timeout
         keep_running=args.keep_running,
     )
 
@@ -407,7 +408,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         samples = _bench_rounds(client, args)
         result.ok = True
     except (HostError, ValueError, OSError) as exc:
-        result.error = str(exc)
+        result.error = client.explain(exc) if client is not None else str(exc)
     finally:
         if client is not None:
             client.kill()
