@@ -354,7 +354,9 @@ class Client:
         Without a verified connection (failed start, no handshake line, TLS or connection
         check failed) a Shutdown could not arrive: no RPC and no 2 s wait; the group gets
         SIGTERM (both soup plugins stop cleanly on it), at most ``TERM_WAIT`` s, then SIGKILL.
-        A reattached plugin gets Shutdown (unless ``keep_running``) and 2 s to exit.
+        A plugin that does not answer Shutdown within ``SHUTDOWN_ANSWER`` s (stopped,
+        hung) gets SIGKILL at once, as soup-go's host does. A reattached plugin gets
+        Shutdown (unless ``keep_running``) and 2 s to exit.
 
         Returns True if the plugin exited by itself. Idempotent.
         """
@@ -362,12 +364,12 @@ class Client:
             return self.exit.graceful
         self._killed = True
         verified = self.connection is not None
-        if verified and not self.config.keep_running and not self._send_shutdown():
-            verified = False  # stopped or hung: no exit wait, SIGTERM then SIGKILL now
+        # Stopped or hung: no exit wait, SIGKILL at once (a stopped process ignores SIGTERM).
+        hung = verified and not self.config.keep_running and not self._send_shutdown()
         if self.connection is not None:
             self.connection.close()
         if self.process is not None:
-            self._end_process(verified)
+            self._end_process(verified, hung=hung)
         elif self.config.reattach is not None and verified and not self.config.keep_running:
             self.exit.graceful = wait_pid_gone(self.config.reattach.pid, SHUTDOWN_WAIT)
         self._remove_socket_dir()
@@ -388,10 +390,12 @@ class Client:
             self.log.debug("Shutdown RPC failed (ignored)", extra={"error": rpc_detail(exc)})
         return True
 
-    def _end_process(self, verified: bool) -> None:
+    def _end_process(self, verified: bool, *, hung: bool) -> None:
         process = self.process
         assert process is not None
-        if verified:
+        if hung:
+            self.exit.graceful = False
+        elif verified:
             self.exit.graceful = process.wait_exit(SHUTDOWN_WAIT)
             if not self.exit.graceful:
                 self.log.warning(
