@@ -197,8 +197,7 @@ class Client:
         if code is None:
             return str(exc)
         status = f"signal {-code}" if code < 0 else f"exit code {code}"
-        lines = self.process.stderr_tail().strip().splitlines()
-        last = lines[-1] if lines else "(empty)"
+        last = self.process.last_stderr_line()
         return f"{exc}; plugin exited ({status}); its last stderr line: {last}"
 
     def health_check(self, service: str = "plugin") -> str:

@@ -204,6 +204,10 @@ class PluginProcess:
             parts.append("plugin stderr: " + (self._tail_summary() or "(empty)"))
         return ProcessError("; ".join(parts))
 
+    def last_stderr_line(self) -> str:
+        """The plugin's last stderr line as in errors (hclog JSON as ``[level] message``)."""
+        return self._tail_summary(lines=1) or "(empty)"
+
     def _tail_summary(self, lines: int = 6, limit: int = 1200) -> str:
         """The last stderr lines on one line; hclog JSON shown as ``[level] message``."""
         out: list[str] = []
