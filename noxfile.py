@@ -457,6 +457,11 @@ def package(session: nox.Session) -> None:
         }
         pytest_conformance(session, "proof", name=f"package-{label}", env=env,
                            pytest=str(bin_dir / "pytest"))  # fmt: skip
+        # The README's examples, written only against the public API, on the installed wheel:
+        # a plugin under its own cookie to soup-go's host, a host calling soup-go's plugin.
+        session.run(str(bin_dir / "pytest"), "conformance/test_examples.py", "-p",
+                    "no:cacheprovider", f"--soup-go={SOUP_GO}", env=env,
+                    external=True)  # fmt: skip
     bin_dir = _fresh_venv(session, "sdist", _newest_python(), str(sdist),
                           f"grpcio=={grpc_packages(GRPC_LATEST)['grpcio']}")  # fmt: skip
     _check_installed(session, bin_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,3 +28,24 @@ def test_kv_host_example_calls_the_go_plugin(request: pytest.FixtureRequest) -> 
     # go-plugin's AutoMTLS certificate is P-521, which grpcio cannot verify: the OpenSSL
     # bridge carries the connection
     assert proc.stdout == "hello from Go\nopenssl ec-p521\n"
+
+
+def test_go_host_calls_the_own_cookie_kv_plugin_example(request: pytest.FixtureRequest) -> None:
+    """The README's plugin example, under its own cookie, to soup-go's go-plugin host (AutoMTLS)."""
+    soup_go = Path(str(request.config.getoption("--soup-go"))).resolve()
+    assert soup_go.is_file(), f"{soup_go} missing: nox -s build makes it"
+    plugin = f"{sys.executable} {ROOT / 'python' / 'examples' / 'kv_plugin.py'}"
+    proc = subprocess.run(
+        [str(soup_go), "rpc", "client", "test", "--json",
+         "--magic-cookie-key", "KV_PLUGIN", "--magic-cookie-value", "python", "--server", plugin],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] is True, result
+    steps = {step["name"]: step["ok"] for step in result["steps"]}
+    assert steps == dict.fromkeys(steps, True), steps
+    assert {"put", "get", "get_missing", "shutdown"} <= set(steps)
+    # AutoMTLS: the Go host's stock P-521 certificate, the Python plugin's own certificate
+    assert result["tls"]["client_key"] == "ec-p521", result["tls"]
+    assert result["tls"]["server_key"], result["tls"]
