@@ -430,6 +430,9 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		}
 		return fmt.Sprintf("service=%s SERVING", plugin.GRPCServiceName), nil
 	})
+	if ok {
+		res.MutualTLS = checkMutualTLS(h) // while the plugin still serves (verify.go)
+	}
 	step("shutdown", func() (string, error) {
 		stopped = true
 		byItself, detail := h.stop()

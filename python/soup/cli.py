@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import grpc
 
-from soup import certs, logs
+from soup import certs, logs, verify
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
 from soup.result import (
     BenchResult,
@@ -349,6 +349,7 @@ def run_test(args: argparse.Namespace) -> TestResult:
             return "service=plugin SERVING"
 
         step("health", do_health)
+        result.mutual_tls = verify.mutual_tls(client)  # while the plugin still serves
 
         def do_shutdown() -> str:
             nonlocal shutdown_done
