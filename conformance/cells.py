@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mutual
+
 DATA = Path(__file__).with_name("matrix.toml")
 STEPS = ("spawn", "handshake", "put", "get", "get_missing", "health", "shutdown")
 NO_KEY = "none"
@@ -260,6 +262,7 @@ def check_result(
     for name, want in expected.items():
         if tls.get(name) != want:
             problems.append(f"tls.{name} is {tls.get(name)!r}, expected {want!r}")
+    problems += mutual.problems(cell.mode, result)  # both sides verified (mutual.py)
     if result.get("transport") != cell.transport:
         problems.append(f"transport is {result.get('transport')!r}, expected {cell.transport!r}")
     return problems

@@ -76,6 +76,7 @@ GOOD: dict[str, Any] = {
         "server_key": "ec-p256",
     },
     "steps": [{"name": n, "ok": True, "ms": 1.0, "detail": ""} for n in matrix.STEPS],
+    "mutual_tls": {"plugin_verified_client": True, "host_verified_plugin": True},
 }
 CELL = matrix.parse_id("go->python/auto/ec-p521->ec-p256/unix")
 
@@ -139,3 +140,18 @@ def test_judge_takes_a_probed_tls_version_only_from_the_native_backend() -> None
     assert "tls.version_source is 'probe', expected 'live'" in str(reason)
     native = GOOD | {"tls": probed["tls"] | {"backend": "native"}}
     assert matrix.judge(CELL, 0, native, None, "") == ("pass", None)
+
+
+def test_judge_fails_a_tls_cell_verified_one_way_only() -> None:
+    one_way = GOOD | {
+        "mutual_tls": {
+            "plugin_verified_client": False,
+            "plugin_evidence": "no_client_cert: served",
+            "host_verified_plugin": True,
+        }
+    }
+    outcome, reason = matrix.judge(CELL, 0, one_way, None, "")
+    assert outcome == "fail"
+    assert reason == "plugin did not verify the host's certificate: no_client_cert: served"
+    no_evidence = {k: v for k, v in GOOD.items() if k != "mutual_tls"}
+    assert "no mutual_tls evidence" in str(matrix.judge(CELL, 0, no_evidence, None, "")[1])
