@@ -210,7 +210,7 @@ def unit(session: nox.Session) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
-        "-n", "2", "-p", "no:cacheprovider",
+        "conformance/test_report_html.py", "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
     )  # fmt: skip
     with session.chdir(GO_DIR):
@@ -224,7 +224,8 @@ def integration(session: nox.Session) -> None:
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2")
     session.run(
-        "pytest", "conformance/test_behaviour.py", "-n", "2", "-p", "no:cacheprovider",
+        "pytest", "conformance/test_behaviour.py", "conformance/test_mutual_tls.py",
+        "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
     )  # fmt: skip
 
@@ -243,6 +244,16 @@ def matrix_quick(session: nox.Session) -> None:
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "quick", "-n", "4")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def peers(session: nox.Session) -> None:
+    """Peer rows (TofuSoup, go-plugin examples) against both soup implementations in both roles."""
+    install_soup(session)
+    build_soup_go(session)
+    session.run("python", "scripts/setup_peers.py")
+    # Serial: go-plugin's plugin-python example always listens on 127.0.0.1:1234.
+    pytest_conformance(session, "peers")
 
 
 @nox.session(python=PYTHONS)

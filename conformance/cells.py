@@ -107,8 +107,9 @@ def unsupported_reason(cell: Cell, data: dict[str, Any]) -> str | None:
     return None
 
 
-def all_cells(data: dict[str, Any]) -> list[Cell]:
-    impls = list(data["implementations"])
+def all_cells(data: dict[str, Any], *, peers: bool = False) -> list[Cell]:
+    """Every cell; implementations marked ``peer`` only when asked (the peers suite)."""
+    impls = [n for n, spec in data["implementations"].items() if peers or not spec.get("peer")]
     cells = []
     for client in impls:
         for server in impls:
@@ -152,7 +153,7 @@ def suite_cells(data: dict[str, Any], suite: str) -> list[Cell]:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(data['suites'])}")
     spec = data["suites"][suite]
     patterns = spec["cells"]
-    chosen = [c for c in all_cells(data) if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    chosen = [c for c in all_cells(data, peers=spec.get("peers", False)) if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
     if suite == "proof":  # keep the order the table is read in: Go->Go first
         chosen.sort(key=lambda c: patterns.index(c.id))
     if spec.get("negative"):
@@ -179,7 +180,7 @@ class Paths:
 
 def impl_command(impl: str, data: dict[str, Any], paths: Paths, key: str = "command") -> list[str]:
     return [
-        part.format(python=paths.python, soup_go=paths.soup_go)
+        part.format(python=paths.python, soup_go=paths.soup_go, root=DATA.parent.parent)
         for part in data["implementations"][impl][key]
     ]
 
@@ -281,7 +282,10 @@ def judge(
     evidence = f"{error}\n{(result or {}).get('plugin_stderr_tail') or ''}\n{stderr}"
     expect = cell.expect_error or (known or {}).get("expect_error")
     if expect is not None:
-        failed = returncode != 0 or not result or result.get("ok") is not True
+        # A run that claims ok but breaks a rule (e.g. one-way TLS) has failed too.
+        problems = check_result(cell, result, server_version) if result else []
+        evidence += "\n" + "; ".join(problems)
+        failed = returncode != 0 or not result or result.get("ok") is not True or bool(problems)
         if not failed:
             return "stale", f"expected to fail with {expect!r} but passed"
         if expect not in evidence:
