@@ -153,7 +153,8 @@ def suite_cells(data: dict[str, Any], suite: str) -> list[Cell]:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(data['suites'])}")
     spec = data["suites"][suite]
     patterns = spec["cells"]
-    chosen = [c for c in all_cells(data, peers=spec.get("peers", False)) if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    candidates = all_cells(data, peers=spec.get("peers", False))
+    chosen = [c for c in candidates if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
     if suite == "proof":  # keep the order the table is read in: Go->Go first
         chosen.sort(key=lambda c: patterns.index(c.id))
     if spec.get("negative"):

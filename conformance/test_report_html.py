@@ -100,9 +100,7 @@ def test_html_report_renders_the_grid_with_the_right_counts_in_chromium(tmp_path
     written = render_report.write(CELLS, {"python": "3.11"}, tmp_path, "m", proof=False)
     page = next(p for p in written if p.suffix == ".html")
     profile = tmp_path / "chromium-profile"
-    argv = [
-        chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()
-    ]
+    argv = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()]
     code, dom, err = matrix.run_bounded(argv, BROWSER_TIMEOUT_S)
     assert code == 0, f"chromium exit {code}: {err[-2000:]}"
     parsed = _Cells()

@@ -72,7 +72,7 @@ def _grid(mode: str, transport: str, cells: list[dict[str, Any]], order: Any) ->
     cols = sorted({(v["axes"]["server"], v["axes"]["server_key"]) for v in cells}, key=order)
     index = {_axes_key(v): v for v in cells}
     out = [
-        f'<h2>tls {escape(mode)}, {escape(transport)}</h2>',
+        f"<h2>tls {escape(mode)}, {escape(transport)}</h2>",
         f'<table class="grid" data-mode="{escape(mode)}" data-transport="{escape(transport)}">',
         "<tr><th>client \\ server</th>"
         + "".join(f"<th>{escape(s)} {escape(k)}</th>" for s, k in cols)
@@ -80,7 +80,9 @@ def _grid(mode: str, transport: str, cells: list[dict[str, Any]], order: Any) ->
     ]
     for c, ck in rows:
         tds = [
-            _cell_html(index[(c, ck, s, sk)]) if (c, ck, s, sk) in index else '<td class="empty"></td>'
+            _cell_html(index[(c, ck, s, sk)])
+            if (c, ck, s, sk) in index
+            else '<td class="empty"></td>'
             for s, sk in cols
         ]
         out.append(f"<tr><th>{escape(c)} {escape(ck)}</th>{''.join(tds)}</tr>")
@@ -88,9 +90,7 @@ def _grid(mode: str, transport: str, cells: list[dict[str, Any]], order: Any) ->
     return out
 
 
-def render(
-    verdicts: list[dict[str, Any]], env: dict[str, str], title: str, order: Any
-) -> str:
+def render(verdicts: list[dict[str, Any]], env: dict[str, str], title: str, order: Any) -> str:
     """The whole page. order: the sort key for (impl, key) axis labels."""
     counts = Counter(OUTCOME_CLASS.get(v["outcome"], "fail") for v in verdicts)
     body = [
@@ -101,8 +101,7 @@ def render(
         "</table>",
         '<p class="legend">'
         + "".join(
-            f'<span class="{k}">'
-            f'<b data-count="{k}">{counts.get(k, 0)}</b> {LABEL[k]}</span>'
+            f'<span class="{k}"><b data-count="{k}">{counts.get(k, 0)}</b> {LABEL[k]}</span>'
             for k in LABEL
         )
         + "</p>",

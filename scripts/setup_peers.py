@@ -45,7 +45,9 @@ def goplugin_examples() -> None:
     wanted = f"go-plugin {version} examples/grpc"
     if stamp.exists() and stamp.read_text().strip() == wanted:
         return
-    info = json.loads(run("go", "mod", "download", "-json", f"github.com/hashicorp/go-plugin@{version}"))
+    info = json.loads(
+        run("go", "mod", "download", "-json", f"github.com/hashicorp/go-plugin@{version}")
+    )
     example = Path(info["Dir"]) / "examples" / "grpc"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

@@ -58,7 +58,6 @@ def _leftovers(marker: str) -> list[int]:
 
 def client_test(args: Any) -> int:
     from cells import run_bounded  # noqa: PLC0415 - the runner's bounded process runner
-
     from soup import verify  # noqa: PLC0415
 
     result = contract.new_result("goplugin-example", version(), args.tls_mode)
@@ -75,7 +74,9 @@ def client_test(args: Any) -> int:
         def run_ok(*words: str) -> str:
             code, out, err = kv(*words)
             if code != 0:
-                raise contract.StepFailed(f"kv {' '.join(words)}: exit {code}: {out.strip()} {err.strip()[-400:]}")
+                raise contract.StepFailed(
+                    f"kv {' '.join(words)}: exit {code}: {out.strip()} {err.strip()[-400:]}"
+                )
             return out
 
         try:

@@ -89,9 +89,10 @@ def _first_answer(conn: ssl.SSLSocket) -> bytes:
 def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> Probe:
     """Handshake, send the HTTP/2 preface, read: served (not refused) or refused, and how."""
     try:
-        with _dial(network, address) as raw, context.wrap_socket(
-            raw, server_hostname=tls.SERVER_NAME
-        ) as conn:
+        with (
+            _dial(network, address) as raw,
+            context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
+        ):
             data = _first_answer(conn)
     except ssl.SSLCertVerificationError as exc:
         return Probe(name, True, f"refused by the host's verifier: {exc.verify_message}")
@@ -106,9 +107,7 @@ def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> 
     return Probe(name, False, f"served: the plugin answered HTTP/2 ({len(data)} bytes)")
 
 
-def probe_plugin(
-    network: str, address: str, own: certs.CertKey, trusted_pem: bytes
-) -> list[Probe]:
+def probe_plugin(network: str, address: str, own: certs.CertKey, trusted_pem: bytes) -> list[Probe]:
     """The three extra connections (see the module doc), against a serving plugin."""
     foreign = certs.self_signed(own.key_type)
     return [
@@ -148,8 +147,7 @@ def judge(mode: str, probes: list[Probe], pinned_match: bool | None) -> dict[str
     return {
         "plugin_verified_client": plugin_ok,
         "host_verified_plugin": host_ok,
-        "plugin_evidence": "; ".join(f"{p.name}: {p.detail}" for p in client_side)
-        or "not probed",
+        "plugin_evidence": "; ".join(f"{p.name}: {p.detail}" for p in client_side) or "not probed",
         "host_evidence": "; ".join(host_text),
         "probes": [asdict(p) for p in probes],
     }
