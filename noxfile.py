@@ -254,6 +254,7 @@ def peers(session: nox.Session) -> None:
     session.run("python", "scripts/setup_peers.py")
     # Serial: go-plugin's plugin-python example always listens on 127.0.0.1:1234.
     pytest_conformance(session, "peers")
+    session.run("python", "scripts/peers_table.py", str(REPORTS / "peers.json"))
 
 
 @nox.session(python=PYTHONS)

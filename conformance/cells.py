@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kvprofiles
 import mutual
 
 DATA = Path(__file__).with_name("matrix.toml")
@@ -217,12 +218,16 @@ def command(cell: Cell, data: dict[str, Any], paths: Paths) -> list[str]:
         "--timeout", str(PLUGIN_START_TIMEOUT_S),
         *tls_flags(cell.mode, cell.client_key, "client", paths.certs),
         *cell.client_args,
+        *kvprofiles.client_args(cell, data),
         "--server", shlex.join(server),
     ]  # fmt: skip
 
 
 def check_result(
-    cell: Cell, result: dict[str, Any], server_version: str | None = None
+    cell: Cell,
+    result: dict[str, Any],
+    server_version: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> list[str]:
     """Everything wrong with a result that claims to be a pass for this cell.
 
@@ -247,6 +252,10 @@ def check_result(
             problems.append(f"step {name} missing")
         elif steps[name].get("ok") is not True:
             problems.append(f"step {name} failed: {steps[name].get('detail')}")
+        elif str(steps[name].get("detail")).startswith("skipped:") and not (
+            data and kvprofiles.skippable(cell, data, steps[name])
+        ):
+            problems.append(f"step {name} {steps[name].get('detail')}")
     tls = result.get("tls") or {}
     expected: dict[str, str | None] = {"mode": cell.mode}
     if cell.mode != "disabled":
@@ -277,6 +286,7 @@ def judge(
     known: dict[str, str] | None,
     stderr: str,
     server_version: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """Outcome and reason for a finished cell run."""
     error = (result or {}).get("error") or ""
@@ -284,7 +294,7 @@ def judge(
     expect = cell.expect_error or (known or {}).get("expect_error")
     if expect is not None:
         # A run that claims ok but breaks a rule (e.g. one-way TLS) has failed too.
-        problems = check_result(cell, result, server_version) if result else []
+        problems = check_result(cell, result, server_version, data) if result else []
         evidence += "\n" + "; ".join(problems)
         failed = returncode != 0 or not result or result.get("ok") is not True or bool(problems)
         if not failed:
@@ -296,7 +306,7 @@ def judge(
         ).get("reason")
     if result is None:
         return "fail", f"no result JSON (exit {returncode}): {stderr.strip()[-800:]}"
-    problems = check_result(cell, result, server_version)
+    problems = check_result(cell, result, server_version, data)
     if returncode != 0 and not problems:
         problems.append(f"exit code {returncode} with ok result")
     return ("pass", None) if not problems else ("fail", "; ".join(problems))
@@ -389,6 +399,8 @@ def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str
             tls["server_backend"] = logged_backend(verdict.result.get("plugin_stderr_tail"))
     known_version = None if (server_version or "unknown").startswith("unknown") else server_version
     verdict.outcome, verdict.reason = judge(
-        cell, returncode, verdict.result, known_failure(cell, data), stderr, known_version
+        cell, returncode, verdict.result, known_failure(cell, data), stderr, known_version, data
     )
+    if verdict.outcome == "pass":  # a lenient KV profile says what differed (kvprofiles.py)
+        verdict.reason = kvprofiles.difference(cell, data, verdict.result)
     return verdict

@@ -40,6 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     server.add_argument("--transport", default="unix", choices=["unix", "tcp"])
     server.add_argument("--kv-dir", required=True)
     test.add_argument("--json", action="store_true")
+    test.add_argument("--kv-profile", default="strict", choices=["strict", "lenient"])
     test.add_argument("--timeout", type=float, default=30.0)
     test.add_argument("--server", required=True)
     return parser.parse_args(argv)

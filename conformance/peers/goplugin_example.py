@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import uuid
@@ -56,60 +57,93 @@ def _leftovers(marker: str) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
+_CODE = re.compile(r"code = (\w+) desc = (.*)")
+
+
+def _grpc_code(go_name: str) -> str:
+    """Go's codes.NotFound.String() 'NotFound' as the wire name NOT_FOUND."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", go_name).upper()
+
+
+class _Host:
+    """The example CLI: one `kv` process (and plugin process) per command, bounded."""
+
+    def __init__(self, server: str, work: Path, marker: str) -> None:
+        # The host logs no plugin address: a copy of the plugin's stdout (its handshake
+        # lines) says which transport it used. No exec: sh waits for the pipeline.
+        self.stdout_file = work / "plugin.stdout"
+        self.stderr_file = work / "plugin.stderr"
+        plugin = f"{server} 2>>'{self.stderr_file}' | tee -a '{self.stdout_file}'"
+        self.env = {"KV_PROTO": "grpc", "SOUP_PEER_MARKER": marker, "KV_PLUGIN": plugin}
+        self.log = ""
+
+    def run(self, *words: str) -> tuple[int | None, str]:
+        from cells import run_bounded  # noqa: PLC0415 - the runner's bounded process runner
+
+        os.environ.update(self.env)
+        code, out, err = run_bounded([str(HOST), *words], RUN_TIMEOUT)
+        self.log += err
+        return code, out
+
+    def ok(self, *words: str) -> str:
+        code, out = self.run(*words)
+        if code != 0:
+            raise contract.StepFailed(f"kv {' '.join(words)}: exit {code}: {out.strip()}")
+        return out
+
+
+def _steps(args: Any, result: dict[str, Any], host: _Host, value: bytes) -> None:
+    from soup import kvprofile  # noqa: PLC0415
+
+    contract.step(result, "spawn", lambda: "the example host starts the plugin per command")
+    host.ok("put", "soup-test-key", value.decode())
+    line = host.stdout_file.read_text().partition("\n")[0].strip()
+    fields = line.split("|")
+    if len(fields) >= 4:
+        result["transport"], result["address"] = fields[2], fields[3]
+    contract.step(result, "handshake", lambda: f"kv put connected; handshake line {line}")
+    contract.step(result, "put", lambda: f"key=soup-test-key bytes={len(value)}")
+    got = host.ok("get", "soup-test-key").removesuffix("\n").encode()
+    contract.step(
+        result, "get", lambda: kvprofile.check_get(args.kv_profile, "soup-test-key", value, got)
+    )
+    code, out = host.run("get", "soup-missing-key")
+    error = _CODE.search(out)
+
+    def missing() -> str:
+        if code == 0:
+            return kvprofile.check_missing(args.kv_profile, "soup-missing-key", None, out)
+        name = _grpc_code(error.group(1)) if error else "UNKNOWN"
+        return kvprofile.check_missing(
+            args.kv_profile, "soup-missing-key", name, error.group(2) if error else out.strip()
+        )
+
+    contract.step(result, "get_missing", missing)
+    contract.step(result, "health", lambda: "skipped: the example host calls no health service")
+
+
 def client_test(args: Any) -> int:
-    from cells import run_bounded  # noqa: PLC0415 - the runner's bounded process runner
     from soup import verify  # noqa: PLC0415
 
     result = contract.new_result("goplugin-example", version(), args.tls_mode)
     marker = uuid.uuid4().hex
-    value = "hello-from-soup-" + marker[:8]
+    value = ("hello-from-soup-" + marker[:8]).encode()
     with tempfile.TemporaryDirectory(prefix="soup-peer-") as work:
-        stderr_file = Path(work) / "plugin.stderr"
-        os.environ |= {"KV_PROTO": "grpc", "SOUP_PEER_MARKER": marker,
-                       "KV_PLUGIN": f"exec {args.server} 2>>'{stderr_file}'"}  # fmt: skip
-
-        def kv(*words: str) -> tuple[int | None, str, str]:
-            return run_bounded([str(HOST), *words], RUN_TIMEOUT)
-
-        def run_ok(*words: str) -> str:
-            code, out, err = kv(*words)
-            if code != 0:
-                raise contract.StepFailed(
-                    f"kv {' '.join(words)}: exit {code}: {out.strip()} {err.strip()[-400:]}"
-                )
-            return out
-
+        host = _Host(args.server, Path(work), marker)
+        stderr_file = host.stderr_file
         try:
-            contract.step(result, "spawn", lambda: "the example host starts the plugin per command")
-            put_out = run_ok("put", "soup-test-key", value)
-            contract.step(result, "handshake", lambda: "kv put connected (go-plugin's client)")
-            contract.step(result, "put", lambda: f"key=soup-test-key bytes={len(value)} {put_out}")
-            got = run_ok("get", "soup-test-key").removesuffix("\n")
+            _steps(args, result, host, value)
+            left = _leftovers(marker)
 
-            def check_get() -> str:
-                if got != value:
-                    raise contract.StepFailed(f"get returned other bytes: {got[:120]!r}")
-                return f"key=soup-test-key bytes={len(got)} same bytes"
+            def shutdown() -> str:
+                if left:
+                    raise contract.StepFailed(f"plugin processes left running: {left}")
+                return "every plugin the example host started has exited (go-plugin's Kill)"
 
-            contract.step(result, "get", check_get)
-            code, out, _ = kv("get", "soup-missing-key")
-
-            def check_missing() -> str:
-                if code == 0 or "NotFound" not in out:
-                    raise contract.StepFailed(f"expected NOT_FOUND, got exit {code}: {out.strip()}")
-                return f"key=soup-missing-key -> NOT_FOUND: {out.strip()}"
-
-            contract.step(result, "get_missing", check_missing)
-            contract.step(result, "health", contract.failing(
-                "not available: the example host calls no health service"))  # fmt: skip
+            contract.step(result, "shutdown", shutdown)
+            result["ok"] = True
         except contract.StepFailed:
             pass
-        left = _leftovers(marker)
-        if result["error"] is None:
-            result["ok"] = not left
-        if left:
-            result["steps"].append({"name": "shutdown", "ok": False, "ms": 0.0,
-                                    "detail": f"plugin processes left running: {left}"})  # fmt: skip
         text = stderr_file.read_text(errors="replace") if stderr_file.exists() else ""
     result["plugin_stderr_tail"] = text[-4096:]
     result["server"] = contract.identity(text)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -20,7 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health/grpc_health_v1"
@@ -398,24 +396,14 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		if err != nil {
 			return "", rpcError(err)
 		}
-		if !bytes.Equal(resp.GetValue(), value) {
-			return "", fmt.Errorf("get returned %q, put wrote %q", resp.GetValue(), value)
-		}
-		return fmt.Sprintf("key=soup-test-key bytes=%d same bytes", len(value)), nil
+		return checkGet("soup-test-key", value, resp.GetValue()) // kvprofile.go
 	})
 	step("get_missing", func() (string, error) {
 		key := "soup-missing-key-" + randHex(8)
 		ctx, cancel := rpcCtx()
 		defer cancel()
 		_, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: key})
-		if err == nil {
-			return "", fmt.Errorf("get of missing key %s succeeded; expected NOT_FOUND", key)
-		}
-		st := status.Convert(err)
-		if st.Code() != codes.NotFound {
-			return "", fmt.Errorf("get of missing key %s: expected NOT_FOUND, got %s", key, rpcError(err))
-		}
-		return fmt.Sprintf("key=%s -> %s: %s", key, codeName(st.Code()), st.Message()), nil
+		return checkMissing(key, err) // kvprofile.go
 	})
 	step("health", func() (string, error) {
 		ctx, cancel := rpcCtx()

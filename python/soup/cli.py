@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import grpc
-
-from soup import certs, logs, verify
+from soup import certs, kvprofile, logs, verify
 from soup.host import HostError, PluginClient, rpc_code, rpc_message
 from soup.result import (
     BenchResult,
@@ -187,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    test.add_argument(
+        "--kv-profile", choices=kvprofile.PROFILES, default="strict",
+        help="strict: exact bytes, NOT_FOUND; lenient: appended bytes, any error (peers)",
+    )  # fmt: skip
 
     bench = client_sub.add_parser(
         "bench", help="Put+Get round trips against one plugin", formatter_class=_formatter
@@ -323,10 +325,7 @@ def run_test(args: argparse.Namespace) -> TestResult:
         step("put", do_put)
 
         def do_get() -> str:
-            got = client.get(TEST_KEY)
-            if got != value:
-                raise _StepFailed(f"get returned other bytes: expected {value!r}, got {got[:64]!r}")
-            return f"key={TEST_KEY} bytes={len(got)} same bytes"
+            return kvprofile.check_get(args.kv_profile, TEST_KEY, value, client.get(TEST_KEY))
 
         step("get", do_get)
 
@@ -335,10 +334,9 @@ def run_test(args: argparse.Namespace) -> TestResult:
                 got = client.get(missing)
             except HostError as exc:
                 code = rpc_code(exc)
-                if code == grpc.StatusCode.NOT_FOUND:
-                    return f"key={missing} -> NOT_FOUND: {rpc_message(exc)}"
-                raise _StepFailed(f"expected NOT_FOUND, got {exc}") from exc
-            raise _StepFailed(f"expected NOT_FOUND, got a value of {len(got)} bytes")
+                name = code.name if code is not None else "UNKNOWN"
+                return kvprofile.check_missing(args.kv_profile, missing, name, rpc_message(exc))
+            return kvprofile.check_missing(args.kv_profile, missing, None, f"{len(got)} bytes")
 
         step("get_missing", do_get_missing)
 
