@@ -94,7 +94,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     network, address = peer._transport_name, peer._address
     context = tls.client_ssl_context(own, trusted)
     with (
-        verify._dial(network, address) as raw,
+        verify.dial(network, address) as raw,
         context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
     ):
         live = certs.load_cert_der(conn.getpeercert(binary_form=True) or b"")

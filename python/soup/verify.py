@@ -26,7 +26,7 @@ from typing import Any
 
 from soup import certs, tls
 
-__all__ = ["H2_PREFACE", "Probe", "alert_name", "judge", "mutual_tls", "probe_plugin"]
+__all__ = ["H2_PREFACE", "Probe", "alert_name", "dial", "judge", "mutual_tls", "probe_plugin"]
 
 PROBE_TIMEOUT = 5.0
 ALERT_WAIT = 1.0  # a refusing plugin alerts right after the handshake
@@ -62,7 +62,8 @@ def _client_context(own: certs.CertKey | None, trusted_pem: bytes) -> ssl.SSLCon
     return context
 
 
-def _dial(network: str, address: str) -> socket.socket:
+def dial(network: str, address: str) -> socket.socket:
+    """A plain connection to a plugin address (unix path or host:port), bounded."""
     if network == "unix":
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         raw.settimeout(PROBE_TIMEOUT)
@@ -90,7 +91,7 @@ def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> 
     """Handshake, send the HTTP/2 preface, read: served (not refused) or refused, and how."""
     try:
         with (
-            _dial(network, address) as raw,
+            dial(network, address) as raw,
             context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
         ):
             data = _first_answer(conn)
