@@ -38,7 +38,7 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
     "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
-]
+]  # fmt: skip
 
 
 def _expose_pyenv_versions() -> None:
@@ -275,6 +275,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
+        "conformance/test_report_html.py",
         "conformance/test_dist.py", "conformance/test_merge.py", "conformance/test_ci.py",
         f"--deselect={MERGE_REAL_SHARDS}",  # integration runs it: it needs soup-go builds
         "-n", "2", "-p", "no:cacheprovider",
@@ -312,7 +313,8 @@ def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2", name=name)
     session.run(
-        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
+        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py",
+        "conformance/test_mutual_tls.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
     )  # fmt: skip
 
@@ -381,7 +383,8 @@ def _interpreter(version: str) -> str | None:
 def _newest_python(max_python: str = "3.99") -> str:
     """The real path of the newest supported Python installed here, up to ``max_python``."""
     limit = tuple(map(int, max_python.split(".")))
-    for version in sorted(PYTHONS, key=lambda v: tuple(map(int, v.split("."))), reverse=True):
+    supported = ci_shards.supported_pythons(PYPROJECT)
+    for version in sorted(supported, key=ci_shards.version_key, reverse=True):
         path = _interpreter(version)
         if path and tuple(map(int, version.split("."))) <= limit:
             return path
@@ -457,6 +460,17 @@ def matrix_quick(session: nox.Session) -> None:
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "quick", "-n", "4")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def peers(session: nox.Session) -> None:
+    """Peer rows (TofuSoup, go-plugin examples) against both soup implementations in both roles."""
+    install_soup(session)
+    build_soup_go(session)
+    session.run("python", "scripts/setup_peers.py")
+    # Serial: go-plugin's plugin-python example always listens on 127.0.0.1:1234.
+    pytest_conformance(session, "peers")
+    session.run("python", "scripts/peers_table.py", str(REPORTS / "peers.json"))
 
 
 @nox.session

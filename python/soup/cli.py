@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from soup import certs, clienttest, handshake, logs
+from soup import certs, clienttest, handshake, kvprofile, logs
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
@@ -234,6 +234,10 @@ def _add_client_parsers(rpc_sub: Any) -> None:
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    test.add_argument(
+        "--kv-profile", choices=kvprofile.PROFILES, default="strict",
+        help="strict: exact bytes, NOT_FOUND; lenient: appended bytes, any error (peers)",
+    )  # fmt: skip
 
     bench = client_sub.add_parser(
         "bench", help="Put+Get round trips against one plugin", formatter_class=_formatter
@@ -340,7 +344,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
 
 def run_test(args: argparse.Namespace) -> TestResult:
     """``rpc client test`` for parsed arguments (see ``soup.clienttest``)."""
-    return clienttest.run(lambda: _client_config(args))
+    return clienttest.run(lambda: _client_config(args), args.kv_profile)
 
 
 def _plugin_label(args: argparse.Namespace) -> str:
