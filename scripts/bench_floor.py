@@ -22,7 +22,7 @@ import grpc
 from soup import pb
 
 
-class _Store(pb.kv_pb2_grpc.KVServicer):  # type: ignore[misc]
+class _Store(pb.kv_pb2_grpc.KVServicer):
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
 
@@ -34,7 +34,7 @@ class _Store(pb.kv_pb2_grpc.KVServicer):  # type: ignore[misc]
         return pb.kv_pb2.GetResponse(value=self.data.get(request.key, b""))
 
 
-class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):  # type: ignore[misc]
+class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
     def __init__(self, server: grpc.Server) -> None:
         self.server = server
 

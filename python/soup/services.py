@@ -30,7 +30,7 @@ def rpc_active(context: Any) -> bool:
     return not context.done()
 
 
-class _Controller:
+class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
     def __init__(self, stop: Callable[[str], None], log: logging.Logger) -> None:
         self._stop = stop
         self._log = log

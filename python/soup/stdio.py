@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import grpc
 
@@ -26,7 +26,12 @@ _QUEUE = 4096  # chunks buffered for GRPCStdio before dropping
 CHANNELS = {1: "stdout", 2: "stderr"}
 
 
-class StdioHub:
+def _channel(number: int) -> pb.grpc_stdio_pb2.StdioData.Channel:
+    """The wire enum for a channel number (1 stdout, 2 stderr): protobuf enums are ints."""
+    return cast("pb.grpc_stdio_pb2.StdioData.Channel", number)
+
+
+class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
     """Bytes written to the swapped sys.stdout/sys.stderr, waiting for StreamStdio."""
 
     def __init__(self) -> None:
@@ -59,7 +64,7 @@ class StdioHub:
                     self._queue.put_nowait(None)  # for any other stream
                 return
             channel, data = item
-            yield pb.grpc_stdio_pb2.StdioData(channel=channel, data=data)
+            yield pb.grpc_stdio_pb2.StdioData(channel=_channel(channel), data=data)
 
 
 class _HubRaw(io.RawIOBase):
