@@ -84,7 +84,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
         load_pem_private_key,
     )
 
-    from soup import certs, tls, verify  # noqa: PLC0415
+    from soup import certs, connect, tls, verify  # noqa: PLC0415
 
     cert = certs.load_cert_pem(peer.client_cert.encode())
     key = load_pem_private_key(peer.client_key_pem.encode(), None)
@@ -94,7 +94,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     network, address = peer._transport_name, peer._address
     context = tls.client_ssl_context(own, trusted)
     with (
-        verify.dial(network, address) as raw,
+        connect.dial(network, address, verify.PROBE_TIMEOUT) as raw,
         context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
     ):
         live = certs.load_cert_der(conn.getpeercert(binary_form=True) or b"")

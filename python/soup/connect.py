@@ -26,6 +26,7 @@ from soup.settings import TLSSettings
 
 __all__ = [
     "Connection",
+    "dial",
     "health_status",
     "open_connection",
     "pinned_server_pem",
@@ -189,16 +190,21 @@ def _verify(conn: Connection, evidence: TLSEvidence, rpc_timeout: float, *, nati
         raise HostError(message) from exc
 
 
+def dial(network: str, address: str, timeout: float) -> socket.socket:
+    """A plain connection to a plugin address (unix path or host:port), bounded."""
+    if network == "unix":
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(timeout)
+        raw.connect(address)
+        return raw
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+
+
 def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence) -> None:
     """grpcio hides the TLS version: one extra handshake with Python ssl ("probe")."""
     try:
-        if network == "unix":
-            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            raw.settimeout(5.0)
-            raw.connect(address)
-        else:
-            host, _, port = address.rpartition(":")
-            raw = socket.create_connection((host.strip("[]"), int(port)), timeout=5.0)
+        raw = dial(network, address, 5.0)
         with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
             _record_tls(
                 evidence,
