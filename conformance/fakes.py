@@ -28,8 +28,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, pb, tls
-from soup import connect as soup_connect
+from soup import bridge, certs, pb, tls, verify
 
 COOKIE = {"BASIC_PLUGIN": "hello"}
 # Every variable a host may give a plugin: never inherited from the test's environment.
@@ -183,7 +182,7 @@ def connect(network: str, address: str, timeout: float) -> socket.socket:
     host = address.rpartition(":")[0]
     if network != "unix" and host != LOOPBACK:
         raise ValueError(f"refusing to dial {address!r}: the suite only talks to {LOOPBACK}")
-    return soup_connect.dial(network, address, timeout)
+    return verify.dial(network, address, timeout)
 
 
 def client_context(

@@ -19,6 +19,7 @@ import stat
 import sys
 import tempfile
 import time
+import types
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,16 @@ def _pid_gone(pid: int, within: float) -> bool:
     return False
 
 
+def _soup_without_init() -> None:
+    """Make ``from soup import verify`` skip soup/__init__.py: that imports soup's generated
+    KV stubs, whose proto package ``proto`` collides with TofuSoup's own in the process's one
+    descriptor pool. verify, certs and tls need nothing else of soup."""
+    if "soup" not in sys.modules:
+        package = types.ModuleType("soup")
+        package.__path__ = [str(contract.ROOT / "python" / "soup")]
+        sys.modules["soup"] = package
+
+
 def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     """Key types, a probe handshake (grpcio hides its version), and the probes."""
     from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
@@ -84,7 +95,8 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
         load_pem_private_key,
     )
 
-    from soup import certs, connect, tls, verify  # noqa: PLC0415
+    _soup_without_init()
+    from soup import certs, tls, verify  # noqa: PLC0415
 
     cert = certs.load_cert_pem(peer.client_cert.encode())
     key = load_pem_private_key(peer.client_key_pem.encode(), None)
@@ -94,7 +106,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     network, address = peer._transport_name, peer._address
     context = tls.client_ssl_context(own, trusted)
     with (
-        connect.dial(network, address, verify.PROBE_TIMEOUT) as raw,
+        verify.dial(network, address, verify.PROBE_TIMEOUT) as raw,
         context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
     ):
         live = certs.load_cert_der(conn.getpeercert(binary_form=True) or b"")
@@ -163,6 +175,7 @@ async def _client_test(args: Any, result: dict[str, Any], work: Path) -> None:
         if mode != "disabled":
             await loop.run_in_executor(None, _tls_evidence, result, peer, mode)
         else:
+            _soup_without_init()
             from soup import verify  # noqa: PLC0415
 
             result["mutual_tls"] = verify.judge("disabled", [], None)

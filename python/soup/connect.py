@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +18,13 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, tls
+from soup import bridge, certs, tls, verify
 from soup.errors import HostError
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
 __all__ = [
     "Connection",
-    "dial",
     "health_status",
     "open_connection",
     "pinned_server_pem",
@@ -190,21 +188,10 @@ def _verify(conn: Connection, evidence: TLSEvidence, rpc_timeout: float, *, nati
         raise HostError(message) from exc
 
 
-def dial(network: str, address: str, timeout: float) -> socket.socket:
-    """A plain connection to a plugin address (unix path or host:port), bounded."""
-    if network == "unix":
-        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        raw.settimeout(timeout)
-        raw.connect(address)
-        return raw
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-
-
 def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence) -> None:
     """grpcio hides the TLS version: one extra handshake with Python ssl ("probe")."""
     try:
-        raw = dial(network, address, 5.0)
+        raw = verify.dial(network, address, 5.0)
         with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
             _record_tls(
                 evidence,

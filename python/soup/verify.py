@@ -19,16 +19,17 @@ The wording (alert names, evidence) is the same in soup-go (verify.go).
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from soup import certs, connect, tls
+from soup import certs, tls
 
 if TYPE_CHECKING:
     from soup.host import Client
 
-__all__ = ["H2_PREFACE", "Probe", "alert_name", "judge", "mutual_tls", "probe_plugin"]
+__all__ = ["H2_PREFACE", "Probe", "alert_name", "dial", "judge", "mutual_tls", "probe_plugin"]
 
 PROBE_TIMEOUT = 5.0
 ALERT_WAIT = 1.0  # a refusing plugin alerts right after the handshake
@@ -64,6 +65,17 @@ def _client_context(own: certs.CertKey | None, trusted_pem: bytes) -> ssl.SSLCon
     return context
 
 
+def dial(network: str, address: str, timeout: float) -> socket.socket:
+    """A plain connection to a plugin address (unix path or host:port), bounded."""
+    if network == "unix":
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(timeout)
+        raw.connect(address)
+        return raw
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+
+
 def _first_answer(conn: ssl.SSLSocket) -> bytes:
     """Read first (a refusing plugin's alert is already on its way), then send the preface.
 
@@ -82,7 +94,7 @@ def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> 
     """Handshake, send the HTTP/2 preface, read: served (not refused) or refused, and how."""
     try:
         with (
-            connect.dial(network, address, PROBE_TIMEOUT) as raw,
+            dial(network, address, PROBE_TIMEOUT) as raw,
             context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
         ):
             data = _first_answer(conn)
