@@ -37,8 +37,14 @@ nox.options.reuse_venv = "yes"
 # A session whose Python is missing fails (locally and in CI): it must never pass by skipping.
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
-    "lint", "unit", "integration", "hostile", "proof", "matrix_quick", "package",
-]  # fmt: skip
+    "lint",
+    "unit",
+    "integration",
+    "hostile",
+    "proof",
+    "matrix_quick",
+    "package",
+]
 
 
 def _expose_pyenv_versions() -> None:
@@ -276,8 +282,9 @@ def run_unit(session: nox.Session, grpc: str) -> None:
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
         "conformance/test_report_html.py",
-        "conformance/test_dist.py", "conformance/test_merge.py", "conformance/test_ci.py",
-        f"--deselect={MERGE_REAL_SHARDS}",  # integration runs it: it needs soup-go builds
+        "conformance/test_dist.py", "conformance/test_broker_cells.py",
+        "conformance/test_merge.py", "conformance/test_ci.py",
+        f"--deselect={MERGE_REAL_SHARDS}",  # the releases session runs it: it needs soup-go builds
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
         env={"SOUP_NOX_PYTHON": sys.executable},  # test_ci lists the sessions with this nox
@@ -288,7 +295,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def integration(session: nox.Session) -> None:
-    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), same-input behaviour."""
+    """Cross-language cells (Go<->Python, every Python key type, unix+tcp), behaviour, broker."""
     run_integration(session, GRPC_LATEST, "integration")
 
 
@@ -316,6 +323,11 @@ def run_integration(session: nox.Session, grpc: str, name: str) -> None:
         "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py",
         "conformance/test_mutual_tls.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # The broker suite: GRPCBroker callbacks both ways, four directions (conformance/broker.toml).
+    session.run(
+        "pytest", "conformance/test_broker.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}", "--report-name=broker", f"--junitxml={REPORTS / 'broker.xml'}",
     )  # fmt: skip
 
 
@@ -383,8 +395,8 @@ def _interpreter(version: str) -> str | None:
 def _newest_python(max_python: str = "3.99") -> str:
     """The real path of the newest supported Python installed here, up to ``max_python``."""
     limit = tuple(map(int, max_python.split(".")))
-    supported = ci_shards.supported_pythons(PYPROJECT)
-    for version in sorted(supported, key=ci_shards.version_key, reverse=True):
+    pythons = ci_shards.supported_pythons(PYPROJECT)
+    for version in sorted(pythons, key=ci_shards.version_key, reverse=True):
         path = _interpreter(version)
         if path and tuple(map(int, version.split("."))) <= limit:
             return path

@@ -51,6 +51,8 @@ from cells import run_bounded  # noqa: E402 - the conformance runner's bounded p
 
 PY = sys.executable
 SOUP = [PY, "-m", "soup"]
+# What `soup rpc server-start` imports (the cold start's import share).
+PLUGIN_IMPORTS = "import soup.cliplugin, soup.kv, soup.plugin, grpc._server"
 RELAY = [PY, str(ROOT / "scripts" / "bench_relay.py")]
 FLOOR = [PY, str(ROOT / "scripts" / "bench_floor.py")]
 LOAD = [PY, str(ROOT / "scripts" / "bench_load.py")]
@@ -258,7 +260,7 @@ class Bench:
         floor = [_time_to_handshake(floor_argv, None, self.scratch) for _ in range(runs)]
         interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
         # What `soup rpc server-start` imports, untraced (the traced run only ranks them).
-        imported = [_time_to_exit([PY, "-c", "import soup.cli"]) for _ in range(runs)]
+        imported = [_time_to_exit([PY, "-c", PLUGIN_IMPORTS]) for _ in range(runs)]
         traced = [PY, "-X", "importtime", *plugin[1:]]
         stderr = self.scratch / "importtime.txt"
         _time_to_handshake(traced, cert, self.scratch, stderr_to=stderr)
@@ -464,7 +466,7 @@ def use_bytecode_cache() -> str:
     """Let every Python process of the run read and write .pyc files in build/pycache."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     cache = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / "build" / "pycache"))
-    for code in ("import soup.cli", "import soup.plugin, soup.host, soup.kvstore"):
+    for code in ("import soup.cli", PLUGIN_IMPORTS):
         subprocess.run([PY, "-c", code], check=True, timeout=120)  # fill it before timing
     return cache
 

@@ -212,7 +212,7 @@ def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
         f"floor plugin: {_spread(s['floor_spawn_to_handshake_ms'], ' ms')} "
         f"({_ratio(s.get('ratio_vs_floor'))} the floor)",
         f"- breakdown (medians): interpreter {s['interpreter_ms']['median']:g} ms, imports "
-        f"{s['imports_ms']:g} ms (`import soup.cli` less the bare interpreter), key generation "
+        f"{s['imports_ms']:g} ms (the plugin's modules, less the bare interpreter), key generation "
         f"{s['keygen_ms']['median']:g} ms, the rest (listen, TLS setup, handshake line) "
         f"{s['rest_ms']:g} ms",
         "",

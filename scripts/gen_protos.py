@@ -8,8 +8,8 @@ the oldest grpcio-tools with wheels for the build Python, because generated code
 refuse a runtime older than its generator but works on newer ones. ``GENERATED.json``
 next to the stubs records the generator and a hash of the sources.
 
-Go stubs (kv.proto only: go-plugin brings its own internal services) become the Go
-package ``soup-go/kvpb``; protoc-gen-go and protoc-gen-go-grpc are taken from
+Go stubs (kv.proto and counter.proto: go-plugin brings its own internal services)
+become the Go package ``soup-go/kvpb``; protoc-gen-go and protoc-gen-go-grpc are taken from
 ``--go-plugins`` (installed there at pinned versions by the noxfile).
 
 Fails loudly when a generator is missing or writes nothing.
@@ -31,6 +31,7 @@ PY_PACKAGE = "soup/_proto"
 STAMP = "GENERATED.json"
 MYPY_GRPC_PLUGIN = "protoc-gen-mypy_grpc"
 GO_PACKAGE = "soup-go/kvpb"
+GO_PROTOS = ("kv.proto", "counter.proto")
 
 
 def _protoc(args: list[str]) -> None:
@@ -142,7 +143,7 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
             sys.exit(f"gen_protos: {name} not found at {path} (run: nox -s protos)")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    mapping = f"Mkv.proto={GO_PACKAGE}"
+    mapping = ",".join(f"M{name}={GO_PACKAGE}" for name in GO_PROTOS)
     _protoc(
         [
             f"-I{PROTO_DIR}",
@@ -152,12 +153,14 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
             f"--go_opt=paths=source_relative,{mapping}",
             f"--go-grpc_out={out}",
             f"--go-grpc_opt=paths=source_relative,{mapping}",
-            "kv.proto",
+            *GO_PROTOS,
         ]
     )
     made = sorted(out.glob("*.go"))
-    if len(made) != 2:
-        sys.exit(f"gen_protos: expected kv.pb.go and kv_grpc.pb.go in {out}, got {made}")
+    if len(made) != 2 * len(GO_PROTOS):
+        sys.exit(
+            f"gen_protos: expected *.pb.go and *_grpc.pb.go of {GO_PROTOS} in {out}, got {made}"
+        )
     return made
 
 

@@ -88,12 +88,13 @@ func (h handshake) config() plugin.HandshakeConfig {
 	return plugin.HandshakeConfig{MagicCookieKey: h.cookieKey, MagicCookieValue: h.cookieValue}
 }
 
-// pluginSets maps every version to the same KV plugin: soup-go's KV service
-// is the same in each, which is all the negotiation tests need.
+// pluginSets maps every version to the same plugins, the KV plugin and the
+// broker callback demo (counter.go): soup-go's services are the same in each,
+// which is all the negotiation tests need.
 func (h handshake) pluginSets(p plugin.Plugin) map[int]plugin.PluginSet {
 	sets := make(map[int]plugin.PluginSet, len(h.versions))
 	for _, v := range h.versions {
-		sets[v] = plugin.PluginSet{pluginName: p}
+		sets[v] = plugin.PluginSet{pluginName: p, counterPluginName: &counterPlugin{}}
 	}
 	return sets
 }

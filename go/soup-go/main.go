@@ -47,6 +47,7 @@ commands:
   rpc client test --server CMD  launch CMD as a plugin; put, get, get_missing, health, shutdown
                   --reattach J  the same against a running debug plugin (rpc server-start --debug)
   rpc client bench --server CMD time Put+Get round trips against CMD
+  rpc client callback-test --server CMD  prove GRPCBroker callbacks both ways (counter demo)
   rpc kv put KEY VALUE|- --server CMD  (or --value-file F; - reads stdin)
   rpc kv get KEY --server CMD
   version                       print the version
@@ -93,6 +94,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch group + " " + rest[0] {
 		case "client test":
 			return clientTest(rest[1:], stdout, stderr)
+		case "client callback-test": // broker hook: the callback demo (counter_host.go)
+			return clientCallbackTest(rest[1:], stdout, stderr)
 		case "client bench":
 			return clientBench(rest[1:], stdout, stderr)
 		case "kv put":

@@ -76,10 +76,26 @@ func (r *Result) addStep(name string, ok bool, ms float64, detail string) {
 }
 
 func (r *Result) writeJSON(w io.Writer) error {
-	// One line; no HTML escaping, so details read as written ("->").
+	return writeOneJSON(w, r)
+}
+
+// writeOneJSON prints v as one JSON line; no HTML escaping, so details read
+// as written ("->").
+func writeOneJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(r)
+	return enc.Encode(v)
+}
+
+// writeSteps prints one PASS/FAIL line per step, names padded to nameWidth.
+func writeSteps(w io.Writer, steps []Step, nameWidth int) {
+	for _, st := range steps {
+		verdict := "PASS"
+		if !st.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %-*s %8.1f ms  %s\n", verdict, nameWidth, st.Name, st.MS, st.Detail)
+	}
 }
 
 // writeHuman prints evidence lines: a header, one line per step, a verdict.
@@ -97,13 +113,7 @@ func (r *Result) writeHuman(w io.Writer, serverCmd string) {
 	fmt.Fprintf(w, "client key %s %s\n", s(r.TLS.ClientKey), s(r.TLS.ClientFingerprint))
 	fmt.Fprintf(w, "server key %s %s\n", s(r.TLS.ServerKey), s(r.TLS.ServerFingerprint))
 	fmt.Fprintf(w, "transport  %s %s\n", s(r.Transport), s(r.Address))
-	for _, st := range r.Steps {
-		verdict := "PASS"
-		if !st.OK {
-			verdict = "FAIL"
-		}
-		fmt.Fprintf(w, "%s %-11s %8.1f ms  %s\n", verdict, st.Name, st.MS, st.Detail)
-	}
+	writeSteps(w, r.Steps, 11)
 	if r.OK {
 		fmt.Fprintln(w, "RESULT: PASS")
 		return

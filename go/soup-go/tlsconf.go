@@ -156,6 +156,10 @@ func manualServerTLS(cert tls.Certificate, ca *x509.CertPool) *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 		// gRPC-Go adds h2 itself, but non-Go peers enforce ALPN: say it explicitly.
 		NextProtos: []string{"h2"},
+		// broker hook: go-plugin's broker Dial uses this config too (plugin -> host
+		// callbacks), with the dial target "unused" as the name unless ServerName says.
+		RootCAs:    ca,
+		ServerName: "localhost",
 	}
 }
 

@@ -3,25 +3,53 @@
 A plugin calls ``soup.serve(soup.ServeConfig(...))``; a host uses
 ``soup.Client(soup.ClientConfig(...))``. The names below are the whole public API
 (docs/api.md); every other module is internal, except ``soup.pb`` (generated stubs).
+
+The names load on first use (PEP 562): a plugin imports no host code, a host no
+plugin code, and ``import soup`` alone costs nothing.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-# After __version__: soup.result reads it while these imports run.
-from soup.errors import HostError, PluginError
-from soup.handshake import HandshakeConfig, HandshakeError
-from soup.host import Client, ClientConfig, Exit
-from soup.plugin import Register, ServeConfig, ServeContext, serve
-from soup.reattach import ReattachConfig
-from soup.result import TLSEvidence
-from soup.settings import TLSSettings
+if TYPE_CHECKING:
+    from soup.broker import BrokerError, GRPCBroker
+    from soup.errors import HostError, PluginError
+    from soup.handshake import HandshakeConfig, HandshakeError
+    from soup.host import Client, ClientConfig, Exit
+    from soup.plugin import Register, ServeConfig, ServeContext, serve
+    from soup.reattach import ReattachConfig
+    from soup.result import TLSEvidence
+    from soup.settings import TLSSettings
+
+_MODULE_OF: dict[str, str] = {
+    "BrokerError": "soup.broker",
+    "GRPCBroker": "soup.broker",
+    "Client": "soup.host",
+    "ClientConfig": "soup.host",
+    "Exit": "soup.host",
+    "HandshakeConfig": "soup.handshake",
+    "HandshakeError": "soup.handshake",
+    "HostError": "soup.errors",
+    "PluginError": "soup.errors",
+    "ReattachConfig": "soup.reattach",
+    "Register": "soup.plugin",
+    "ServeConfig": "soup.plugin",
+    "ServeContext": "soup.plugin",
+    "TLSEvidence": "soup.result",
+    "TLSSettings": "soup.settings",
+    "serve": "soup.plugin",
+}
 
 __all__ = [
+    "BrokerError",
     "Client",
     "ClientConfig",
     "Exit",
+    "GRPCBroker",
     "HandshakeConfig",
     "HandshakeError",
     "HostError",
@@ -35,3 +63,17 @@ __all__ = [
     "__version__",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first access and cache the name here."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'soup' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,18 +13,27 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from soup import certs, clienttest, handshake, kvprofile, logs
+from soup import clienttest, cliplugin, counter, kvprofile, logs
+from soup.cliplugin import (
+    COMMAND,
+    Parser,
+    add_handshake_flags,
+    add_server_parser,
+    add_tls_flags,
+    check_tls_args,
+    formatter,
+    handshake_config,
+    tls_settings,
+)
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
-from soup.handshake import DEFAULT_KEY_TYPE, ENV_LOG_LEVEL, HandshakeConfig
+from soup.handshake import ENV_LOG_LEVEL
 from soup.host import Client, ClientConfig
-from soup.kv import KVClient, service
-from soup.plugin import ServeConfig, serve
+from soup.kv import KVClient
 from soup.reattach import ReattachConfig, ReattachError
 from soup.result import BenchResult, RoundTrips, TestResult, version_string
-from soup.settings import TLSSettings
 
 __all__ = ["build_parser", "main", "run_test"]
 
@@ -57,16 +66,6 @@ log level of host commands: SOUP_LOG_LEVEL (default warn; logs go to stderr).
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -92,72 +91,11 @@ def _plugin_command(text: str) -> str:
     return text
 
 
-def _versions(text: str) -> tuple[int, ...]:
-    try:
-        return handshake.parse_versions(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _reattach(text: str) -> ReattachConfig:
     try:
         return ReattachConfig.from_json(text)
     except ReattachError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_handshake_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = HandshakeConfig()
-    group = parser.add_argument_group("handshake (must match on host and plugin)")
-    group.add_argument(
-        "--magic-cookie-key",
-        default=defaults.cookie_key,
-        metavar="K",
-        help=f"environment variable of the magic cookie (default: {defaults.cookie_key})",
-    )
-    group.add_argument(
-        "--magic-cookie-value",
-        default=defaults.cookie_value,
-        metavar="V",
-        help=f"its value (default: {defaults.cookie_value})",
-    )
-    group.add_argument(
-        "--protocol-versions",
-        type=_versions,
-        default=defaults.app_versions,
-        metavar="LIST",
-        help="app protocol versions, comma list of positive integers (default: 1); a plugin "
-        "serves these (the highest the host asks for wins), a host asks for and accepts these",
-    )
-
-
-def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("TLS")
-    group.add_argument(
-        "--tls-mode",
-        choices=("auto", "manual", "disabled"),
-        default="auto",
-        help="auto: go-plugin AutoMTLS (default); manual: --cert-file/--key-file/--ca-file; "
-        "disabled: plaintext (must be chosen on both sides)",
-    )
-    group.add_argument(
-        "--key-type",
-        choices=certs.KEY_TYPES,
-        default=DEFAULT_KEY_TYPE,
-        help=f"key type of the own self-signed certificate in auto mode (default: {DEFAULT_KEY_TYPE})",
-    )
-    group.add_argument("--cert-file", type=Path, help="manual mode: own certificate (PEM)")
-    group.add_argument("--key-file", type=Path, help="manual mode: own private key (PEM)")
-    group.add_argument(
-        "--ca-file", type=Path, help="manual mode: CA (PEM) that issued the peer's certificate"
-    )
-    group.add_argument(
-        "--tls-backend",
-        choices=("auto", "native", "openssl"),
-        default="auto",
-        help="auto: grpcio's TLS when it can verify the peer's key (RSA, P-256, P-384), "
-        "else the OpenSSL bridge (default); native/openssl: force one",
-    )
 
 
 def _add_host_flags(parser: argparse.ArgumentParser) -> None:
@@ -188,38 +126,12 @@ def _add_host_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="bound on plugin start + handshake line (default: 30)",
     )
-    _add_handshake_flags(parser)
-    _add_tls_flags(parser)
-
-
-def _add_server_parser(rpc_sub: Any) -> None:
-    server = rpc_sub.add_parser(
-        "server-start",
-        help="run as a go-plugin plugin serving proto.KV (started by a host)",
-        description="Run as a go-plugin plugin (needs the host's magic cookie, by default\n"
-        "BASIC_PLUGIN=hello, in the environment) serving proto.KV, health, controller,\n"
-        "stdio and broker. --tls-mode auto refuses to serve plaintext.",
-        formatter_class=_formatter,
-    )
-    _add_handshake_flags(server)
-    _add_tls_flags(server)
-    server.add_argument(
-        "--transport", choices=("unix", "tcp"), default="unix", help="listener (default: unix)"
-    )
-    server.add_argument(
-        "--kv-dir", type=Path, help="KV storage directory (default: a temporary one)"
-    )
-    server.add_argument(
-        "--debug",
-        action="store_true",
-        help="debug (reattach) mode: started by hand, no magic cookie; prints the reattach "
-        "config as one JSON line on stdout and serves until Shutdown or SIGTERM "
-        "(needs --tls-mode manual or disabled)",
-    )
+    add_handshake_flags(parser)
+    add_tls_flags(parser)
 
 
 def _add_client_parsers(rpc_sub: Any) -> None:
-    client = rpc_sub.add_parser("client", help="act as host", formatter_class=_formatter)
+    client = rpc_sub.add_parser("client", help="act as host", formatter_class=formatter)
     client_sub = client.add_subparsers(
         dest="client_command", metavar="CLIENT_COMMAND", required=True
     )
@@ -230,7 +142,7 @@ def _add_client_parsers(rpc_sub: Any) -> None:
         "run the steps spawn, handshake, put, get, get_missing, health, shutdown (stop at\n"
         "the first failure; the plugin is always stopped unless --keep-running).",
         epilog=_EPILOG,
-        formatter_class=_formatter,
+        formatter_class=formatter,
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -239,8 +151,17 @@ def _add_client_parsers(rpc_sub: Any) -> None:
         help="strict: exact bytes, NOT_FOUND; lenient: appended bytes, any error (peers)",
     )  # fmt: skip
 
+    callback = client_sub.add_parser(
+        "callback-test",
+        help="start a plugin, prove GRPCBroker callbacks both ways (counter demo)",
+        description=counter.CALLBACK_TEST_HELP,
+        formatter_class=formatter,
+    )
+    _add_host_flags(callback)
+    callback.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
     bench = client_sub.add_parser(
-        "bench", help="Put+Get round trips against one plugin", formatter_class=_formatter
+        "bench", help="Put+Get round trips against one plugin", formatter_class=formatter
     )
     _add_host_flags(bench)
     bench.add_argument("--count", type=_count, default=1000, help="timed round trips (1000)")
@@ -249,37 +170,37 @@ def _add_client_parsers(rpc_sub: Any) -> None:
 
 
 def _add_kv_parsers(rpc_sub: Any) -> None:
-    kv = rpc_sub.add_parser("kv", help="one KV call against a plugin", formatter_class=_formatter)
+    kv = rpc_sub.add_parser("kv", help="one KV call against a plugin", formatter_class=formatter)
     kv_sub = kv.add_subparsers(dest="kv_command", metavar="KV_COMMAND", required=True)
     put = kv_sub.add_parser(
         "put",
         help="Put KEY VALUE (prints nothing)",
         description="Put KEY with VALUE (argv), '-' (stdin, binary, any size) or --value-file F.",
-        formatter_class=_formatter,
+        formatter_class=formatter,
     )
     put.add_argument("key")
     put.add_argument("value", nargs="?", help="the value; '-' reads it from stdin")
     put.add_argument("--value-file", type=Path, metavar="F", help="read the value from file F")
     _add_host_flags(put)
     get = kv_sub.add_parser(
-        "get", help="Get KEY (prints the value bytes)", formatter_class=_formatter
+        "get", help="Get KEY (prints the value bytes)", formatter_class=formatter
     )
     get.add_argument("key")
     _add_host_flags(get)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="soup", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_formatter
+    parser = Parser(
+        prog="soup", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=formatter
     )
     parser.add_argument("--version", action="version", version=version_string())
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    top.add_parser("version", help="print the version", formatter_class=_formatter)
+    top.add_parser("version", help="print the version", formatter_class=formatter)
     rpc = top.add_parser(
-        "rpc", help="plugin and host commands", epilog=_EPILOG, formatter_class=_formatter
+        "rpc", help="plugin and host commands", epilog=_EPILOG, formatter_class=formatter
     )
     rpc_sub = rpc.add_subparsers(dest="rpc_command", metavar="RPC_COMMAND", required=True)
-    _add_server_parser(rpc_sub)
+    add_server_parser(rpc_sub)
     _add_client_parsers(rpc_sub)
     _add_kv_parsers(rpc_sub)
     return parser
@@ -287,10 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage rules argparse cannot express (exit 2)."""
-    if getattr(args, "tls_mode", None) == "manual":
-        for flag in ("cert_file", "key_file", "ca_file"):
-            if getattr(args, flag) is None:
-                parser.error(f"--tls-mode manual requires --{flag.replace('_', '-')}")
+    check_tls_args(parser, args)
     if getattr(args, "keep_running", False) and args.reattach is None:
         parser.error(
             "--keep-running needs --reattach (a plugin the host started always ends with it)"
@@ -312,31 +230,12 @@ def _configure_host_logging() -> None:
     logs.configure(sys.stderr, level=os.environ.get(ENV_LOG_LEVEL, "warn"), module="soup.host")
 
 
-def _handshake(args: argparse.Namespace) -> HandshakeConfig:
-    return HandshakeConfig(
-        cookie_key=args.magic_cookie_key,
-        cookie_value=args.magic_cookie_value,
-        app_versions=tuple(args.protocol_versions),
-    )
-
-
-def _tls(args: argparse.Namespace) -> TLSSettings:
-    return TLSSettings(
-        mode=args.tls_mode,
-        key_type=args.key_type,
-        cert_file=args.cert_file,
-        key_file=args.key_file,
-        ca_file=args.ca_file,
-        backend=args.tls_backend,
-    )
-
-
 def _client_config(args: argparse.Namespace) -> ClientConfig:
     return ClientConfig(
         cmd=args.server,
         reattach=args.reattach,
-        handshake=_handshake(args),
-        tls=_tls(args),
+        handshake=handshake_config(args),
+        tls=tls_settings(args),
         timeout=args.timeout,
         keep_running=args.keep_running,
     )
@@ -464,28 +363,26 @@ def _cmd_kv(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------
-# rpc server-start
+def _cmd_callback_test(args: argparse.Namespace) -> int:
+    _configure_host_logging()
+    return counter.run_command(lambda: Client(_client_config(args)), args.tls_mode, args.json)
 
 
-def _cmd_server(args: argparse.Namespace) -> int:
-    config = _handshake(args)
-    return serve(
-        ServeConfig(
-            handshake=config,
-            plugins={version: [service(args.kv_dir)] for version in config.app_versions},
-            tls=_tls(args),
-            # The CLI is strict: auto mode never serves plaintext (the API's default
-            # follows go-plugin and does, with a warning).
-            require_tls=True,
-            transport=args.transport,
-            debug=args.debug,
-        )
-    )
+def _cmd_client(args: argparse.Namespace) -> int:
+    if args.client_command == "bench":
+        return _cmd_bench(args)
+    if args.client_command == "callback-test":
+        return _cmd_callback_test(args)
+    return _cmd_test(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``soup`` / ``python -m soup``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The plugin (what a host spawns): only its own flags; the full parser below has
+    # server-start for help text alone (no option may precede a subcommand).
+    if tuple(argv[: len(COMMAND)]) == COMMAND:
+        return cliplugin.main(argv[len(COMMAND) :])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -495,12 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(version_string())
         return 0
-    if args.rpc_command == "server-start":
-        return _cmd_server(args)
     if args.rpc_command == "client":
-        if args.client_command == "bench":
-            return _cmd_bench(args)
-        return _cmd_test(args)
+        return _cmd_client(args)
     return _cmd_kv(args)
 
 

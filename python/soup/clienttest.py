@@ -52,10 +52,7 @@ class _Steps:
             raise _StepFailed(self.result.error)
 
     def spawn(self) -> str:
-        reattach = self.client.config.reattach
-        if reattach is not None:
-            return f"reattach to pid {reattach.pid} at {reattach.network} {reattach.address}"
-        return f"pid {self.client.spawn()}"
+        return spawn_step(self.client)
 
     def handshake(self) -> str:
         info = self.client.handshake()
@@ -105,6 +102,14 @@ class _Steps:
         code = self.client.exit.code
         status = f"exit code {code}" if code is not None else "reattached: not our child"
         return f"exited by itself after {ms:.1f} ms ({status})"
+
+
+def spawn_step(client: Client) -> str:
+    """The spawn step of the host commands: start the plugin, or name the one reattached."""
+    reattach = client.config.reattach
+    if reattach is not None:
+        return f"reattach to pid {reattach.pid} at {reattach.network} {reattach.address}"
+    return f"pid {client.spawn()}"
 
 
 def run(

@@ -21,11 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import grpc
 
 from soup import bridge, certs, pb, stdio
+from soup.broker import BrokerTLS, GRPCBroker
 from soup.connect import (
     Connection,
     health_status,
@@ -122,8 +123,8 @@ class Client:
         self.process: PluginProcess | None = None
         self.handshake_info: Handshake | None = None
         self.connection: Connection | None = None
-        self.broker: Any = None
-        """The GRPCBroker (``ClientConfig.broker`` makes it once connected)."""
+        self.broker: GRPCBroker | None = None
+        """go-plugin's GRPCBroker to this plugin (set once connected)."""
         self.exit = Exit()
         self.socket_dir: Path | None = None
         self.stdio: deque[tuple[str, bytes]] = deque(maxlen=256)
@@ -248,14 +249,22 @@ class Client:
         self.broker = self._open_broker()
         return info
 
-    def _open_broker(self) -> Any:
-        """The host's GRPCBroker on this connection, or None: the seam for ``soup.broker``.
+    def _open_broker(self) -> GRPCBroker:
+        """Like go-plugin's host: the GRPCBroker stream opens right after connecting.
 
-        What a broker needs is here: ``self.connection`` (channel, and the OpenSSL
-        dialer when that backend carries it), ``self.own`` and ``self.trusted_pem`` (the
-        TLS material), ``self.config.tls`` and ``self.tls.backend``.
+        Brokered connections use the main connection's TLS material and backend
+        (plaintext only when it is plaintext) and listen on its network.
         """
-        return None
+        assert self.connection is not None
+        assert self.handshake_info is not None
+        material = None
+        if self.own is not None and self.trusted_pem is not None and self.tls.backend is not None:
+            material = BrokerTLS(self.own, self.trusted_pem, self.tls.backend)
+        broker = GRPCBroker(
+            tls=material, network=self.handshake_info.network, socket_parent=self.socket_dir
+        )
+        broker.open_stream(self.connection.channel)
+        return broker
 
     def _prepare_tls(self) -> None:
         if self.own is not None or self.config.tls.mode == "disabled":
@@ -340,6 +349,8 @@ class Client:
         if self._killed:
             return self.exit.graceful
         self._killed = True
+        if self.broker is not None:  # go-plugin closes the broker before Shutdown
+            self.broker.close()
         verified = self.connection is not None
         if verified and not self.config.keep_running:
             self._send_shutdown()

@@ -29,6 +29,7 @@ from soup.handshake import ENV_MAX_PORT, ENV_MIN_PORT, ENV_UNIX_SOCKET_DIR, ENV_
 __all__ = [
     "Listening",
     "ServerTLS",
+    "add_port",
     "listen",
     "listen_tcp_range",
     "private_dir",
@@ -205,7 +206,7 @@ def listen_tcp_range(env: Mapping[str, str]) -> socket.socket:
     raise PluginError(f"couldn't bind plugin TCP listener on 127.0.0.1:{low}..{high}: {last}")
 
 
-def _add_port(server: _Ports, address: str, creds: grpc.ServerCredentials | None) -> int:
+def add_port(server: _Ports, address: str, creds: grpc.ServerCredentials | None) -> int:
     """grpcio's add_*_port; 0 on failure (old grpcio returns 0, new raises RuntimeError)."""
     try:
         if creds is None:
@@ -241,7 +242,7 @@ def _listen_grpc(
     if listening.network == "unix":
         path = _unix_socket_path(env)
         listening.cleanup.append(Path(path))
-        if not _add_port(server, "unix:" + path, creds):
+        if not add_port(server, "unix:" + path, creds):
             raise PluginError(f"couldn't bind plugin unix listener at {path}")
         _socket_permissions(env, path)
         listening.address = path
@@ -258,7 +259,7 @@ def _listen_grpc(
             except OSError as exc:
                 last = str(exc)
                 continue
-        bound = _add_port(server, f"127.0.0.1:{port}", creds)
+        bound = add_port(server, f"127.0.0.1:{port}", creds)
         if bound:
             listening.address = f"127.0.0.1:{bound}"
             return
@@ -272,7 +273,7 @@ def _listen_bridged(
     private = private_dir(env, "soup-")
     listening.cleanup.append(private)
     backend_path = str(private / "grpc.sock")
-    if not _add_port(server, "unix:" + backend_path, None):
+    if not add_port(server, "unix:" + backend_path, None):
         raise PluginError(f"couldn't bind the private grpc socket {backend_path}")
     if listening.network == "unix":
         path = _unix_socket_path(env)

@@ -15,7 +15,7 @@ _MISSING = (
 try:
     from google.protobuf import empty_pb2
 
-    from soup._proto import kv_pb2, kv_pb2_grpc
+    from soup._proto import counter_pb2, counter_pb2_grpc, kv_pb2, kv_pb2_grpc
     from soup._proto.plugin import (
         grpc_broker_pb2,
         grpc_broker_pb2_grpc,
@@ -30,6 +30,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installa
     raise ImportError(f"{_MISSING} ({exc})") from exc
 
 __all__ = [
+    "counter_pb2",
+    "counter_pb2_grpc",
     "empty_pb2",
     "grpc_broker_pb2",
     "grpc_broker_pb2_grpc",

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import grpc
 
 from soup import bridge, handshake, logs, policy
+from soup.broker import GRPCBroker
 from soup.errors import PluginError
 from soup.listen import Listening, listen, private_dir, remove_paths
 from soup.reattach import ReattachConfig
@@ -52,8 +53,9 @@ class ServeContext:
     """A ``grpc.Server`` (``grpc.aio.Server`` when ``ServeConfig.asyncio``)."""
     protocol_version: int
     """The app protocol version negotiated with the host."""
-    broker: Any
-    """The plugin's GRPCBroker servicer (``soup.broker`` gives it its API)."""
+    broker: GRPCBroker
+    """The plugin's GRPCBroker: serve (``accept_and_serve``) or dial (``dial``) more
+    connections to the host, found by service id (go-plugin ``GRPCBroker``)."""
     logger: logging.Logger
     env: Mapping[str, str]
     cleanup: list[Path] = field(default_factory=list)
@@ -92,7 +94,9 @@ class ServeConfig:
     watch_parent: bool = True
     """Exit when the host dies (the parent process changes); off in debug mode."""
     log_level: str | None = None
-    """Default: ``SOUP_LOG_LEVEL``, else debug (the host filters)."""
+    """Default: ``SOUP_LOG_LEVEL``, else info. A go-plugin host re-logs each line at its
+    own level, but a line the plugin writes costs it (format, pipe, host parse) even when
+    the host drops it: debug and trace lines are opt-in."""
     configure_logging: bool = True
     """Send every Python logger to stderr as hclog JSON (what a go-plugin host reads)."""
     grace: float = 1.0
@@ -135,7 +139,12 @@ class _Run:
                 "soup does not support it and does not advertise it"
             )
         self.internal = Internal(
-            server, stop=self.request_stop, server_tls=server_tls, env=self.env, log=self.log
+            server,
+            stop=self.request_stop,
+            server_tls=server_tls,
+            env=self.env,
+            network=config.transport,
+            log=self.log,
         )
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
@@ -199,7 +208,9 @@ class _Run:
             self.internal.begin_stop()
 
     def finish(self) -> None:
-        """Close the listener and remove every file and directory of this run."""
+        """Close the broker and the listener; remove every file and directory of this run."""
+        if self.internal is not None:
+            self.internal.broker.close()  # idempotent: begin_stop closed it unless setup failed
         if self.listening is not None:
             self.listening.close(self.log)
         if self.context is not None:
@@ -318,7 +329,7 @@ def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = 
             sys.stderr.write(handshake.NOT_A_PLUGIN_MESSAGE + "\n")
             sys.stderr.flush()
             return 1
-    level = config.log_level or env.get(handshake.ENV_LOG_LEVEL) or "debug"
+    level = config.log_level or env.get(handshake.ENV_LOG_LEVEL) or "info"
     if config.configure_logging:
         log = logs.configure_all(sys.stderr, level=level, module="soup.plugin")
     else:

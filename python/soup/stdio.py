@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import grpc
 
@@ -24,11 +24,7 @@ __all__ = ["StdioHub", "StdioReader", "hub_writer"]
 POLL = 0.2  # seconds: how often long-lived streams look at their stop flags
 _QUEUE = 4096  # chunks buffered for GRPCStdio before dropping
 CHANNELS = {1: "stdout", 2: "stderr"}
-
-
-def _channel(number: int) -> pb.grpc_stdio_pb2.StdioData.Channel:
-    """The wire enum for a channel number (1 stdout, 2 stderr): protobuf enums are ints."""
-    return cast("pb.grpc_stdio_pb2.StdioData.Channel", number)
+_WIRE_CHANNELS = {1: pb.grpc_stdio_pb2.StdioData.STDOUT, 2: pb.grpc_stdio_pb2.StdioData.STDERR}
 
 
 class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
@@ -64,7 +60,7 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
                     self._queue.put_nowait(None)  # for any other stream
                 return
             channel, data = item
-            yield pb.grpc_stdio_pb2.StdioData(channel=_channel(channel), data=data)
+            yield pb.grpc_stdio_pb2.StdioData(channel=_WIRE_CHANNELS[channel], data=data)
 
 
 class _HubRaw(io.RawIOBase):

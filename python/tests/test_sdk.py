@@ -209,7 +209,8 @@ def test_logs_keep_their_level_and_fields_and_stdio_reaches_the_callback(
     chunks: list[tuple[str, bytes]] = []
     try:
         client = make_client(
-            _app_plugin(_TALKER, "plugins={1: [register]}"),
+            # debug: the plugin's default (info) would drop the debug line.
+            _app_plugin(_TALKER, "plugins={1: [register]}, log_level='debug'"),
             on_stdio=lambda channel, data: chunks.append((channel, data)),
         )
         client.start()
@@ -262,7 +263,7 @@ def test_plugin_exits_when_its_host_is_killed(tmp_path: Path) -> None:
         "import sys, time, soup\n"
         f"c = soup.Client(soup.ClientConfig(cmd={plugin_cmd()!r}))\n"
         "c.start()\n"
-        "print(c.pid, flush=True)\n"
+        "print(c.pid, c.socket_dir, flush=True)\n"
         "time.sleep(60)\n"
     )
     host = subprocess.Popen(
@@ -270,11 +271,17 @@ def test_plugin_exits_when_its_host_is_killed(tmp_path: Path) -> None:
     )
     try:
         assert host.stdout is not None
-        plugin_pid = int(host.stdout.readline())
+        pid_text, socket_dir_text = host.stdout.readline().split()
+        plugin_pid = int(pid_text)
         os.kill(host.pid, signal.SIGKILL)
         host.wait(10)
         # bounded wait: the plugin notices within its poll interval and stops gracefully
         assert group_left_after(plugin_pid, within=5.0) == []
+        # A SIGKILLed host cannot remove its socket directory (go-plugin's cannot either);
+        # the plugin must have removed everything of its own inside it.
+        socket_dir = Path(os.fsdecode(socket_dir_text))
+        assert list(socket_dir.iterdir()) == []
+        socket_dir.rmdir()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(host.pid, signal.SIGKILL)

@@ -1,0 +1,662 @@
+"""GRPCBroker: more gRPC connections between a host and its plugin, found by service id.
+
+go-plugin's broker, on both sides. The host opens ``/plugin.GRPCBroker/StartStream``
+on the main connection; each side sends ``ConnInfo{service_id, network, address}``
+on it. :meth:`GRPCBroker.accept_and_serve` listens on a new socket, serves gRPC on
+it and sends its ConnInfo; :meth:`GRPCBroker.dial` waits (5 s, like go-plugin) for
+the peer's ConnInfo with that id and connects. A ConnInfo nobody dials is dropped
+after 5 s, as in go-plugin.
+
+TLS is the main connection's: the same own certificate and the same pinned peer
+certificate, mutual in both directions, so whichever side listens is the TLS
+server. The backend follows :func:`soup.tls.choose_backend` (grpcio's TLS where it
+can verify the peer's key, else the OpenSSL bridge). Plaintext only when the main
+connection is plaintext.
+
+Multiplexing (``PLUGIN_MULTIPLEX_GRPC``): not implemented. soup behaves exactly like a
+go-plugin peer that does not multiplex: a plugin never advertises the handshake's
+7th field, every brokered connection is a new socket, and a knock message (only
+sent by a multiplexing peer) is logged and ignored.
+
+Pure parts: :func:`endpoint_of` (what a received ConnInfo means) and
+:class:`PendingEndpoints` (ConnInfos waiting for a dial, by id). The rest is IO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from soup import bridge, certs, pb, tls
+from soup.listen import add_port
+
+__all__ = [
+    "DIAL_WAIT",
+    "BrokerError",
+    "BrokerServicer",
+    "BrokerTLS",
+    "BrokeredServer",
+    "Endpoint",
+    "GRPCBroker",
+    "PendingEndpoints",
+    "endpoint_of",
+    "next_service_id",
+]
+
+DIAL_WAIT = 5.0
+"""Seconds ``dial`` waits for the peer's ConnInfo, and an unclaimed ConnInfo is kept."""
+STOP_GRACE = 0.5
+"""Seconds in-flight RPCs of a brokered server get when it stops."""
+_POLL = 0.2  # how often stream loops look at their stop flags
+_JOIN = 0.5  # bound on joining the stream reader (a daemon: it ends with the RPC anyway)
+_MAX_ID = 0xFFFFFFFF  # service ids are uint32 (go-plugin wraps around too)
+_WORKERS = 4  # threads per brokered server
+_LOG = logging.getLogger("soup.broker")
+_WAKE = object()  # queued to make a stream loop look at its stop flags now
+
+
+class BrokerError(Exception):
+    """A broker operation failed (the message says why)."""
+
+
+@dataclass(frozen=True)
+class BrokerTLS:
+    """The main connection's TLS material: brokered connections use exactly this."""
+
+    own: certs.CertKey
+    trusted_pem: bytes
+    """The pinned peer certificate (AutoMTLS) or CA (manual): the only trusted root."""
+    backend: str
+    """``"native"`` (grpcio) or ``"openssl"`` (bridge), as chosen for the main connection."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the peer serves one brokered service id."""
+
+    service_id: int
+    network: str
+    address: str
+
+    @property
+    def grpc_target(self) -> str:
+        return "unix:" + self.address if self.network == "unix" else self.address
+
+
+# --------------------------------------------------------------------------------------
+# Pure protocol logic
+
+
+def endpoint_of(service_id: int, network: str, address: str, knock: bool) -> Endpoint:
+    """The endpoint a received ConnInfo announces; BrokerError if it announces none.
+
+    A knock is part of go-plugin's multiplexed mode, which soup never advertises, so a
+    peer that knocks is not following the handshake.
+    """
+    if knock:
+        raise BrokerError(
+            f"ConnInfo for service id {service_id} is a multiplexing knock, but soup does "
+            "not multiplex (it never advertises PLUGIN_MULTIPLEX_GRPC support)"
+        )
+    if network not in ("unix", "tcp"):
+        raise BrokerError(
+            f"ConnInfo for service id {service_id} has unknown network {network!r} "
+            "(expected unix or tcp)"
+        )
+    if not address:
+        raise BrokerError(f"ConnInfo for service id {service_id} has an empty address")
+    return Endpoint(service_id, network, address)
+
+
+class PendingEndpoints:
+    """Received endpoints waiting for a dial, by service id (no IO, no clock of its own).
+
+    Like go-plugin: one endpoint per id at a time (a second one for an id still
+    pending is dropped), and an endpoint not taken within ``ttl`` seconds is gone.
+    """
+
+    def __init__(self, ttl: float = DIAL_WAIT) -> None:
+        self.ttl = ttl
+        self._pending: dict[int, tuple[Endpoint, float]] = {}
+
+    def offer(self, endpoint: Endpoint, now: float) -> bool:
+        """Keep ``endpoint`` for a dial; False if one for its id is already waiting."""
+        self.expire(now)
+        if endpoint.service_id in self._pending:
+            return False
+        self._pending[endpoint.service_id] = (endpoint, now)
+        return True
+
+    def take(self, service_id: int, now: float) -> Endpoint | None:
+        """The endpoint for ``service_id`` (removed), or None if none is waiting."""
+        self.expire(now)
+        entry = self._pending.pop(service_id, None)
+        return None if entry is None else entry[0]
+
+    def expire(self, now: float) -> list[Endpoint]:
+        """Drop and return the endpoints older than ``ttl``."""
+        old = [sid for sid, (_, at) in self._pending.items() if now - at >= self.ttl]
+        return [self._pending.pop(sid)[0] for sid in old]
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+def next_service_id(last: int) -> int:
+    """The id after ``last``: uint32, wrapping to 1 (0 would mean "no id" in proto3)."""
+    return last + 1 if last < _MAX_ID else 1
+
+
+# --------------------------------------------------------------------------------------
+# Channels and servers the broker hands out
+
+
+class _BrokeredChannel(grpc.Channel):
+    """A channel to a brokered service; closing it also ends its OpenSSL bridge."""
+
+    def __init__(self, inner: grpc.Channel, on_close: Callable[[_BrokeredChannel], None]) -> None:
+        self._inner = inner
+        self._on_close = on_close
+        self._closed = False
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._inner.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._inner.unsubscribe(callback)
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.unary_unary(*args, **kwargs)
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.unary_stream(*args, **kwargs)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_unary(*args, **kwargs)
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_stream(*args, **kwargs)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inner.close()
+        self._on_close(self)
+
+    def __enter__(self) -> _BrokeredChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Listening:
+    """Where one brokered server listens, and what to close and remove after it."""
+
+    endpoint: Endpoint
+    bridge: bridge.TLSListenerBridge | None = None
+    paths: list[Path] = field(default_factory=list)
+
+
+class BrokeredServer:
+    """One ``accept_and_serve``: a gRPC server on its own socket (stop it, or close the broker)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        server: grpc.Server,
+        workers: futures.ThreadPoolExecutor,
+        listening: _Listening,
+        on_stop: Callable[[BrokeredServer], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self._server = server
+        self._workers = workers
+        self._listener = listening.bridge
+        self._paths = listening.paths
+        self._on_stop = on_stop
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop serving (in-flight RPCs get ``grace`` s), close the socket. Idempotent."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+        done = self._server.stop(grace)
+        if not done.wait(grace + 2.0):
+            _LOG.warning("brokered server did not stop in time", extra=self._fields())
+        if self._listener is not None:
+            self._listener.close()
+        self._workers.shutdown(wait=False, cancel_futures=True)  # grpcio never ends them
+        for path in self._paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._on_stop(self)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def _fields(self) -> dict[str, object]:
+        return {"service_id": self.endpoint.service_id, "address": self.endpoint.address}
+
+
+# --------------------------------------------------------------------------------------
+# The broker
+
+
+class GRPCBroker:
+    """go-plugin's GRPCBroker for either side (host or plugin).
+
+    ``tls``: the main connection's TLS material (None: the main connection is
+    plaintext). ``network``: where :meth:`accept_and_serve` listens (``unix``: a socket
+    in a private directory inside ``socket_parent``; ``tcp``: 127.0.0.1, a free port).
+    The host side calls :meth:`open_stream` on its main channel; the plugin side
+    serves :meth:`servicer`.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: BrokerTLS | None = None,
+        network: str = "unix",
+        socket_parent: Path | None = None,
+        logger: logging.Logger | None = None,
+        wait: float = DIAL_WAIT,
+    ) -> None:
+        if network not in ("unix", "tcp"):
+            raise ValueError(f"unknown network {network!r} (expected unix or tcp)")
+        if tls is not None and tls.backend not in ("native", "openssl"):
+            raise ValueError(f"unknown TLS backend {tls.backend!r} (expected native or openssl)")
+        self.tls = tls
+        self.network = network
+        self.log = logger or _LOG
+        self._socket_parent = socket_parent
+        self._cond = threading.Condition()
+        self._pending = PendingEndpoints(wait)
+        self._last_id = 0
+        self._outgoing: queue.Queue[Any] = queue.Queue()
+        self._closed = threading.Event()
+        self._stream_open = False
+        self._stream_ended: str | None = None
+        self._call: Any = None
+        self._reader: threading.Thread | None = None
+        self._dir: Path | None = None
+        self._sockets = 0
+        self._servers: list[BrokeredServer] = []
+        self._channels: dict[_BrokeredChannel, bridge.TLSDialerBridge | None] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    # -- public API
+    def next_id(self) -> int:
+        """A new service id (uint32, never 0) for :meth:`accept_and_serve`."""
+        with self._cond:
+            self._last_id = next_service_id(self._last_id)
+            return self._last_id
+
+    def accept_and_serve(
+        self, service_id: int, register_services: Callable[[grpc.Server], None]
+    ) -> BrokeredServer:
+        """Serve the services ``register_services`` adds on a new socket under ``service_id``.
+
+        Listens, starts the server, sends the ConnInfo to the peer and returns (Go's
+        AcceptAndServe blocks instead; here the server runs until ``stop()`` or
+        :meth:`close`).
+        """
+        self._check_usable()
+        workers = futures.ThreadPoolExecutor(
+            max_workers=_WORKERS, thread_name_prefix="soup-brokered"
+        )
+        server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
+        register_services(server)
+        try:
+            listening = self._listen(service_id, server)
+        except BaseException:
+            server.stop(0)
+            workers.shutdown(wait=False)
+            raise
+        served = BrokeredServer(listening.endpoint, server, workers, listening, self._forget_server)
+        with self._cond:
+            if self._closed.is_set():
+                closed = True
+            else:
+                closed = False
+                self._servers.append(served)
+        if closed:
+            served.stop(0)
+            raise BrokerError("the broker is closed")
+        self._send(served.endpoint)
+        self.log.debug(
+            "brokered server listening",
+            extra={"service_id": service_id, "network": served.endpoint.network},
+        )
+        return served
+
+    def dial(self, service_id: int, timeout: float = DIAL_WAIT) -> grpc.Channel:
+        """A channel to the peer's service ``service_id``, once its ConnInfo arrived.
+
+        Waits at most ``timeout`` seconds; BrokerError names what it waited for.
+        """
+        endpoint = self._wait_endpoint(service_id, timeout)
+        dialer = None
+        if self.tls is None:
+            inner = grpc.insecure_channel(endpoint.grpc_target, options=_CHANNEL_OPTIONS)
+        elif self.tls.backend == "native":
+            inner = self._native_channel(endpoint)
+        else:
+            dialer, inner = self._bridged_channel(endpoint)
+        channel = _BrokeredChannel(inner, self._forget_channel)
+        with self._cond:
+            self._channels[channel] = dialer
+        if self._closed.is_set():
+            channel.close()
+            raise BrokerError("the broker is closed")
+        return channel
+
+    def close(self) -> None:
+        """End the stream, every brokered server and channel, remove the sockets. Bounded."""
+        with self._cond:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            self._cond.notify_all()
+            self._outgoing.put(_WAKE)
+            servers, self._servers = self._servers, []
+            channels, self._channels = dict(self._channels), {}
+        if self._call is not None:
+            self._call.cancel()
+        stops = [threading.Thread(target=s.stop, daemon=True) for s in servers]
+        for thread in stops:
+            thread.start()
+        for channel, dialer in channels.items():
+            with contextlib.suppress(Exception):
+                channel.close()
+            if dialer is not None:
+                dialer.close()
+        deadline = time.monotonic() + STOP_GRACE + 3.0
+        for thread in stops:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._reader is not None:
+            self._reader.join(_JOIN)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # -- the stream, host side
+    def open_stream(self, channel: grpc.Channel) -> None:
+        """Host side: open ``StartStream`` on the main channel (go-plugin does it on connect)."""
+        with self._cond:
+            if self._stream_open:
+                raise BrokerError("the GRPCBroker stream is already open")
+            self._stream_open = True
+        stub = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(channel)
+        self._call = stub.StartStream(self._outgoing_messages(lambda: True))
+        self._start_reader(self._call, "plugin")
+
+    # -- the stream, plugin side
+    def servicer(self) -> BrokerServicer:
+        """Plugin side: the ``plugin.GRPCBroker`` servicer to register on the main server."""
+        return BrokerServicer(self)
+
+    def _serve_stream(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        with self._cond:
+            if self._stream_open:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "a GRPCBroker stream is already open"
+                )
+            self._stream_open = True
+
+        self._start_reader(request_iterator, "host")
+        self.log.debug("host opened the GRPCBroker stream")
+        yield from self._outgoing_messages(context.is_active)
+
+    # -- internals
+    def _start_reader(self, messages: Iterator[Any], peer: str) -> None:
+        """A thread feeding the peer's ConnInfos to :meth:`_received` until the stream ends."""
+
+        def read() -> None:
+            reason = f"the {peer} ended the stream"
+            try:
+                for info in messages:
+                    self._received(info)
+            except Exception as exc:  # the RPC ended: cancelled, failed, server stopping
+                if isinstance(exc, grpc.Call):  # client side: a status
+                    reason = f"{exc.code().name}: {exc.details()}"
+                else:  # server side: grpcio raises a bare RpcError
+                    reason = f"stream ended: {exc!r}"
+            self._end_stream(reason)
+
+        self._reader = threading.Thread(target=read, name="soup-broker-stream", daemon=True)
+        self._reader.start()
+
+    def _outgoing_messages(self, active: Callable[[], bool]) -> Iterator[Any]:
+        while not self._closed.is_set() and active():
+            try:
+                message = self._outgoing.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if message is not _WAKE:
+                yield message
+
+    def _send(self, endpoint: Endpoint) -> None:
+        self._outgoing.put(
+            pb.grpc_broker_pb2.ConnInfo(
+                service_id=endpoint.service_id, network=endpoint.network, address=endpoint.address
+            )
+        )
+
+    def _received(self, info: Any) -> None:
+        try:
+            endpoint = endpoint_of(
+                int(info.service_id), str(info.network), str(info.address), info.HasField("knock")
+            )
+        except BrokerError as exc:
+            self.log.warning("ignoring a GRPCBroker message: %s", exc)
+            return
+        with self._cond:
+            kept = self._pending.offer(endpoint, time.monotonic())
+            self._cond.notify_all()
+        if not kept:
+            self.log.warning(
+                "dropping a second ConnInfo for a service id still waiting for a dial",
+                extra={"service_id": endpoint.service_id},
+            )
+
+    def _end_stream(self, reason: str) -> None:
+        with self._cond:
+            self._stream_ended = reason
+            self._cond.notify_all()
+        if not self._closed.is_set():
+            self.log.debug("GRPCBroker stream ended", extra={"reason": reason})
+
+    def _check_usable(self) -> None:
+        if self._closed.is_set():
+            raise BrokerError("the broker is closed")
+        if self._stream_ended is not None:
+            raise BrokerError(f"the GRPCBroker stream ended ({self._stream_ended})")
+
+    def _wait_endpoint(self, service_id: int, timeout: float) -> Endpoint:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closed.is_set():
+                    raise BrokerError("the broker is closed")
+                endpoint = self._pending.take(service_id, time.monotonic())
+                if endpoint is not None:
+                    return endpoint
+                if self._stream_ended is not None:
+                    raise BrokerError(
+                        f"no ConnInfo for service id {service_id}: the GRPCBroker stream "
+                        f"ended ({self._stream_ended})"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BrokerError(
+                        f"timeout after {timeout:g} s waiting for the peer's ConnInfo for "
+                        f"service id {service_id} on the GRPCBroker stream"
+                    )
+                self._cond.wait(remaining)
+
+    def _forget_server(self, served: BrokeredServer) -> None:
+        with self._cond, contextlib.suppress(ValueError):
+            self._servers.remove(served)
+
+    def _forget_channel(self, channel: _BrokeredChannel) -> None:
+        with self._cond:
+            dialer = self._channels.pop(channel, None)
+        if dialer is not None:
+            dialer.close()
+
+    # -- listening
+    def _private_dir(self) -> Path:
+        with self._cond:
+            if self._dir is None:
+                if self._socket_parent is None:
+                    self._dir = bridge.private_socket_dir("soup-broker-")
+                else:
+                    path = Path(tempfile.mkdtemp(prefix="broker-", dir=self._socket_parent))
+                    path.chmod(0o700)
+                    self._dir = path
+            self._sockets += 1
+            return self._dir / f"s{self._sockets}"
+
+    def _listen(self, service_id: int, server: grpc.Server) -> _Listening:
+        if self.tls is not None and self.tls.backend == "openssl":
+            return self._listen_bridged(service_id, server)
+        creds = None if self.tls is None else self._server_credentials(self.tls)
+        if self.network == "unix":
+            path = self._private_dir()
+            if not add_port(server, "unix:" + str(path), creds):
+                raise BrokerError(f"cannot listen on unix socket {path}")
+            listening = _Listening(Endpoint(service_id, "unix", str(path)), paths=[path])
+        else:
+            port = add_port(server, "127.0.0.1:0", creds)
+            if not port:
+                raise BrokerError("cannot listen on 127.0.0.1")
+            listening = _Listening(Endpoint(service_id, "tcp", f"127.0.0.1:{port}"))
+        server.start()
+        return listening
+
+    def _listen_bridged(self, service_id: int, server: grpc.Server) -> _Listening:
+        backend = Path(f"{self._private_dir()}g")
+        if not add_port(server, "unix:" + str(backend), None):
+            raise BrokerError(f"cannot listen on the private unix socket {backend}")
+        paths = [backend]
+        if self.network == "unix":
+            path = self._private_dir()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(str(path))
+                sock.listen(64)
+            except OSError as exc:
+                sock.close()
+                raise BrokerError(f"cannot listen on unix socket {path}: {exc}") from exc
+            paths.append(path)
+            endpoint = Endpoint(service_id, "unix", str(path))
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", 0))
+                sock.listen(64)
+            except OSError as exc:
+                sock.close()
+                raise BrokerError(f"cannot listen on 127.0.0.1: {exc}") from exc
+            endpoint = Endpoint(service_id, "tcp", f"127.0.0.1:{sock.getsockname()[1]}")
+        listener = bridge.TLSListenerBridge(
+            sock, self._ssl_context("server"), str(backend), logger=logging.getLogger("soup.bridge")
+        )
+        server.start()
+        try:
+            listener.start()
+        except bridge.BridgeError as exc:
+            server.stop(0)
+            listener.close()
+            raise BrokerError(str(exc)) from exc
+        return _Listening(endpoint, listener, paths)
+
+    # -- TLS
+    @staticmethod
+    def _server_credentials(material: BrokerTLS) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(material.own.key_pem, material.own.cert_pem)],
+            root_certificates=material.trusted_pem,
+            require_client_auth=True,
+        )
+
+    def _native_channel(self, endpoint: Endpoint) -> grpc.Channel:
+        assert self.tls is not None
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.tls.trusted_pem,
+            private_key=self.tls.own.key_pem,
+            certificate_chain=self.tls.own.cert_pem,
+        )
+        options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
+        return grpc.secure_channel(endpoint.grpc_target, creds, options=options)
+
+    def _bridged_channel(self, endpoint: Endpoint) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
+        try:
+            dialer = bridge.TLSDialerBridge(
+                endpoint.network,
+                endpoint.address,
+                self._ssl_context("client"),
+                server_hostname=tls.SERVER_NAME,
+                logger=logging.getLogger("soup.bridge"),
+            )
+            target = dialer.start()
+        except bridge.BridgeError as exc:
+            raise BrokerError(f"cannot dial service id {endpoint.service_id}: {exc}") from exc
+        return dialer, grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+
+    def _ssl_context(self, role: str) -> ssl.SSLContext:
+        """One Python ssl context per role, built once (the OpenSSL backend)."""
+        assert self.tls is not None
+        with self._cond:
+            context = self._contexts.get(role)
+            if context is None:
+                make = tls.server_ssl_context if role == "server" else tls.client_ssl_context
+                context = make(self.tls.own, self.tls.trusted_pem)
+                self._contexts[role] = context
+            return context
+
+
+class BrokerServicer(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):
+    """``/plugin.GRPCBroker/StartStream`` for the plugin side (one stream at a time)."""
+
+    def __init__(self, broker: GRPCBroker) -> None:
+        self._broker = broker
+
+    def StartStream(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        yield from self._broker._serve_stream(request_iterator, context)
+
+
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.enable_retries", 0),
+    ("grpc.default_authority", tls.SERVER_NAME),
+]

@@ -1,0 +1,272 @@
+"""soup.broker: the pure parts, and a Python<->Python broker pair over real sockets.
+
+The pair: a "plugin" broker serving StartStream on a plaintext unix socket (the test's
+stand-in for the main connection) and a "host" broker opening it. Brokered connections
+use mutual TLS with each side's own certificate and the other's pinned, on both backends
+and both networks, in both directions; nothing (threads, sockets, dirs) is left after.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from soup import certs, pb, tls
+from soup.broker import (
+    BrokerError,
+    BrokerTLS,
+    Endpoint,
+    GRPCBroker,
+    PendingEndpoints,
+    endpoint_of,
+    next_service_id,
+)
+from soup.counter import AddHelperServicer
+
+# --------------------------------------------------------------------------------------
+# Pure parts
+
+
+def test_endpoint_of_accepts_unix_and_tcp() -> None:
+    assert endpoint_of(3, "unix", "/tmp/x", False) == Endpoint(3, "unix", "/tmp/x")
+    assert endpoint_of(4, "tcp", "127.0.0.1:5", False).grpc_target == "127.0.0.1:5"
+    assert Endpoint(3, "unix", "/tmp/x").grpc_target == "unix:/tmp/x"
+
+
+@pytest.mark.parametrize(
+    ("network", "address", "knock", "reason"),
+    [
+        ("unix", "/tmp/x", True, "multiplexing knock, but soup does not multiplex"),
+        ("udp", "1.2.3.4:5", False, "unknown network 'udp'"),
+        ("tcp", "", False, "empty address"),
+    ],
+)
+def test_endpoint_of_refuses_what_is_no_endpoint(
+    network: str, address: str, knock: bool, reason: str
+) -> None:
+    with pytest.raises(BrokerError, match=reason):
+        endpoint_of(7, network, address, knock)
+
+
+def test_pending_keeps_one_endpoint_per_id_until_taken() -> None:
+    pending = PendingEndpoints(ttl=5.0)
+    first, second = Endpoint(1, "unix", "/a"), Endpoint(1, "unix", "/b")
+    assert pending.offer(first, now=0.0)
+    assert not pending.offer(second, now=1.0)  # dropped, like go-plugin's 1-slot channel
+    assert pending.take(2, now=1.0) is None
+    assert pending.take(1, now=1.0) == first
+    assert pending.take(1, now=1.0) is None
+    assert pending.offer(second, now=2.0)
+
+
+def test_pending_drops_what_nobody_dialed_within_the_ttl() -> None:
+    pending = PendingEndpoints(ttl=5.0)
+    pending.offer(Endpoint(1, "unix", "/a"), now=0.0)
+    pending.offer(Endpoint(2, "unix", "/b"), now=3.0)
+    assert pending.expire(now=4.9) == []
+    assert pending.expire(now=5.0) == [Endpoint(1, "unix", "/a")]
+    assert pending.take(2, now=8.1) is None
+    assert len(pending) == 0
+
+
+def test_service_ids_are_uint32_and_never_zero() -> None:
+    assert next_service_id(0) == 1
+    assert next_service_id(41) == 42
+    assert next_service_id(0xFFFFFFFF) == 1
+
+
+# --------------------------------------------------------------------------------------
+# A broker pair over real sockets
+
+_THREADS = ("soup-brokered", "soup-broker-stream", "soup-bridge")
+
+
+@dataclass
+class Pair:
+    host: GRPCBroker
+    plugin: GRPCBroker
+    host_own: certs.CertKey
+    plugin_own: certs.CertKey
+
+
+def _threads_left() -> list[str]:
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [t.name for t in threading.enumerate() if t.name.startswith(_THREADS)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def make_pair(tmp_path: Path) -> Iterator[Any]:
+    made: list[tuple[Pair, grpc.Server, grpc.Channel]] = []
+
+    def make(
+        backend: str | None, network: str, host_key: str = "ec-p256", plugin_key: str = "ec-p256"
+    ) -> Pair:
+        host_own, plugin_own = certs.self_signed(host_key), certs.self_signed(plugin_key)
+        host_tls = plugin_tls = None
+        if backend is not None:
+            host_tls = BrokerTLS(host_own, plugin_own.cert_pem, backend)
+            plugin_tls = BrokerTLS(plugin_own, host_own.cert_pem, backend)
+        parent = tmp_path / f"p{len(made)}"
+        parent.mkdir()
+        plugin = GRPCBroker(tls=plugin_tls, network=network, socket_parent=parent)
+        host = GRPCBroker(tls=host_tls, network=network)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(plugin.servicer(), server)
+        main = tmp_path / f"main{len(made)}.sock"
+        assert server.add_insecure_port(f"unix:{main}")
+        server.start()
+        channel = grpc.insecure_channel(f"unix:{main}")
+        host.open_stream(channel)
+        pair = Pair(host, plugin, host_own, plugin_own)
+        made.append((pair, server, channel))
+        return pair
+
+    yield make
+    for pair, server, channel in made:
+        pair.host.close()
+        pair.plugin.close()
+        channel.close()
+        server.stop(0).wait(5.0)
+    assert _threads_left() == []
+    # The plugin brokers' socket parents are empty again: their private dirs are gone.
+    left = [p for d in tmp_path.iterdir() if d.is_dir() for p in d.iterdir()]
+    assert left == [], f"left behind: {left}"
+
+
+def _sum_via(listener: GRPCBroker, dialer: GRPCBroker, a: int, b: int) -> tuple[int, list[Any]]:
+    helper = AddHelperServicer()
+    service_id = listener.next_id()
+    served = listener.accept_and_serve(service_id, helper.register)
+    try:
+        with dialer.dial(service_id) as channel:
+            stub = pb.counter_pb2_grpc.AddHelperStub(channel)
+            r = int(stub.Sum(pb.counter_pb2.SumRequest(a=a, b=b), timeout=10.0).r)
+    finally:
+        served.stop()
+    assert served.stopped
+    return r, helper.calls
+
+
+BACKENDS = [
+    pytest.param("native", "ec-p256", "ec-p384", id="native"),
+    pytest.param("openssl", "ed25519", "ec-p521", id="openssl"),
+    pytest.param(None, "ec-p256", "ec-p256", id="plaintext"),
+]
+
+
+@pytest.mark.parametrize("network", ["unix", "tcp"])
+@pytest.mark.parametrize(("backend", "host_key", "plugin_key"), BACKENDS)
+def test_callbacks_cross_the_broker_both_ways(
+    make_pair: Any, backend: str | None, host_key: str, plugin_key: str, network: str
+) -> None:
+    pair = make_pair(backend, network, host_key, plugin_key)
+    assert _sum_via(pair.host, pair.plugin, 2, 3) == (5, [(2, 3)])  # plugin calls host
+    assert _sum_via(pair.plugin, pair.host, 40, 2) == (42, [(40, 2)])  # host calls plugin
+
+
+def _answer_without_client_cert(served: Any, trusted_pem: bytes) -> bytes | str:
+    """What a TLS client with no certificate gets: the bytes read, or the TLS error."""
+    host, _, port = served.endpoint.address.rpartition(":")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts the server, has no own cert
+    context.load_verify_locations(cadata=trusted_pem.decode())
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=5.0) as raw,
+        context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
+    ):
+        try:
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            return conn.recv(1)  # TLS 1.3: the server's verdict on our cert arrives here
+        except ssl.SSLError as exc:
+            return str(exc)
+
+
+@pytest.mark.parametrize(
+    ("backend", "refusal"),
+    [
+        # BoringSSL (grpcio) drops the connection without an alert ...
+        pytest.param("native", b"", id="native"),
+        # ... OpenSSL sends TLS 1.3's certificate_required alert.
+        pytest.param("openssl", "certificate required", id="openssl"),
+    ],
+)
+def test_a_brokered_listener_requires_the_peers_certificate(
+    make_pair: Any, backend: str, refusal: bytes | str
+) -> None:
+    pair = make_pair(backend, "tcp")
+    served = pair.host.accept_and_serve(pair.host.next_id(), AddHelperServicer().register)
+    answer = _answer_without_client_cert(served, pair.host_own.cert_pem)
+    if isinstance(refusal, str):
+        assert isinstance(answer, str)
+        assert refusal in answer
+    else:
+        assert answer == refusal, "a client without a certificate got an answer"
+
+
+def test_dial_waits_at_most_its_timeout_and_says_for_what(make_pair: Any) -> None:
+    pair = make_pair("native", "unix")
+    with pytest.raises(BrokerError, match=r"timeout after 0\.3 s waiting for the peer's ConnInfo"):
+        pair.plugin.dial(99, timeout=0.3)
+
+
+def test_a_closed_stream_fails_dial_at_once(make_pair: Any) -> None:
+    pair = make_pair("native", "unix")
+    assert _sum_via(pair.host, pair.plugin, 1, 1)[0] == 2  # the stream is up on both sides
+    pair.host.close()
+    _wait_for_end(pair.plugin)
+    with pytest.raises(BrokerError, match="the GRPCBroker stream ended"):  # not a timeout
+        pair.plugin.dial(5, timeout=4.0)
+    with pytest.raises(BrokerError, match="the GRPCBroker stream ended"):
+        pair.plugin.accept_and_serve(6, AddHelperServicer().register)
+    with pytest.raises(BrokerError, match="broker is closed"):
+        pair.host.dial(5)
+    with pytest.raises(BrokerError, match="broker is closed"):
+        pair.host.accept_and_serve(1, AddHelperServicer().register)
+
+
+def _wait_for_end(broker: GRPCBroker) -> None:
+    deadline = time.monotonic() + 5.0
+    while broker._stream_ended is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert broker._stream_ended is not None, "the plugin side never saw the stream end"
+
+
+def test_only_one_stream_at_a_time(make_pair: Any, tmp_path: Path) -> None:
+    make_pair(None, "unix")
+    channel = grpc.insecure_channel(f"unix:{tmp_path / 'main0.sock'}")
+    try:
+        call = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(channel).StartStream(iter(()))
+        with pytest.raises(grpc.RpcError) as caught:
+            next(iter(call))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already open" in str(caught.value.details())
+    finally:
+        channel.close()
+
+
+def test_a_knock_is_ignored_with_a_warning(
+    make_pair: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pair = make_pair(None, "unix")
+    knock = pb.grpc_broker_pb2.ConnInfo(
+        service_id=8, knock=pb.grpc_broker_pb2.ConnInfo.Knock(knock=True)
+    )
+    with caplog.at_level("WARNING", logger="soup.broker"):
+        pair.plugin._received(knock)
+    assert "does not multiplex" in caplog.text
+    with pytest.raises(BrokerError, match="timeout"):
+        pair.plugin.dial(8, timeout=0.2)
