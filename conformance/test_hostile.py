@@ -611,9 +611,10 @@ def _busy(kv_dir: Path) -> bool:
 
 @contextlib.contextmanager
 def _bench(
-    env: Env, host_impl: str, plugin_impl: str
+    env: Env, host_impl: str, plugin_impl: str, timeout_s: int = REAL_PLUGIN_TIMEOUT_S
 ) -> Iterator[tuple[subprocess.Popen[bytes], int | None]]:
-    """A host of ``host_impl`` streaming Puts (``client bench``) to a real ``plugin_impl``.
+    """A host of ``host_impl`` (``--timeout timeout_s``) streaming Puts (``client bench``)
+    to a real ``plugin_impl``.
 
     Yields the host process and the plugin's pid once Puts reach the store (pid None if
     that did not happen within the bound); the host's process group is killed at the end.
@@ -622,7 +623,7 @@ def _bench(
     plugin = [*env.command(plugin_impl), "rpc", "server-start", "--kv-dir", str(kv_dir)]
     argv = env.host_cmd(
         host_impl, "client", "bench", "--count", "1000000",
-        server=_pid_wrapper(plugin, pid_file), timeout_s=REAL_PLUGIN_TIMEOUT_S,
+        server=_pid_wrapper(plugin, pid_file), timeout_s=timeout_s,
     )  # fmt: skip
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -683,7 +684,8 @@ def _judging_leftovers(attack: Callable[[Case, Env], Outcome]) -> Callable[[Case
 @_judging_leftovers
 def attack_plugin_dies(case: Case, env: Env) -> Outcome:
     """A real plugin is SIGKILLed or SIGSTOPped while the host streams calls to it."""
-    with _bench(env, case.impl, "go") as (proc, pid):
+    timeout_s = int(case.get("host_timeout", REAL_PLUGIN_TIMEOUT_S))
+    with _bench(env, case.impl, "go", timeout_s) as (proc, pid):
         if pid is None:
             return NOT_STARTED
         os.kill(pid, getattr(signal, str(case.get("signal"))))

@@ -109,7 +109,7 @@ func runBench(opts hostOptions, logOut io.Writer, count, warmup, concurrency int
 		var rssBefore int64
 		var cpuBefore float64
 		var err error
-		samples, wall, rssBefore, cpuBefore, err = loadRun(clients, count, warmup, tr, h.pid())
+		samples, wall, rssBefore, cpuBefore, err = loadRun(clients, count, warmup, tr, h)
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func runBench(opts hostOptions, logOut io.Writer, count, warmup, concurrency int
 
 // loadRun runs one worker per client: warm-up, then (all together) the timed
 // round trips. Every call must succeed; the first failure is returned.
-func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([]float64, time.Duration, int64, float64, error) {
+func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, h *host) ([]float64, time.Duration, int64, float64, error) {
 	var warm, done sync.WaitGroup
 	start := make(chan struct{})
 	results := make([][]float64, len(clients))
@@ -154,7 +154,7 @@ func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([
 				key := fmt.Sprintf("bench-%d-%d", w, i%16)
 				var p peer.Peer
 				t0 := time.Now()
-				ctx, cancel := rpcCtx()
+				ctx, cancel := h.rpcCtx()
 				_, err := kv.Put(ctx, &kvpb.PutRequest{Key: key, Value: value}, grpc.Peer(&p))
 				if err == nil {
 					_, err = kv.Get(ctx, &kvpb.GetRequest{Key: key})
@@ -178,6 +178,7 @@ func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, pid int) ([
 		}()
 	}
 	warm.Wait()
+	pid := h.pid()
 	rssBefore := rssKiB(pid)
 	cpuBefore := cpuSeconds(pid)
 	t0 := time.Now()

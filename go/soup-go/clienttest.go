@@ -127,7 +127,7 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 	})
 	value := []byte("hello from soup" + randHex(8))
 	step("put", func() (string, error) {
-		ctx, cancel := rpcCtx()
+		ctx, cancel := h.rpcCtx()
 		defer cancel()
 		var p peer.Peer
 		if _, err := h.kv.kv.Put(ctx, &kvpb.PutRequest{Key: "soup-test-key", Value: value}, grpc.Peer(&p)); err != nil {
@@ -139,7 +139,7 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		return fmt.Sprintf("key=soup-test-key bytes=%d", len(value)), nil
 	})
 	step("get", func() (string, error) {
-		ctx, cancel := rpcCtx()
+		ctx, cancel := h.rpcCtx()
 		defer cancel()
 		resp, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: "soup-test-key"})
 		if err != nil {
@@ -149,13 +149,13 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 	})
 	step("get_missing", func() (string, error) {
 		key := "soup-missing-key-" + randHex(8)
-		ctx, cancel := rpcCtx()
+		ctx, cancel := h.rpcCtx()
 		defer cancel()
 		_, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: key})
 		return checkMissing(key, err) // kvprofile.go
 	})
 	step("health", func() (string, error) {
-		ctx, cancel := rpcCtx()
+		ctx, cancel := h.rpcCtx()
 		defer cancel()
 		resp, err := grpc_health_v1.NewHealthClient(h.kv.conn).Check(ctx,
 			&grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})

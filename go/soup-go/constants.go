@@ -41,6 +41,8 @@ const (
 	runDirPattern = "soup-go-p-"
 	// hostSocketPattern is the private PLUGIN_UNIX_SOCKET_DIR a host hands its plugin.
 	hostSocketPattern = "soup-go-h-"
+	// pythonHostSocketPattern is the Python host's (handshake.py HOST_SOCKET_DIR_PREFIX).
+	pythonHostSocketPattern = "soup-plugin-"
 )
 
 // Bounds of the host and the plugin.
@@ -52,6 +54,8 @@ const (
 	shutdownBound = 1 * time.Second
 	// exitWait is how long a plugin has to exit after Shutdown (go-plugin's Kill waits 2 s too).
 	exitWait = 2 * time.Second
+	// deathWait: after a failed call, time for a dying plugin's exit status to arrive.
+	deathWait = 200 * time.Millisecond
 	// parentPoll is how often a plugin checks that its host still lives.
 	parentPoll = 200 * time.Millisecond
 	// stopBound bounds the plugin's own stop (server stop, front close); with

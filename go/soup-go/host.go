@@ -333,8 +333,10 @@ func (h *host) connect() error {
 	}
 }
 
-func rpcCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), rpcTimeout)
+// rpcCtx bounds one RPC: --timeout, at most rpcTimeout (every host wait is
+// bounded by --timeout; a stopped plugin is given up on within it).
+func (h *host) rpcCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), min(h.opts.timeout, rpcTimeout))
 }
 
 // stop ends the plugin and reports whether it exited by itself, then removes
@@ -448,5 +450,31 @@ func withPlugin(opts hostOptions, logOut io.Writer, fn func(h *host) error) erro
 		h.terminate()
 		return err
 	}
-	return fn(h)
+	if err := fn(h); err != nil {
+		return h.explain(err)
+	}
+	return nil
+}
+
+// explain adds to a failed call's error, when the plugin died meanwhile, its
+// exit status and last stderr line: gRPC only says the connection broke.
+func (h *host) explain(err error) error {
+	if h.cmd == nil {
+		return err
+	}
+	for deadline := time.Now().Add(deathWait); !h.client.Exited() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !h.client.Exited() || h.cmd.ProcessState == nil {
+		return err
+	}
+	status := fmt.Sprintf("exit code %d", h.cmd.ProcessState.ExitCode())
+	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		status = fmt.Sprintf("signal %d", ws.Signal())
+	}
+	last := h.stderr.lastLine()
+	if last == "" {
+		last = "(empty)"
+	}
+	return fmt.Errorf("%w; plugin exited (%s); its last stderr line: %s", err, status, last)
 }

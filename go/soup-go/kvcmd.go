@@ -92,7 +92,7 @@ any size), end the plugin. Prints nothing on success; on a gRPC error prints
 				return err
 			},
 			do: func(h *host, pos []string) error {
-				ctx, cancel := rpcCtx()
+				ctx, cancel := h.rpcCtx()
 				defer cancel()
 				_, err := h.kv.kv.Put(ctx, &kvpb.PutRequest{Key: pos[0], Value: value})
 				return grpcErr(err)
@@ -128,7 +128,7 @@ stdout (no newline added), end the plugin. On a gRPC error prints
 		stdout, stderr, args, kvOp{
 			args: exactly(1),
 			do: func(h *host, pos []string) error {
-				ctx, cancel := rpcCtx()
+				ctx, cancel := h.rpcCtx()
 				defer cancel()
 				resp, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: pos[0]})
 				if err != nil {

@@ -50,6 +50,9 @@ func runPlugin(cfg *plugin.ServeConfig, opts pluginOptions, logger hclog.Logger,
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	// Once the host is dead, a log line to its stderr pipe would kill the plugin
+	// with SIGPIPE before it removes its files: let the write fail instead.
+	signal.Ignore(syscall.SIGPIPE)
 	var hostGone <-chan struct{}
 	if !opts.debug {
 		// A debug plugin's parent is whoever started it by hand, not a host.

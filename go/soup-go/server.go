@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -127,11 +128,17 @@ func servePlugin(opts pluginOptions, stdout, stderr io.Writer) (int, error) {
 	logger := pluginLogger(stderr)
 	cfg.Logger = logger
 
+	hostDir, parent := os.Getenv(envUnixSocketDir), os.Getppid()
 	runDir, err := privateRunDir()
 	if err != nil {
 		return 1, err
 	}
-	defer removeAll(logger, runDir)
+	defer func() {
+		removeAll(logger, runDir)
+		if os.Getppid() != parent {
+			removeOrphanedHostDir(hostDir)
+		}
+	}()
 	if opts.kvDir == "" {
 		// Inside the run directory: a host that hands out a private
 		// PLUGIN_UNIX_SOCKET_DIR removes it even after a SIGKILL.
@@ -219,6 +226,16 @@ func lookupGID(group string) (int, bool) {
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	return gid, err == nil
+}
+
+// removeOrphanedHostDir removes, after the host died, the socket directory a
+// soup host made for this plugin alone, if empty: a SIGKILLed host cannot, and
+// this plugin is its last user. A directory the user named is left alone.
+func removeOrphanedHostDir(dir string) {
+	base := filepath.Base(dir)
+	if dir != "" && (strings.HasPrefix(base, hostSocketPattern) || strings.HasPrefix(base, pythonHostSocketPattern)) {
+		_ = os.Remove(dir) // fails on a non-empty directory, as it should
+	}
 }
 
 func removeAll(logger hclog.Logger, dir string) {

@@ -30,7 +30,7 @@ from soup.cliplugin import (
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import ENV_LOG_LEVEL
-from soup.host import Client, ClientConfig
+from soup.host import RPC_TIMEOUT, Client, ClientConfig
 from soup.kv import KVClient
 from soup.reattach import ReattachConfig, ReattachError
 from soup.result import BenchResult, RoundTrips, TestResult, version_string
@@ -237,6 +237,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
         handshake=handshake_config(args),
         tls=tls_settings(args),
         timeout=args.timeout,
+        rpc_timeout=min(args.timeout, RPC_TIMEOUT),  # every host wait bounded by --timeout
         keep_running=args.keep_running,
     )
 
@@ -310,7 +311,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         samples = _bench_rounds(client, args)
         result.ok = True
     except (HostError, ValueError, OSError) as exc:
-        result.error = str(exc)
+        result.error = client.explain(exc) if client is not None else str(exc)
     finally:
         if client is not None:
             client.kill()

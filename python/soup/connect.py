@@ -124,7 +124,7 @@ def open_connection(
     """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt."""
     if settings.mode == "disabled":
         conn = Connection(grpc.insecure_channel(_target(network, address), options=_options()))
-        _verify(conn, evidence, rpc_timeout, native=False)
+        _verify(conn, evidence, rpc_timeout, address, native=False)
         return conn
     assert own is not None
     assert trusted_pem is not None
@@ -137,7 +137,7 @@ def open_connection(
         )
         options = [*_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
         conn = Connection(grpc.secure_channel(_target(network, address), creds, options=options))
-        _verify(conn, evidence, rpc_timeout, native=True)
+        _verify(conn, evidence, rpc_timeout, address, native=True)
         _probe(network, address, tls.client_ssl_context(own, trusted_pem), evidence)
         return conn
     dialer = bridge.TLSDialerBridge(
@@ -155,7 +155,7 @@ def open_connection(
         raise HostError(str(exc)) from exc
     _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
     conn = Connection(grpc.insecure_channel(target, options=_options()), dialer)
-    _verify(conn, evidence, rpc_timeout, native=False)
+    _verify(conn, evidence, rpc_timeout, address, native=False)
     return conn
 
 
@@ -168,7 +168,19 @@ def _record_tls(
     _record_peer(evidence, peer)
 
 
-def _verify(conn: Connection, evidence: TLSEvidence, rpc_timeout: float, *, native: bool) -> None:
+# grpcio's words for a failed TLS handshake; a refused or missing socket has none of them.
+_TLS_WORDS = ("ssl", "tls", "handshake", "certificate", "x509")
+
+
+def _tls_failed(detail: str, address: str) -> bool:
+    """Whether grpcio's error is about TLS (the address itself may contain any word)."""
+    text = detail.replace(address, "").lower()
+    return any(word in text for word in _TLS_WORDS)
+
+
+def _verify(
+    conn: Connection, evidence: TLSEvidence, rpc_timeout: float, address: str, *, native: bool
+) -> None:
     """One health RPC (no wait_for_ready): TLS failures surface now, with their cause."""
     try:
         health_status(conn.channel, "plugin", rpc_timeout)
@@ -180,7 +192,7 @@ def _verify(conn: Connection, evidence: TLSEvidence, rpc_timeout: float, *, nati
         ):
             return  # connected; the plugin just has no health service
         conn.close()
-        if native and evidence.server_key is not None:
+        if native and evidence.server_key is not None and _tls_failed(str(exc), address):
             raise HostError(tls.explain_native_failure(evidence.server_key, str(exc))) from exc
         message = f"cannot connect to the plugin: {exc}"
         if conn.dialer is not None and conn.dialer.last_error:

@@ -33,6 +33,8 @@ __all__ = [
     "ENV_PROTOCOL_VERSIONS",
     "ENV_UNIX_SOCKET_DIR",
     "ENV_UNIX_SOCKET_GROUP",
+    "HOST_SOCKET_DIR_PREFIX",
+    "HOST_SOCKET_DIR_PREFIXES",
     "NETWORKS",
     "NOT_A_PLUGIN_MESSAGE",
     "CookieError",
@@ -71,6 +73,11 @@ ENV_MULTIPLEX_GRPC = "PLUGIN_MULTIPLEX_GRPC"
 DEFAULT_MIN_PORT = 10000
 DEFAULT_MAX_PORT = 25000
 
+HOST_SOCKET_DIR_PREFIX = "soup-plugin-"
+"""The private PLUGIN_UNIX_SOCKET_DIR a Python host makes for each plugin."""
+HOST_SOCKET_DIR_PREFIXES = (HOST_SOCKET_DIR_PREFIX, "soup-go-h-")
+"""Every soup host's (soup-go: hostSocketPattern): a plugin whose host died removes it."""
+
 ENV_LOG_LEVEL = "SOUP_LOG_LEVEL"
 """soup's own log-level variable, the same in both implementations (trace..error)."""
 
@@ -96,6 +103,9 @@ _GO_SPACE = (
 _FORBIDDEN_IN_FIELD = re.compile(r"[|\r\n]")
 # Longer entries are no version anyone uses (and int() refuses 4300+ digits).
 _MAX_VERSION_DIGITS = 18
+# Go's int on 64-bit platforms: Atoi reports "value out of range" outside it.
+_INT64_DIGITS = 19
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class HandshakeError(Exception):
@@ -143,10 +153,14 @@ class Handshake:
 
 
 def _go_atoi(text: str) -> int | None:
-    """``strconv.Atoi`` semantics: ``None`` where Go reports an error."""
-    if _GO_INT.fullmatch(text) is None:
+    """``strconv.Atoi`` semantics: ``None`` where Go reports an error (out of int64 range too).
+
+    The length check comes first: ``int()`` refuses strings of 4300+ digits.
+    """
+    if _GO_INT.fullmatch(text) is None or len(text.lstrip("+-")) > _INT64_DIGITS:
         return None
-    return int(text)
+    value = int(text)
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
 
 
 def _quote(text: str) -> str:
@@ -169,12 +183,14 @@ def _b64_encode_raw(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii").rstrip("=")
 
 
-def _b64_decode_lenient(text: str) -> bytes:
-    """Standard alphabet, padding optional; raises ``ValueError`` with the reason."""
-    body = text.rstrip("=")
-    padding = len(text) - len(body)
-    if padding > 2 or (padding and len(text) % 4 != 0):
-        raise ValueError("misplaced '=' padding")
+def _b64_decode_raw(text: str) -> bytes:
+    """Standard alphabet without padding, as a Go host decodes field 6 (``RawStdEncoding``).
+
+    Raises ``ValueError`` with the reason; ``=`` is refused like Go refuses it.
+    """
+    body = text
+    if "=" in body:
+        raise ValueError(f"illegal base64 data at input byte {body.index('=')}")
     if len(body) % 4 == 1:
         raise ValueError(f"truncated data ({len(body)} base64 characters)")
     try:
@@ -283,7 +299,7 @@ def _parse_cert(parts: list[str]) -> bytes | None:
     if len(parts) < 6 or len(parts[5].encode("utf-8", "surrogatepass")) <= _CERT_FIELD_MIN_LEN:
         return None
     try:
-        cert_der = _b64_decode_lenient(parts[5])
+        cert_der = _b64_decode_raw(parts[5])
     except ValueError as exc:
         raise HandshakeLineError(
             f"error parsing server cert: field 6 is not valid base64 ({exc}); expected "

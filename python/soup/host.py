@@ -38,6 +38,7 @@ from soup.errors import HostError
 from soup.handshake import (
     ENV_CLIENT_CERT,
     ENV_UNIX_SOCKET_DIR,
+    HOST_SOCKET_DIR_PREFIX,
     Handshake,
     HandshakeConfig,
     HandshakeError,
@@ -53,7 +54,9 @@ __all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
 
 RPC_TIMEOUT = 5.0
 SHUTDOWN_WAIT = 2.0
+SHUTDOWN_ANSWER = 1.0  # a plugin that does not answer Shutdown within this is hung: killed
 TERM_WAIT = 0.5  # SIGTERM to SIGKILL when no Shutdown could be sent
+DEATH_WAIT = 0.2  # after a failed call: time for a dying plugin's exit status to arrive
 REATTACH_WITH_AUTO = (
     "--reattach cannot use --tls-mode auto: a plugin in debug mode got no PLUGIN_CLIENT_CERT "
     "from a host; use --tls-mode manual (TLS with your cert files) or --tls-mode disabled, "
@@ -182,6 +185,22 @@ class Client:
         """The last ~4 KiB the plugin wrote to its real stderr (empty on reattach)."""
         return self.process.stderr_tail() if self.process is not None else ""
 
+    def explain(self, exc: BaseException) -> str:
+        """``exc``'s text, plus the plugin's exit status and last stderr line if it died.
+
+        A call that fails because the plugin died says only what gRPC saw (e.g.
+        "UNAVAILABLE: Stream removed"); this names the cause.
+        """
+        if self.process is None:
+            return str(exc)
+        self.process.settle(DEATH_WAIT)
+        code = self.process.peek_exit()
+        if code is None:
+            return str(exc)
+        status = f"signal {-code}" if code < 0 else f"exit code {code}"
+        last = self.process.last_stderr_line()
+        return f"{exc}; plugin exited ({status}); its last stderr line: {last}"
+
     def health_check(self, service: str = "plugin") -> str:
         """``grpc.health.v1.Health/Check``; returns the status name, e.g. ``SERVING``."""
         return health_status(self.channel, service, self.config.rpc_timeout)
@@ -203,7 +222,7 @@ class Client:
         if not env.get(ENV_UNIX_SOCKET_DIR):
             # A directory of our own for the plugin's socket (and its private files):
             # removed in kill(), so nothing is left behind even after SIGKILL.
-            self.socket_dir = bridge.private_socket_dir("soup-plugin-", _MAX_SOCKET_DIR)
+            self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
             socket_dir = str(self.socket_dir)
         env.update(
             host_env(self.config.handshake, client_cert_pem=client_pem, unix_socket_dir=socket_dir)
@@ -239,7 +258,8 @@ class Client:
                 trusted_pem=self.trusted_pem,
                 evidence=self.tls,
                 timeout=self.config.timeout,
-                rpc_timeout=self.config.rpc_timeout,
+                # The first RPC is a host wait too: bounded by --timeout.
+                rpc_timeout=min(self.config.timeout, self.config.rpc_timeout),
             )
         except HostError as exc:
             raise self._failure(str(exc), tail=False) from exc
@@ -342,7 +362,9 @@ class Client:
         Without a verified connection (failed start, no handshake line, TLS or connection
         check failed) a Shutdown could not arrive: no RPC and no 2 s wait; the group gets
         SIGTERM (both soup plugins stop cleanly on it), at most ``TERM_WAIT`` s, then SIGKILL.
-        A reattached plugin gets Shutdown (unless ``keep_running``) and 2 s to exit.
+        A plugin that does not answer Shutdown within ``SHUTDOWN_ANSWER`` s (stopped,
+        hung) gets SIGKILL at once, as soup-go's host does. A reattached plugin gets
+        Shutdown (unless ``keep_running``) and 2 s to exit.
 
         Returns True if the plugin exited by itself. Idempotent.
         """
@@ -352,28 +374,38 @@ class Client:
         if self.broker is not None:  # go-plugin closes the broker before Shutdown
             self.broker.close()
         verified = self.connection is not None
-        if verified and not self.config.keep_running:
-            self._send_shutdown()
+        # Stopped or hung: no exit wait, SIGKILL at once (a stopped process ignores SIGTERM).
+        hung = verified and not self.config.keep_running and not self._send_shutdown()
         if self.connection is not None:
             self.connection.close()
         if self.process is not None:
-            self._end_process(verified)
+            self._end_process(verified, hung=hung)
         elif self.config.reattach is not None and verified and not self.config.keep_running:
             self.exit.graceful = wait_pid_gone(self.config.reattach.pid, SHUTDOWN_WAIT)
         self._remove_socket_dir()
         return self.exit.graceful
 
-    def _send_shutdown(self) -> None:
+    def _send_shutdown(self) -> bool:
+        """Shutdown RPC; False if the plugin did not answer within ``SHUTDOWN_ANSWER`` s."""
         stub = pb.grpc_controller_pb2_grpc.GRPCControllerStub(self.channel)
         try:
-            stub.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=SHUTDOWN_WAIT)
+            stub.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=SHUTDOWN_ANSWER)
         except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self.log.warning(
+                    "plugin did not answer Shutdown within %g s (stopped or hung); killing it",
+                    SHUTDOWN_ANSWER,
+                )
+                return False
             self.log.debug("Shutdown RPC failed (ignored)", extra={"error": rpc_detail(exc)})
+        return True
 
-    def _end_process(self, verified: bool) -> None:
+    def _end_process(self, verified: bool, *, hung: bool) -> None:
         process = self.process
         assert process is not None
-        if verified:
+        if hung:
+            self.exit.graceful = False
+        elif verified:
             self.exit.graceful = process.wait_exit(SHUTDOWN_WAIT)
             if not self.exit.graceful:
                 self.log.warning(

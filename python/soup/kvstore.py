@@ -9,10 +9,10 @@ Semantics shared with soup-go (conformance tests compare both):
 - a write goes to ``.tmp-<random>`` in the same directory, is fsynced, renamed
   over the target, and the directory is fsynced; the directory is created
   (mode 0700, with parents) when missing;
-- opening a store removes the ``.tmp-*`` files a killed writer left behind (a write
-  that was interrupted never happened, so they hold nothing anyone acknowledged). One
-  plugin process per directory: a second one opening it would remove the first one's
-  in-flight temporary files, and those Puts would fail (never a torn value).
+- a writer holds an exclusive ``flock`` on its temporary file until the rename; opening
+  a store removes the ``.tmp-*`` files nobody holds: those a killed writer left behind (a
+  write that was interrupted never happened, so they hold nothing anyone acknowledged),
+  never a write in progress in another process.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 from pathlib import Path
@@ -87,16 +88,50 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _remove_if_unlocked(path: str) -> bool:
+    """Remove ``path`` unless a live writer holds its lock; True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False  # renamed or removed meanwhile
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a Put in progress
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def remove_stale_temp_files(directory: Path) -> int:
     """Remove the ``.tmp-*`` files of interrupted writes in ``directory``; how many."""
     removed = 0
     with os.scandir(directory) as entries:
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
+                removed += _remove_if_unlocked(entry.path)
     return removed
+
+
+def _create_locked_temp(directory: Path) -> tuple[int, Path]:
+    """A new ``.tmp-*`` file, locked; made anew if a store opening removed it first."""
+    while True:
+        temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return fd, temp
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        os.close(fd)
 
 
 class FileStore:
@@ -122,8 +157,7 @@ class FileStore:
         """Store ``value`` under ``key`` atomically and durably."""
         target = self.path_for(key)
         self._ensure_directory()
-        temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        fd, temp = _create_locked_temp(self.directory)
         try:
             try:
                 view = memoryview(value)
@@ -131,9 +165,10 @@ class FileStore:
                     written = os.write(fd, view)
                     view = view[written:]
                 os.fsync(fd)
+                # Still locked: no store opening meanwhile takes it for stale.
+                os.replace(temp, target)
             finally:
                 os.close(fd)
-            os.replace(temp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

@@ -24,7 +24,13 @@ import grpc
 
 from soup import bridge, certs, tls
 from soup.errors import PluginError
-from soup.handshake import ENV_MAX_PORT, ENV_MIN_PORT, ENV_UNIX_SOCKET_DIR, ENV_UNIX_SOCKET_GROUP
+from soup.handshake import (
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    ENV_UNIX_SOCKET_DIR,
+    ENV_UNIX_SOCKET_GROUP,
+    HOST_SOCKET_DIR_PREFIXES,
+)
 
 __all__ = [
     "Listening",
@@ -33,6 +39,7 @@ __all__ = [
     "listen",
     "listen_tcp_range",
     "private_dir",
+    "remove_orphaned_host_dir",
     "remove_paths",
 ]
 
@@ -102,6 +109,20 @@ def remove_paths(paths: list[Path]) -> None:
             with contextlib.suppress(OSError):
                 path.unlink()
     paths.clear()
+
+
+def remove_orphaned_host_dir(env: Mapping[str, str]) -> None:
+    """After the host died: remove the socket directory it made for us, if empty.
+
+    A soup host makes one private directory per plugin (named by a prefix in
+    ``HOST_SOCKET_DIR_PREFIXES``) and removes it when it stops; a SIGKILLed host
+    cannot, and this plugin, its only user, is the last one who can. Any other
+    directory (one the user named) is left alone, and so is a non-empty one.
+    """
+    given = env.get(ENV_UNIX_SOCKET_DIR)
+    if given and os.path.basename(given.rstrip("/")).startswith(HOST_SOCKET_DIR_PREFIXES):
+        with contextlib.suppress(OSError):
+            os.rmdir(given)
 
 
 def private_dir(env: Mapping[str, str], prefix: str) -> Path:

@@ -31,7 +31,7 @@ import grpc
 from soup import bridge, handshake, logs, policy
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
-from soup.listen import Listening, listen, private_dir, remove_paths
+from soup.listen import Listening, listen, private_dir, remove_orphaned_host_dir, remove_paths
 from soup.reattach import ReattachConfig
 from soup.result import version_string
 from soup.services import Internal
@@ -119,6 +119,7 @@ class _Run:
         self.listening: Listening | None = None
         self.context: ServeContext | None = None
         self.backend = "none"
+        self.host_gone = False
 
     def request_stop(self, reason: str) -> None:
         if not self.stop_requested.is_set():
@@ -200,6 +201,7 @@ class _Run:
         watch = self.config.watch_parent and not self.config.debug
         while not self.stop_requested.wait(_PARENT_POLL):
             if watch and os.getppid() != parent:
+                self.host_gone = True
                 self.request_stop("host process exited (parent changed)")
         self.log.info("plugin stopping", extra={"reason": self.stop_reason})
 
@@ -215,6 +217,8 @@ class _Run:
             self.listening.close(self.log)
         if self.context is not None:
             remove_paths(self.context.cleanup)
+        if self.host_gone:
+            remove_orphaned_host_dir(self.env)
         if self.internal is not None and self.internal.hub.dropped:
             self.log.warning(
                 "stdio chunks dropped (no StreamStdio reader)",

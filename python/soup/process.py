@@ -26,6 +26,11 @@ from soup import logs
 __all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command", "wait_pid_gone"]
 
 MAX_LINE = 64 * 1024
+# soup-go's wording: go-plugin's line scanner stops at MAX_LINE.
+LINE_TOO_LONG_MESSAGE = (
+    "the plugin's first line on stdout is longer than 64 KiB (go-plugin's limit), "
+    "so it is no handshake line"
+)
 STDERR_TAIL_BYTES = 4096
 JOIN_WAIT = 1.0  # for the reader threads once the group is gone
 
@@ -168,6 +173,8 @@ class PluginProcess:
             ) from None
         if isinstance(item, BaseException):
             raise self.failure(f"cannot read the plugin's stdout: {item}")
+        if len(item) >= MAX_LINE and not item.endswith(b"\n"):
+            raise self.failure(LINE_TOO_LONG_MESSAGE)
         if not item:
             self.settle()
         return item
@@ -196,6 +203,10 @@ class PluginProcess:
         if tail:
             parts.append("plugin stderr: " + (self._tail_summary() or "(empty)"))
         return ProcessError("; ".join(parts))
+
+    def last_stderr_line(self) -> str:
+        """The plugin's last stderr line as in errors (hclog JSON as ``[level] message``)."""
+        return self._tail_summary(lines=1) or "(empty)"
 
     def _tail_summary(self, lines: int = 6, limit: int = 1200) -> str:
         """The last stderr lines on one line; hclog JSON shown as ``[level] message``."""

@@ -97,12 +97,19 @@ def test_parse_trims_whitespace(line: bytes | str) -> None:
     assert parse(line) == Handshake(1, 1, "unix", "/tmp/x", "grpc")
 
 
-def test_parse_tcp_with_padded_and_unpadded_cert() -> None:
-    for cert in (CERT_B64, CERT_B64.rstrip("=")):
-        h = parse(f"1|1|tcp|127.0.0.1:5000|grpc|{cert}\n")
-        assert h.server_cert_der == CERT
-        assert h.network == "tcp"
-        assert h.address == "127.0.0.1:5000"
+def test_parse_tcp_with_unpadded_cert() -> None:
+    h = parse(f"1|1|tcp|127.0.0.1:5000|grpc|{CERT_B64.rstrip('=')}\n")
+    assert h.server_cert_der == CERT
+    assert h.network == "tcp"
+    assert h.address == "127.0.0.1:5000"
+
+
+def test_reject_padded_cert_like_go() -> None:
+    # A Go host decodes field 6 with RawStdEncoding: "=" is illegal there.
+    padded = CERT_B64.rstrip("=") + "=" * (-len(CERT_B64.rstrip("=")) % 4)
+    assert padded.endswith("=")
+    text = rejected(f"1|1|tcp|127.0.0.1:5000|grpc|{padded}")
+    assert f"illegal base64 data at input byte {padded.index('=')}" in text
 
 
 def test_parse_short_field6_is_ignored_like_go() -> None:
@@ -230,9 +237,9 @@ def test_reject_missing_protocol_field() -> None:
     [
         ("!" * 60, "outside the base64 alphabet: '!'"),
         ("A" * 61, "truncated data"),
-        ("A" * 57 + "=" * 3, "misplaced '=' padding"),
-        ("A" * 50 + "=" + "A" * 5, "outside the base64 alphabet: '='"),
-        ("A" * 58 + "=", "misplaced '=' padding"),
+        ("A" * 57 + "=" * 3, "illegal base64 data at input byte 57"),
+        ("A" * 50 + "=" + "A" * 5, "illegal base64 data at input byte 50"),
+        ("A" * 58 + "=", "illegal base64 data at input byte 58"),
         ("-" * 60, "outside the base64 alphabet: '-'"),
         ("é" * 30, "outside the base64 alphabet"),
     ],
@@ -245,7 +252,7 @@ def test_reject_bad_base64_cert(field6: str, reason: str) -> None:
 
 
 def test_reject_cert_that_is_not_der() -> None:
-    blob = base64.b64encode(b"\x04" + bytes(60)).decode()
+    blob = base64.b64encode(b"\x04" + bytes(60)).decode().rstrip("=")
     text = rejected(f"1|1|unix|/s|grpc|{blob}")
     assert "field 6 does not decode to a DER certificate" in text
     assert "first byte 0x04" in text
@@ -435,3 +442,31 @@ def test_host_env_and_negotiation_agree() -> None:
     env = host_env(config, client_cert_pem=None)
     assert negotiate_version(env["PLUGIN_PROTOCOL_VERSIONS"], (2, 3, 4)) == 3
     check_cookie(env, config)
+
+
+# -- numbers a Go host cannot parse either (strconv.Atoi: out of range), no traceback
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (f"{HUGE}|1|unix|/s|grpc|", "error parsing core protocol version: field 1 is"),
+        (f"1|{HUGE}|unix|/s|grpc|", "error parsing protocol version: field 2 is"),
+        ("9223372036854775808|1|unix|/s|grpc|", "error parsing core protocol version"),
+    ],
+)
+def test_reject_numbers_out_of_int64_range(line: str, reason: str) -> None:
+    text = rejected(line)
+    assert reason in text
+    assert "characters in all" in text or "9223372036854775808" in text
+
+
+def test_largest_int64_is_a_number_like_go() -> None:
+    text = rejected("9223372036854775807|1|unix|/s|grpc|")
+    assert "incompatible core API version with plugin" in text
+
+
+def test_negotiate_skips_a_5000_digit_entry() -> None:
+    assert negotiate_version(f"{HUGE},1", (1, 2)) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,27 @@ def test_opening_removes_temp_files_of_interrupted_writes(tmp_path: Path) -> Non
     assert store.removed_temp_files == 2
     assert _files(tmp_path) == sorted([key_filename("kept"), f"{TEMP_PREFIX}dir"])
     assert store.get("kept") == b"acknowledged"
+
+
+def test_opening_leaves_a_write_in_progress_alone(tmp_path: Path) -> None:
+    # A writer in another process holds an exclusive flock on its temporary file
+    # (as the Go store does): an opening store must not take it for stale.
+    busy = tmp_path / f"{TEMP_PREFIX}busy"
+    busy.write_bytes(b"half a value")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(busy)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"locked\n"
+        assert FileStore(tmp_path).removed_temp_files == 0
+        assert busy.exists()
+    finally:
+        holder.communicate(timeout=10)
+    # Its writer gone (the lock released), the file is stale.
+    assert FileStore(tmp_path).removed_temp_files == 1
+    assert not busy.exists()
