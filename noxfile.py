@@ -281,6 +281,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
     gen_go(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
+        "conformance/test_report_html.py",
         "conformance/test_dist.py", "conformance/test_broker_cells.py",
         "conformance/test_merge.py", "conformance/test_ci.py",
         f"--deselect={MERGE_REAL_SHARDS}",  # the releases session runs it: it needs soup-go builds
@@ -319,7 +320,8 @@ def run_integration(session: nox.Session, grpc: str, name: str) -> None:
     build_soup_go(session)
     pytest_conformance(session, "integration", "-n", "2", name=name)
     session.run(
-        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py", "-n", "2", "-p", "no:cacheprovider",
+        "pytest", "conformance/test_behaviour.py", "conformance/test_examples.py",
+        "conformance/test_mutual_tls.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
     )  # fmt: skip
     # The broker suite: GRPCBroker callbacks both ways, four directions (conformance/broker.toml).
@@ -475,6 +477,17 @@ def matrix_quick(session: nox.Session) -> None:
     install_soup(session)
     build_soup_go(session)
     pytest_conformance(session, "quick", "-n", "4")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def peers(session: nox.Session) -> None:
+    """Peer rows (TofuSoup, go-plugin examples) against both soup implementations in both roles."""
+    install_soup(session)
+    build_soup_go(session)
+    session.run("python", "scripts/setup_peers.py")
+    # Serial: go-plugin's plugin-python example always listens on 127.0.0.1:1234.
+    pytest_conformance(session, "peers")
+    session.run("python", "scripts/peers_table.py", str(REPORTS / "peers.json"))
 
 
 @nox.session

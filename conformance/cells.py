@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kvprofiles
+import mutual
+
 DATA = Path(__file__).with_name("matrix.toml")
 STEPS = ("spawn", "handshake", "put", "get", "get_missing", "health", "shutdown")
 NO_KEY = "none"
@@ -158,10 +161,11 @@ def unsupported_reason(cell: Cell, data: dict[str, Any]) -> str | None:
     return None
 
 
-def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
+def _pairs(data: dict[str, Any], peers: bool) -> list[tuple[str, str]]:
     """(client, server) pairs: a non-default go-plugin release meets Python, the default
-    `go` and itself, never another old release (that says nothing about either)."""
-    impls = list(data["implementations"])
+    `go` and itself, never another old release (that says nothing about either);
+    implementations marked ``peer`` only when asked (the peers suite)."""
+    impls = [n for n, spec in data["implementations"].items() if peers or not spec.get("peer")]
     out = []
     for client in impls:
         for server in impls:
@@ -171,11 +175,14 @@ def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def all_cells(data: dict[str, Any], go_plugin: Iterable[str] | None = None) -> list[Cell]:
-    """Every cell, or only those testing the given go-plugin releases (None: the default)."""
+def all_cells(
+    data: dict[str, Any], go_plugin: Iterable[str] | None = None, *, peers: bool = False
+) -> list[Cell]:
+    """Every cell, or only those testing the given go-plugin releases (None: the default);
+    peer implementations only with ``peers``."""
     wanted = set(go_plugin) if go_plugin is not None else {default_release(data)}
     cells = []
-    for client, server in _pairs(data):
+    for client, server in _pairs(data, peers):
         probe = Cell(client, server, "", "", "", "")
         if cell_release(probe, data) not in wanted:
             continue
@@ -222,7 +229,7 @@ def suite_cells(
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(data['suites'])}")
     spec = data["suites"][suite]
     patterns = spec["cells"]
-    candidates = all_cells(data, go_plugin)
+    candidates = all_cells(data, go_plugin, peers=spec.get("peers", False))
     chosen = [c for c in candidates if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
     if suite == "proof":  # keep the order the table is read in: Go->Go first
         chosen.sort(key=lambda c: patterns.index(c.id))
@@ -252,7 +259,11 @@ class Paths:
 
 def impl_command(impl: str, data: dict[str, Any], paths: Paths, key: str = "command") -> list[str]:
     return [
-        part.format(python=paths.python, soup_go=paths.releases.get(impl, paths.soup_go))
+        part.format(
+            python=paths.python,
+            soup_go=paths.releases.get(impl, paths.soup_go),
+            root=DATA.parent.parent,
+        )
         for part in data["implementations"][impl][key]
     ]
 
@@ -288,12 +299,16 @@ def command(cell: Cell, data: dict[str, Any], paths: Paths) -> list[str]:
         "--timeout", str(PLUGIN_START_TIMEOUT_S),
         *tls_flags(cell.mode, cell.client_key, "client", paths.certs),
         *cell.client_args,
+        *kvprofiles.client_args(cell, data),
         "--server", shlex.join(server),
     ]  # fmt: skip
 
 
 def check_result(
-    cell: Cell, result: dict[str, Any], server_version: str | None = None
+    cell: Cell,
+    result: dict[str, Any],
+    server_version: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> list[str]:
     """Everything wrong with a result that claims to be a pass for this cell.
 
@@ -318,6 +333,10 @@ def check_result(
             problems.append(f"step {name} missing")
         elif steps[name].get("ok") is not True:
             problems.append(f"step {name} failed: {steps[name].get('detail')}")
+        elif str(steps[name].get("detail")).startswith("skipped:") and not (
+            data and kvprofiles.skippable(cell, data, steps[name])
+        ):
+            problems.append(f"step {name} {steps[name].get('detail')}")
     tls = result.get("tls") or {}
     expected: dict[str, str | None] = {"mode": cell.mode}
     if cell.mode != "disabled":
@@ -335,6 +354,7 @@ def check_result(
     for name, want in expected.items():
         if tls.get(name) != want:
             problems.append(f"tls.{name} is {tls.get(name)!r}, expected {want!r}")
+    problems += mutual.problems(cell.mode, result)  # both sides verified (mutual.py)
     if result.get("transport") != cell.transport:
         problems.append(f"transport is {result.get('transport')!r}, expected {cell.transport!r}")
     return problems
@@ -347,13 +367,17 @@ def judge(
     known: dict[str, str] | None,
     stderr: str,
     server_version: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """Outcome and reason for a finished cell run."""
     error = (result or {}).get("error") or ""
     evidence = f"{error}\n{(result or {}).get('plugin_stderr_tail') or ''}\n{stderr}"
     expect = cell.expect_error or (known or {}).get("expect_error")
     if expect is not None:
-        failed = returncode != 0 or not result or result.get("ok") is not True
+        # A run that claims ok but breaks a rule (e.g. one-way TLS) has failed too.
+        problems = check_result(cell, result, server_version, data) if result else []
+        evidence += "\n" + "; ".join(problems)
+        failed = returncode != 0 or not result or result.get("ok") is not True or bool(problems)
         if not failed:
             return "stale", f"expected to fail with {expect!r} but passed"
         if expect not in evidence:
@@ -363,7 +387,7 @@ def judge(
         ).get("reason")
     if result is None:
         return "fail", f"no result JSON (exit {returncode}): {stderr.strip()[-800:]}"
-    problems = check_result(cell, result, server_version)
+    problems = check_result(cell, result, server_version, data)
     if returncode != 0 and not problems:
         problems.append(f"exit code {returncode} with ok result")
     return ("pass", None) if not problems else ("fail", "; ".join(problems))
@@ -460,6 +484,8 @@ def run_cell(cell: Cell, data: dict[str, Any], paths: Paths, server_version: str
             tls["server_backend"] = logged_backend(verdict.result.get("plugin_stderr_tail"))
     known_version = None if (server_version or "unknown").startswith("unknown") else server_version
     verdict.outcome, verdict.reason = judge(
-        cell, returncode, verdict.result, known_failure(cell, data), stderr, known_version
+        cell, returncode, verdict.result, known_failure(cell, data), stderr, known_version, data
     )
+    if verdict.outcome == "pass":  # a lenient KV profile says what differed (kvprofiles.py)
+        verdict.reason = kvprofiles.difference(cell, data, verdict.result)
     return verdict

@@ -28,7 +28,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, pb, tls
+from soup import bridge, certs, pb, tls, verify
 
 COOKIE = {"BASIC_PLUGIN": "hello"}
 # Every variable a host may give a plugin: never inherited from the test's environment.
@@ -179,15 +179,10 @@ def running(argv: list[str], env: Mapping[str, str | None]) -> Iterator[Plugin]:
 
 def connect(network: str, address: str, timeout: float) -> socket.socket:
     """A connected stream socket to the plugin's address (unix or 127.0.0.1 only)."""
-    if network == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(address)
-        return sock
-    host, _, port = address.rpartition(":")
-    if host != LOOPBACK:
+    host = address.rpartition(":")[0]
+    if network != "unix" and host != LOOPBACK:
         raise ValueError(f"refusing to dial {address!r}: the suite only talks to {LOOPBACK}")
-    return socket.create_connection((host, int(port)), timeout=timeout)
+    return verify.dial(network, address, timeout)
 
 
 def client_context(

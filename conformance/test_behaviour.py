@@ -604,17 +604,24 @@ def debug_plugins() -> Iterator[Callable[[list[str]], DebugPlugin]]:
         plugin.close()
 
 
+@pytest.mark.parametrize("mode", ["disabled", "manual"])
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
 def test_reattach_keep_running_then_stop(
     pair: tuple[str, str],
+    mode: str,
     impls: dict[str, list[str]],
     debug_plugins: Callable[[list[str]], DebugPlugin],
+    manual_certs: Path,
 ) -> None:
     first, server = pair
     second = "python" if first == "go" else "go"
-    plugin = debug_plugins(
-        [*impls[server], "rpc", "server-start", "--debug", "--tls-mode", "disabled"]
-    )
+    tls_flags = ["--tls-mode", mode]
+    if mode == "manual":
+        tls_flags += [
+            "--cert-file", str(manual_certs / "s.pem"), "--key-file", str(manual_certs / "s.key"),
+            "--ca-file", str(manual_certs / "ca.pem"),
+        ]  # fmt: skip
+    plugin = debug_plugins([*impls[server], "rpc", "server-start", "--debug", *tls_flags])
     config = json.loads(plugin.line)
     want = {"Protocol": "grpc", "ProtocolVersion": 1, "Pid": plugin.proc.pid, "Test": True}
     assert sorted(config) == REATTACH_KEYS, plugin.line
@@ -623,11 +630,21 @@ def test_reattach_keep_running_then_stop(
 
     def host(impl: str, *extra: str) -> Run:
         argv = [*impls[impl], "rpc", "client", "test", "--json", *HOST_TIMEOUT]
-        return run([*argv, "--tls-mode", "disabled", "--reattach", plugin.line, *extra])
+        return run([*argv, *tls_flags, "--reattach", plugin.line, *extra])
 
     r = host(first, "--keep-running")
     doc = result_of(r)
     expect(r, r.returncode == 0 and doc["ok"] is True, "reattach with --keep-running must pass")
+    # The mutual-TLS probes run while the plugin serves, before the (skipped) shutdown.
+    evidence = doc["mutual_tls"]
+    assert isinstance(evidence, dict)
+    verified = None if mode == "disabled" else True
+    expect(
+        r,
+        evidence["plugin_verified_client"] is verified
+        and evidence["host_verified_plugin"] is verified,
+        f"reattached over tls {mode}: both sides' verification must be {verified}",
+    )
     steps = doc["steps"]
     assert isinstance(steps, list)
     expect(r, str(steps[-1]["detail"]).startswith("skipped"), "the shutdown step must be skipped")

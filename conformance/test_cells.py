@@ -76,6 +76,7 @@ GOOD: dict[str, Any] = {
         "server_key": "ec-p256",
     },
     "steps": [{"name": n, "ok": True, "ms": 1.0, "detail": ""} for n in matrix.STEPS],
+    "mutual_tls": {"plugin_verified_client": True, "host_verified_plugin": True},
 }
 CELL = matrix.parse_id("go->python/auto/ec-p521->ec-p256/unix")
 
@@ -193,3 +194,18 @@ def test_a_release_cell_runs_that_releases_binary_and_expects_go_in_its_log(
     }
     go_served["tls"] |= {"client_key": "ed25519", "server_key": "rsa-2048"}
     assert matrix.check_result(cell, go_served | {"transport": "tcp"}) == []
+
+
+def test_judge_fails_a_tls_cell_verified_one_way_only() -> None:
+    one_way = GOOD | {
+        "mutual_tls": {
+            "plugin_verified_client": False,
+            "plugin_evidence": "no_client_cert: served",
+            "host_verified_plugin": True,
+        }
+    }
+    outcome, reason = matrix.judge(CELL, 0, one_way, None, "")
+    assert outcome == "fail"
+    assert reason == "plugin did not verify the host's certificate: no_client_cert: served"
+    no_evidence = {k: v for k, v in GOOD.items() if k != "mutual_tls"}
+    assert "no mutual_tls evidence" in str(matrix.judge(CELL, 0, no_evidence, None, "")[1])

@@ -40,7 +40,7 @@ UNSUPPORTED = verdict(
 
 def test_a_broken_cell_shows_its_reason_and_reproduction(tmp_path: Path) -> None:
     cells = [PASSED, BROKEN, UNSUPPORTED]
-    json_path, md_path = render_report.write(
+    json_path, md_path, _ = render_report.write(
         cells, {"go": "go1"}, tmp_path, "m", proof=False, wall_seconds=12.3
     )
     md = md_path.read_text()
@@ -65,5 +65,5 @@ def test_terminal_table_counts_outcomes_per_direction() -> None:
 
 
 def test_all_passing_says_so(tmp_path: Path) -> None:
-    _, md_path = render_report.write([PASSED], {}, tmp_path, "m", proof=False)
+    _, md_path, _ = render_report.write([PASSED], {}, tmp_path, "m", proof=False)
     assert "None: every cell passed." in md_path.read_text()

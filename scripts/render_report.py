@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import render_html
+
 SYMBOL = {
     "pass": "PASS",
     "negative-pass": "PASS (fails as required)",
@@ -210,7 +212,9 @@ def write(
     md_path = out_dir / f"{name}.md"
     md = markdown_proof(verdicts, env) if proof else markdown_matrix(verdicts, env, name)
     md_path.write_text(md)
-    return [json_path, md_path]
+    html_path = out_dir / f"{name}.html"  # the same cells as a static page (render_html.py)
+    html_path.write_text(render_html.render(verdicts, env, name, axis_order))
+    return [json_path, md_path, html_path]
 
 
 def main() -> None:

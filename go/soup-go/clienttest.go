@@ -3,7 +3,6 @@ package main
 // The test script of `rpc client test` and the TLS evidence it reports.
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
@@ -147,24 +145,14 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		if err != nil {
 			return "", rpcError(err)
 		}
-		if !bytes.Equal(resp.GetValue(), value) {
-			return "", fmt.Errorf("get returned %q, put wrote %q", resp.GetValue(), value)
-		}
-		return fmt.Sprintf("key=soup-test-key bytes=%d same bytes", len(value)), nil
+		return checkGet("soup-test-key", value, resp.GetValue()) // kvprofile.go
 	})
 	step("get_missing", func() (string, error) {
 		key := "soup-missing-key-" + randHex(8)
 		ctx, cancel := h.rpcCtx()
 		defer cancel()
 		_, err := h.kv.kv.Get(ctx, &kvpb.GetRequest{Key: key})
-		if err == nil {
-			return "", fmt.Errorf("get of missing key %s succeeded; expected NOT_FOUND", key)
-		}
-		st := status.Convert(err)
-		if st.Code() != codes.NotFound {
-			return "", fmt.Errorf("get of missing key %s: expected NOT_FOUND, got %s", key, rpcError(err))
-		}
-		return fmt.Sprintf("key=%s -> %s: %s", key, codeName(st.Code()), st.Message()), nil
+		return checkMissing(key, err) // kvprofile.go
 	})
 	step("health", func() (string, error) {
 		ctx, cancel := h.rpcCtx()
@@ -179,6 +167,9 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		}
 		return fmt.Sprintf("service=%s SERVING", plugin.GRPCServiceName), nil
 	})
+	if ok {
+		res.MutualTLS = checkMutualTLS(h) // while the plugin still serves (verify.go)
+	}
 	step("shutdown", func() (string, error) {
 		stopped = true
 		byItself, detail := h.stop()

@@ -134,11 +134,15 @@ lines, or with --json exactly one JSON object on stdout. Exit 0 pass, 1 fail,
 	)
 	hf.register(c.fs)
 	c.fs.BoolVar(&asJSON, "json", false, "print one JSON result object instead of evidence lines")
+	c.fs.StringVar(&kvProfile, "kv-profile", "strict", "strict: exact bytes, NOT_FOUND; lenient: appended bytes, any error (peers)")
 	return c.run(args, stdout, stderr, func(pos []string) (int, error) {
 		if len(pos) > 0 {
 			return 2, usagef("unexpected argument %q", pos[0])
 		}
 		if err := hf.validate(); err != nil {
+			return 2, err
+		}
+		if err := checkKVProfileFlag(); err != nil {
 			return 2, err
 		}
 		res := runTest(hf.options(), stderr)

@@ -11,17 +11,18 @@ import (
 // Result is the one JSON object `rpc client test --json` prints. Field names
 // are the shared contract; pointers are JSON null when unknown.
 type Result struct {
-	OK                 bool      `json:"ok"`
-	Error              *string   `json:"error"`
-	Client             ImplInfo  `json:"client"`
-	Server             ImplInfo  `json:"server"`
-	TLS                TLSResult `json:"tls"`
-	Transport          *string   `json:"transport"`
-	Address            *string   `json:"address"`
-	AppProtocolVersion *int      `json:"app_protocol_version"`
-	ProtocolVersion    *int      `json:"protocol_version"` // the negotiated version (contract name)
-	Steps              []Step    `json:"steps"`
-	PluginStderrTail   string    `json:"plugin_stderr_tail"`
+	OK                 bool       `json:"ok"`
+	Error              *string    `json:"error"`
+	Client             ImplInfo   `json:"client"`
+	Server             ImplInfo   `json:"server"`
+	TLS                TLSResult  `json:"tls"`
+	Transport          *string    `json:"transport"`
+	Address            *string    `json:"address"`
+	AppProtocolVersion *int       `json:"app_protocol_version"`
+	ProtocolVersion    *int       `json:"protocol_version"` // the negotiated version (contract name)
+	Steps              []Step     `json:"steps"`
+	PluginStderrTail   string     `json:"plugin_stderr_tail"`
+	MutualTLS          *MutualTLS `json:"mutual_tls"`
 }
 
 // ImplInfo names an implementation. The server's is not on the wire: the host

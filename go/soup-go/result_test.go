@@ -32,7 +32,7 @@ func TestResultJSONFieldNames(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"address", "app_protocol_version", "client", "error", "ok", "plugin_stderr_tail", "protocol_version", "server", "steps", "tls", "transport"}
+	want := []string{"address", "app_protocol_version", "client", "error", "mutual_tls", "ok", "plugin_stderr_tail", "protocol_version", "server", "steps", "tls", "transport"}
 	if got := keysOf(m); !reflect.DeepEqual(got, want) {
 		t.Errorf("top-level keys %v", got)
 	}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soup import clienttest, cliplugin, counter, logs
+from soup import clienttest, cliplugin, counter, kvprofile, logs
 from soup.cliplugin import (
     COMMAND,
     Parser,
@@ -146,6 +146,10 @@ def _add_client_parsers(rpc_sub: Any) -> None:
     )
     _add_host_flags(test)
     test.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    test.add_argument(
+        "--kv-profile", choices=kvprofile.PROFILES, default="strict",
+        help="strict: exact bytes, NOT_FOUND; lenient: appended bytes, any error (peers)",
+    )  # fmt: skip
 
     callback = client_sub.add_parser(
         "callback-test",
@@ -240,7 +244,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
 
 def run_test(args: argparse.Namespace) -> TestResult:
     """``rpc client test`` for parsed arguments (see ``soup.clienttest``)."""
-    return clienttest.run(lambda: _client_config(args))
+    return clienttest.run(lambda: _client_config(args), args.kv_profile)
 
 
 def _plugin_label(args: argparse.Namespace) -> str:

@@ -11,8 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-import grpc
-
+from soup import kvprofile, verify
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.host import Client, ClientConfig
@@ -30,9 +29,10 @@ class _StepFailed(Exception):
 
 
 class _Steps:
-    def __init__(self, client: Client, result: TestResult) -> None:
+    def __init__(self, client: Client, result: TestResult, kv_profile: str) -> None:
         self.client = client
         self.result = result
+        self.kv_profile = kv_profile
         self.value = b"hello from soup" + secrets.token_hex(8).encode()
         self.missing = f"soup-missing-key-{secrets.token_hex(8)}"
         self.kv: KVClient | None = None
@@ -70,22 +70,17 @@ class _Steps:
 
     def get(self) -> str:
         assert self.kv is not None
-        got = self.kv.get(TEST_KEY)
-        if got != self.value:
-            raise _StepFailed(
-                f"get returned other bytes: expected {self.value!r}, got {got[:64]!r}"
-            )
-        return f"key={TEST_KEY} bytes={len(got)} same bytes"
+        return kvprofile.check_get(self.kv_profile, TEST_KEY, self.value, self.kv.get(TEST_KEY))
 
     def get_missing(self) -> str:
         assert self.kv is not None
         try:
             got = self.kv.get(self.missing)
         except HostError as exc:
-            if rpc_code(exc) == grpc.StatusCode.NOT_FOUND:
-                return f"key={self.missing} -> NOT_FOUND: {rpc_message(exc)}"
-            raise _StepFailed(f"expected NOT_FOUND, got {exc}") from exc
-        raise _StepFailed(f"expected NOT_FOUND, got a value of {len(got)} bytes")
+            code = rpc_code(exc)
+            name = code.name if code is not None else "UNKNOWN"
+            return kvprofile.check_missing(self.kv_profile, self.missing, name, rpc_message(exc))
+        return kvprofile.check_missing(self.kv_profile, self.missing, None, f"{len(got)} bytes")
 
     def health(self) -> str:
         status = self.client.health_check("plugin")
@@ -117,8 +112,13 @@ def spawn_step(client: Client) -> str:
     return f"pid {client.spawn()}"
 
 
-def run(config: ClientConfig | Callable[[], ClientConfig]) -> TestResult:
-    """The ``client test`` steps; stops at the first failure, always ends the plugin."""
+def run(
+    config: ClientConfig | Callable[[], ClientConfig], kv_profile: str = "strict"
+) -> TestResult:
+    """The ``client test`` steps; stops at the first failure, always ends the plugin.
+
+    ``kv_profile``: how get/get_missing judge the plugin's answers (``soup.kvprofile``).
+    """
     result = TestResult()
     try:
         made = config() if callable(config) else config
@@ -128,7 +128,7 @@ def run(config: ClientConfig | Callable[[], ClientConfig]) -> TestResult:
         result.error = f"spawn: {exc}"
         result.steps.append(Step(name="spawn", ok=False, ms=0.0, detail=str(exc)))
         return result
-    steps = _Steps(client, result)
+    steps = _Steps(client, result, kv_profile)
     try:
         steps.run("spawn", steps.spawn)
         try:
@@ -139,8 +139,10 @@ def run(config: ClientConfig | Callable[[], ClientConfig]) -> TestResult:
                 result.transport = info.network
                 result.address = info.address
                 result.app_protocol_version = info.app_version
-        for name in ("put", "get", "get_missing", "health", "shutdown"):
+        for name in ("put", "get", "get_missing", "health"):
             steps.run(name, getattr(steps, name))
+        result.mutual_tls = verify.mutual_tls(client)  # while the plugin still serves
+        steps.run("shutdown", steps.shutdown)
         result.ok = True
     except _StepFailed:
         result.ok = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, tls
+from soup import bridge, certs, tls, verify
 from soup.errors import HostError
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
@@ -204,13 +203,7 @@ def _verify(
 def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence) -> None:
     """grpcio hides the TLS version: one extra handshake with Python ssl ("probe")."""
     try:
-        if network == "unix":
-            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            raw.settimeout(5.0)
-            raw.connect(address)
-        else:
-            host, _, port = address.rpartition(":")
-            raw = socket.create_connection((host.strip("[]"), int(port)), timeout=5.0)
+        raw = verify.dial(network, address, 5.0)
         with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
             _record_tls(
                 evidence,

@@ -78,6 +78,7 @@ class TestResult:
     """The negotiated app protocol version (also under its contract name ``protocol_version``)."""
     steps: list[Step] = field(default_factory=list)
     plugin_stderr_tail: str = ""
+    mutual_tls: dict[str, Any] | None = None  # soup.verify: did each side verify the other
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class TestResult:
             "protocol_version": self.app_protocol_version,
             "steps": [step.to_dict() for step in self.steps],
             "plugin_stderr_tail": self.plugin_stderr_tail,
+            "mutual_tls": self.mutual_tls,
         }
 
     def to_json(self) -> str:

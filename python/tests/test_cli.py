@@ -26,6 +26,7 @@ TOP_KEYS = {
     "protocol_version",
     "steps",
     "plugin_stderr_tail",
+    "mutual_tls",
 }
 TLS_KEYS = {
     "mode",
@@ -114,6 +115,8 @@ def test_client_test_json_shape(transport: str) -> None:
     result = json.loads(proc.stdout)  # exactly one JSON object, nothing else
     assert set(result) == TOP_KEYS
     assert result["ok"] is True
+    assert result["mutual_tls"]["plugin_verified_client"] is True
+    assert result["mutual_tls"]["host_verified_plugin"] is True
     assert result["error"] is None
     assert result["client"]["impl"] == "python"
     assert result["client"]["version"] == version_string()

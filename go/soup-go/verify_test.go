@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestAlertNamesMatchPython(t *testing.T) {
+	cases := map[string]string{
+		"remote error: tls: certificate required":          "alert certificate required",
+		"remote error: tls: unknown certificate authority": "alert unknown ca",
+		"remote error: tls: bad certificate":               "alert bad certificate",
+	}
+	for in, want := range cases {
+		if got := alertName(errors.New(in)); got != want {
+			t.Errorf("alertName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestJudgeMutualTLS(t *testing.T) {
+	refused := []Probe{
+		{"no_client_cert", true, "refused: alert certificate required"},
+		{"foreign_client_cert", true, "refused: alert unknown ca"},
+		{"foreign_trust", true, "refused by the host's verifier: x509: certificate signed by unknown authority"},
+	}
+	m := judgeMutualTLS("auto", refused)
+	if !*m.PluginVerifiedClient || !*m.HostVerifiedPlugin {
+		t.Fatalf("both refused but %+v", m)
+	}
+	lax := append([]Probe{{"no_client_cert", false, "served: the plugin answered HTTP/2 (9 bytes)"}}, refused[1:]...)
+	m = judgeMutualTLS("auto", lax)
+	if *m.PluginVerifiedClient || !strings.HasPrefix(m.PluginEvidence, "no_client_cert: served") {
+		t.Fatalf("a plugin serving without a client cert counted as verifying: %+v", m)
+	}
+	if m := judgeMutualTLS("auto", nil); *m.PluginVerifiedClient || *m.HostVerifiedPlugin {
+		t.Fatalf("no probes counted as evidence: %+v", m)
+	}
+	if m := judgeMutualTLS("disabled", nil); m.PluginVerifiedClient != nil {
+		t.Fatalf("disabled: %+v", m)
+	}
+}
+
+func TestKVProfiles(t *testing.T) {
+	defer func() { kvProfile = "strict" }()
+	if _, err := checkGet("k", []byte("v"), []byte("v\n\nWritten")); err == nil {
+		t.Fatal("strict accepted appended bytes")
+	}
+	kvProfile = "lenient"
+	detail, err := checkGet("k", []byte("v"), []byte("v\n\nWritten"))
+	if err != nil || !strings.Contains(detail, "lenient: stored bytes plus 9 appended") {
+		t.Fatalf("lenient get: %q %v", detail, err)
+	}
+	if _, err := checkGet("k", []byte("v"), []byte("other")); err == nil {
+		t.Fatal("lenient accepted other bytes")
+	}
+	if _, err := checkMissing("k", nil); err == nil {
+		t.Fatal("a value for a missing key accepted")
+	}
+}
