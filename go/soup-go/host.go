@@ -75,6 +75,10 @@ func newHost(opts hostOptions, logOut io.Writer) (*host, error) {
 		Stderr:           h.ident,
 		Logger:           hostLogger(logOut, &h.scan),
 	}
+	// The plugin's stdout/stderr after the handshake (GRPCStdio) become log
+	// lines at info, as a go-plugin host that sets SyncStdout/SyncStderr shows them.
+	h.cfg.SyncStdout = h.cfg.Logger.Named("plugin.stdout").StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Info})
+	h.cfg.SyncStderr = h.cfg.Logger.Named("plugin.stderr").StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Info})
 	// gRPC-Go waits at least 20 s for a connection attempt that hangs (an
 	// address that accepts and never answers), and go-plugin's Client()
 	// waits for it (its stdio stream); connect's bound is the limit instead.
