@@ -19,7 +19,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from cryptography import x509
@@ -31,23 +31,39 @@ from soup import certs
 COOKIE = {"BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1"}
 HANDSHAKE_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0
 
 
 @contextmanager
 def plugin(soup_go: str, env: dict[str, str], *args: str) -> Iterator[list[str]]:
     """A soup-go plugin started as a host would; yields its handshake line's fields."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PLUGIN_")}
-    with tempfile.TemporaryDirectory(prefix="soup-release-") as kv_dir:
+    # Its own TMPDIR: what a release leaves there (v1.4 ignores PLUGIN_UNIX_SOCKET_DIR and
+    # puts its socket in the temp dir) goes with this directory.
+    with tempfile.TemporaryDirectory(prefix="soup-release-") as tmp:
+        kv_dir = Path(tmp) / "kv"
+        kv_dir.mkdir()
         proc = subprocess.Popen(
-            [soup_go, "rpc", "server-start", "--kv-dir", kv_dir, *args],
+            [soup_go, "rpc", "server-start", "--kv-dir", str(kv_dir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            env=base | COOKIE | env, start_new_session=True,
+            env=base | {"TMPDIR": tmp} | COOKIE | env, start_new_session=True,
         )  # fmt: skip
         try:
             yield _handshake(proc)
         finally:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (soup-go stops and removes its files), then SIGKILL the group if it lingers."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate(timeout=HANDSHAKE_TIMEOUT_S)
+        proc.communicate(timeout=HANDSHAKE_TIMEOUT_S)
 
 
 def _handshake(proc: subprocess.Popen[bytes]) -> list[str]:
@@ -67,7 +83,8 @@ def unix_socket_dir(soup_go: str) -> str:
     with tempfile.TemporaryDirectory(prefix="soup-sock-") as wanted:
         env = {"PLUGIN_UNIX_SOCKET_DIR": wanted}
         with plugin(soup_go, env, "--tls-mode", "disabled") as fields:
-            inside = Path(fields[3]).parent == Path(wanted)
+            # soup-go nests its private run directory in the host's directory
+            inside = Path(wanted) in Path(fields[3]).parents
     return "honoured" if inside else "ignored"
 
 
