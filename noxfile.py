@@ -276,9 +276,25 @@ def unit_versions(session: nox.Session, grpc: str) -> None:
     run_unit(session, grpc)
 
 
+def ensure_chromium(session: nox.Session) -> None:
+    """The HTML report test opens the report in Chromium: install Debian's if it is missing."""
+    if os.environ.get("SOUP_CHROMIUM") or shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.error(
+            "the HTML report test needs Chromium: install Debian's `chromium` package "
+            "(apt-get install chromium) or set SOUP_CHROMIUM to a Chromium binary"
+        )
+    session.run("apt-get", "update", "-q", external=True)
+    session.run(
+        "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", external=True
+    )
+
+
 def run_unit(session: nox.Session, grpc: str) -> None:
     install_soup(session, grpc_line=grpc)
     gen_go(session)
+    ensure_chromium(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
         "conformance/test_report_html.py",

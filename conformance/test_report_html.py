@@ -1,6 +1,6 @@
 """The HTML report renders in a real browser: headless Chromium, offline, with the right counts.
 
-Chromium is required (Debian's `chromium`, installed by .ci/run): without it this test
+Chromium is required (Debian's `chromium`, installed by the unit session): without it this test
 fails, it never skips. The page is opened from a file with networking disabled; the
 DOM Chromium built is parsed and every grid cell and legend count checked.
 """
@@ -90,7 +90,7 @@ def chromium() -> str:
     if not found:
         pytest.fail(
             "chromium not found: install Debian's chromium package (`apt-get install chromium`, "
-            "as .ci/run does) or set SOUP_CHROMIUM; this test never skips",
+            "as the unit session does) or set SOUP_CHROMIUM; this test never skips",
             pytrace=False,
         )
     return found
