@@ -47,7 +47,7 @@ def test_endpoint_of_accepts_unix_and_tcp() -> None:
     ("network", "address", "knock", "reason"),
     [
         ("unix", "/tmp/x", True, "multiplexing knock, but soup does not multiplex"),
-        ("udp", "1.2.3.4:5", False, "unknown network 'udp'"),
+        ("udp", "127.0.0.1:5", False, "unknown network 'udp'"),
         ("tcp", "", False, "empty address"),
     ],
 )
