@@ -655,7 +655,12 @@ def test_reattach_keep_running_then_stop(
         code = plugin.proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the plugin still runs 5 s after Shutdown\n{r.describe()}", pytrace=False)
-    expect(r, code == 0, f"the debug plugin must exit 0 after Shutdown, not {code}")
+    if code != 0:
+        pytest.fail(
+            f"the debug plugin must exit 0 after Shutdown, not {code}\n"
+            f"plugin stderr:\n{plugin.close()}\n{r.describe()}",
+            pytrace=False,
+        )
 
 
 def test_debug_refuses_auto_tls(impls: dict[str, list[str]]) -> None:

@@ -462,12 +462,14 @@ class _BridgeBase:
                     self._connections.pop(connection, None)
 
         thread = threading.Thread(target=run, name=_thread_name("conn"), daemon=True)
+        # Started under the lock: close() copies ``_connections`` under it and joins
+        # every thread there, and joining a thread not yet started raises.
         with self._lock:
             if self._closed:
                 connection.close()
                 return
             self._connections[connection] = thread
-        thread.start()
+            thread.start()
 
     def _stop_all(self) -> bool:
         """Stop accepting, stop every connection, join the threads; False if already closed."""

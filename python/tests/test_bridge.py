@@ -18,6 +18,7 @@ import socket
 import ssl
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -926,3 +927,39 @@ def test_backend_with_full_backlog_is_waited_for(tmp_path: Path) -> None:
             filler.close()
         busy.close()
         shutil.rmtree(backend_dir, ignore_errors=True)
+
+
+def test_close_while_a_connection_is_being_accepted(
+    make_chain: Callable[..., Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() racing the accept of a new connection (a host polling the address while
+    the plugin stops) joins only started threads: it once raised "cannot join thread
+    before it is started" and the plugin exited 1 with its files left behind."""
+    chain = make_chain(dial=False)
+    errors: list[BaseException] = []
+    closers: list[threading.Thread] = []
+    real_thread = threading.Thread
+
+    def close_listener() -> None:
+        try:
+            chain.listener.close()
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+
+    class CloseBeforeStart(real_thread):
+        def start(self) -> None:
+            if "-conn-" in self.name and not closers:
+                closers.append(real_thread(target=close_listener))
+                closers[0].start()
+                closers[0].join(0.3)  # with the lock held, close() waits for start()
+            super().start()
+
+    monkeypatch.setattr(bridge.threading, "Thread", CloseBeforeStart)
+    with chain.connect_plugin():
+        deadline = time.monotonic() + TIMEOUT
+        while not closers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert closers, "no connection thread was started"
+        closers[0].join(TIMEOUT)
+    assert not closers[0].is_alive(), f"close() did not return within {TIMEOUT} s"
+    assert errors == []
