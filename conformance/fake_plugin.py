@@ -1,12 +1,13 @@
 """A broken or hostile go-plugin plugin, run as a real process by a host under test.
 
 ``python fake_plugin.py BEHAVIOUR DIR``. The test prepares DIR: ``line.txt`` (the
-handshake line to print; ``{sock}`` stands for the socket path) and, for behaviours
-that serve TLS, ``serve.pem``/``serve.key`` (the certificate to present, which need not
-be the one in the line). The fake listens only on a unix socket in DIR (never any
-other address), writes the monotonic time it started to ``DIR/started`` (so the suite
-times the host's reaction, not interpreter start-up) and runs until its host kills it
-or ``LIFETIME_S`` passes. Only the standard library is imported, so that it starts
+handshake line to print; ``{sock}`` stands for the socket path, ``{tcp}`` for the
+127.0.0.1 address of ``refuse-tcp``) and, for behaviours that serve TLS,
+``serve.pem``/``serve.key`` (the certificate to present, which need not be the one in
+the line). The fake listens only on a unix socket in DIR (never any other address;
+``refuse-tcp`` binds a 127.0.0.1 port without listening), writes the monotonic time it
+started to ``DIR/started`` (so the suite times the host's reaction, not interpreter
+start-up) and runs until its host kills it or ``LIFETIME_S`` passes. Only the standard library is imported, so that it starts
 fast (the HTTP/2 it speaks is a few fixed frames).
 """
 
@@ -26,9 +27,10 @@ LIFETIME_S = 30
 SOCKET_NAME = "fake.sock"
 
 
-def _print_line(directory: Path) -> None:
+def _print_line(directory: Path, tcp: str = "") -> None:
     path = str(directory / SOCKET_NAME)
-    sys.stdout.write((directory / "line.txt").read_text().replace("{sock}", path) + "\n")
+    line = (directory / "line.txt").read_text().replace("{sock}", path).replace("{tcp}", tcp)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
@@ -83,6 +85,16 @@ def hold(directory: Path) -> None:
     while True:
         conn, _ = sock.accept()
         held.append(conn)
+
+
+def refuse_tcp(directory: Path) -> None:
+    """Advertise a 127.0.0.1 port that is bound but not listening: the kernel refuses
+    every dial (RST), and no other process can take the port while the fake runs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    _print_line(directory, f"{host}:{port}")
+    time.sleep(LIFETIME_S)
 
 
 def print_and_sleep(directory: Path) -> None:
@@ -141,6 +153,7 @@ BEHAVIOURS: dict[str, Callable[[Path], None]] = {
     "exit-before": exit_before,
     "plaintext-http2": plaintext_http2,
     "http2-hang": http2_hang,
+    "refuse-tcp": refuse_tcp,
 }
 
 

@@ -249,7 +249,11 @@ class ManualPKI:
     ca_file: Path
     server: tuple[Path, Path]
     client: certs.CertKey
-    ca_pem: bytes
+    ca: certs.CertKey
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca.cert_pem
 
 
 def _manual_pki(directory: Path) -> ManualPKI:
@@ -258,7 +262,7 @@ def _manual_pki(directory: Path) -> ManualPKI:
     (directory / "ca.pem").write_bytes(ca.cert_pem)
     server = (directory / "server.pem", directory / "server.key")
     certs.write_pair(certs.issue_leaf(ca, "ec-p256"), *server)
-    return ManualPKI(directory / "ca.pem", server, certs.issue_leaf(ca, "ec-p256"), ca.cert_pem)
+    return ManualPKI(directory / "ca.pem", server, certs.issue_leaf(ca, "ec-p256"), ca)
 
 
 def _manual_args(pki: ManualPKI) -> list[str]:
@@ -268,9 +272,25 @@ def _manual_args(pki: ManualPKI) -> list[str]:
     ]  # fmt: skip
 
 
-def attack_manual_other_ca(case: Case, env: Env) -> Outcome:
+def _intruder(kind: str, pki: ManualPKI) -> certs.CertKey:
+    """A client leaf the plugin's CA did not sign.
+
+    "other-ca": from another CA with the same name (its own key identifier);
+    "forged-signature": naming the plugin's CA as issuer, its subject and key
+    identifier copied, signed with another key: only the signature check refuses it.
+    """
+    if kind == "other-ca":
+        return certs.issue_leaf(certs.issue_ca(), "ec-p256")
+    if kind == "forged-signature":
+        forger = certs.CertKey(cert=pki.ca.cert, key=certs.generate_key("ec-p256"))
+        return certs.issue_leaf(forger, "ec-p256")
+    raise ValueError(f"unknown intruder kind {kind!r}")
+
+
+def attack_manual_intruder(case: Case, env: Env) -> Outcome:
+    """Manual mode: a client certificate the plugin's CA did not sign."""
     pki = _manual_pki(env.tmp / "pki")
-    intruder = certs.issue_leaf(certs.issue_ca(), "ec-p256")
+    intruder = _intruder(str(case.get("intruder", "other-ca")), pki)
     started = time.monotonic()
     with fakes.running(env.plugin(case.impl, *_manual_args(pki)), {}) as p:
         if not p.line:
@@ -421,6 +441,8 @@ def attack_kv(case: Case, env: Env) -> Outcome:
         kv = pb.kv_pb2
 
         def attack() -> str:
+            if case.get("op") == "get":  # a key never stored
+                return fakes.rpc(lambda: stub.Get(kv.GetRequest(key=key), timeout=MAX_BOUND_S))
             put = fakes.rpc(
                 lambda: stub.Put(kv.PutRequest(key=key, value=value), timeout=MAX_BOUND_S)
             )
@@ -548,6 +570,9 @@ _FIELD6: dict[str, Callable[[bytes], str]] = {
     "padded": lambda der: base64.b64encode(der).decode(),
     "bad-base64": lambda der: "!" * 80,
     "not-der": lambda der: _raw_b64(b"\x30\x82 not a certificate" * 8),
+    # The served certificate followed by a second one, as in a PEM chain: field 6 is
+    # exactly one DER certificate, so the bytes after it are refused, not ignored.
+    "chain": lambda der: _raw_b64(der + der),
 }
 
 
@@ -771,7 +796,7 @@ def attack_shutdown_in_flight(case: Case, env: Env) -> Outcome:
 ATTACKS: dict[str, Callable[[Case, Env], Outcome]] = {
     "tls": attack_tls,
     "plaintext": attack_plaintext,
-    "manual-other-ca": attack_manual_other_ca,
+    "manual-intruder": attack_manual_intruder,
     "start": attack_start,
     "versions": attack_versions,
     "multiplex": attack_multiplex,

@@ -11,6 +11,8 @@ const (
 	envUnixSocketDir    = "PLUGIN_UNIX_SOCKET_DIR"
 	envUnixSocketGroup  = "PLUGIN_UNIX_SOCKET_GROUP"
 	envMultiplexGRPC    = "PLUGIN_MULTIPLEX_GRPC"
+	envMinPort          = "PLUGIN_MIN_PORT"
+	envMaxPort          = "PLUGIN_MAX_PORT"
 
 	// envLogLevel is the one log-level variable of both implementations.
 	envLogLevel = "SOUP_LOG_LEVEL"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,10 +32,15 @@ import (
 // front never assigns os.Stdout while Serve runs (that would race); Close
 // restores it once Serve has returned.
 //
+// The front's port is go-plugin's choice on Windows (serverListener_tcp): the
+// first free port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT (unset: 0, any free port),
+// so a host's range means the same as with a stock go-plugin TCP plugin.
+//
 // In debug mode no handshake line is printed: the plugin opens the front for
 // the address in go-plugin's reattach config instead (open).
 type tcpFront struct {
 	logger hclog.Logger
+	ports  portRange
 	stdout *os.File // the real stdout
 	r, w   *os.File // the pipe plugin.Serve prints into (nil in debug mode)
 	failed chan error
@@ -47,10 +53,57 @@ type tcpFront struct {
 
 var errFrontClosed = errors.New("tcp front closed")
 
+// portRange is the ports the front may listen on, both ends included.
+type portRange struct{ low, high int }
+
+// tcpPortRange reads PLUGIN_MIN_PORT and PLUGIN_MAX_PORT the way go-plugin's
+// serverListener_tcp does (an empty value is 0), and refuses what it refuses.
+// The messages are soup's (python/soup/listen.py), which extend go-plugin's.
+func tcpPortRange(getenv func(string) string) (portRange, error) {
+	var ends [2]int
+	for i, name := range []string{envMinPort, envMaxPort} {
+		text := getenv(name)
+		if text == "" {
+			continue
+		}
+		v, err := strconv.ParseInt(text, 10, 32)
+		if err != nil {
+			return portRange{}, fmt.Errorf("couldn't get value from %s: %q is not an integer", name, text)
+		}
+		ends[i] = int(v)
+	}
+	r := portRange{low: ends[0], high: ends[1]}
+	if r.low > r.high {
+		return portRange{}, fmt.Errorf("%s value of %d is greater than %s value of %d", envMinPort, r.low, envMaxPort, r.high)
+	}
+	if r.low < 0 || r.high > 65535 {
+		return portRange{}, fmt.Errorf("port range %d..%d is outside 0..65535", r.low, r.high)
+	}
+	return r, nil
+}
+
+// listen opens the first port of the range that can be listened on.
+func (r portRange) listen() (net.Listener, error) {
+	var last error
+	for port := r.low; port <= r.high; port++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			return ln, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("couldn't bind plugin TCP listener on 127.0.0.1:%d..%d: %w", r.low, r.high, last)
+}
+
 // startTCPFront starts the front; with handshake it swaps os.Stdout and
-// waits for the handshake line to rewrite.
+// waits for the handshake line to rewrite. A bad port range is refused here,
+// before plugin.Serve runs.
 func startTCPFront(logger hclog.Logger, handshake bool) (*tcpFront, error) {
-	f := &tcpFront{logger: logger.Named("tcpfront"), stdout: os.Stdout, conns: map[net.Conn]struct{}{}, failed: make(chan error, 1)}
+	ports, err := tcpPortRange(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	f := &tcpFront{logger: logger.Named("tcpfront"), ports: ports, stdout: os.Stdout, conns: map[net.Conn]struct{}{}, failed: make(chan error, 1)}
 	if !handshake {
 		return f, nil
 	}
@@ -107,7 +160,7 @@ func (f *tcpFront) rewrite(line string) (string, error) {
 
 // open listens on 127.0.0.1 and relays every connection to the unix socket backend.
 func (f *tcpFront) open(backend string) (net.Addr, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := f.ports.listen()
 	if err != nil {
 		return nil, err
 	}

@@ -314,14 +314,14 @@ def _parse_cert(parts: list[str]) -> bytes | None:
 
 
 def _parse_multiplex(parts: list[str]) -> bool | None:
-    if len(parts) < 7:
+    """Field 7 as the plugin advertised it; None if absent or not "true"/"false".
+
+    Never an error: go-plugin's host reads field 7 only when it asked for broker
+    multiplexing, which a soup host never does, so it ignores whatever is there.
+    """
+    if len(parts) < 7 or parts[6] not in ("true", "false"):
         return None
-    if parts[6] in ("true", "false"):
-        return parts[6] == "true"
-    raise HandshakeLineError(
-        f"error parsing {_quote(parts[6])!r} in field 7 as a boolean for gRPC broker "
-        "multiplexing support (expected 'true' or 'false')"
-    )
+    return parts[6] == "true"
 
 
 def parse_line(

@@ -12,6 +12,7 @@ import contextlib
 import grp
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -136,6 +137,10 @@ def private_dir(env: Mapping[str, str], prefix: str) -> Path:
     return path
 
 
+_PORT_TEXT = re.compile(r"[+-]?[0-9]{1,10}")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
 def _port_range(env: Mapping[str, str]) -> tuple[int, int]:
     values = []
     for name in (ENV_MIN_PORT, ENV_MAX_PORT):
@@ -143,12 +148,11 @@ def _port_range(env: Mapping[str, str]) -> tuple[int, int]:
         if not text:
             values.append(0)
             continue
-        try:
-            values.append(int(text, 10))
-        except ValueError:
-            raise PluginError(
-                f"couldn't get value from {name}: {text!r} is not an integer"
-            ) from None
+        # Go's strconv.ParseInt(text, 10, 32), as go-plugin reads it: int() would
+        # also take spaces, underscores and non-ASCII digits.
+        if _PORT_TEXT.fullmatch(text) is None or not _INT32_MIN <= int(text) <= _INT32_MAX:
+            raise PluginError(f"couldn't get value from {name}: {text!r} is not an integer")
+        values.append(int(text))
     low, high = values
     if low > high:
         raise PluginError(

@@ -503,6 +503,14 @@ def test_tcp_port_range_exhausted_names_the_range(monkeypatch: pytest.MonkeyPatc
     assert "in use" in str(err.value)
 
 
+@pytest.mark.parametrize("text", [" 1", "1_0", "\u0661", "9" * 5000, "2147483648"])
+def test_tcp_port_is_parsed_like_go(text: str) -> None:
+    # Go's strconv.ParseInt(text, 10, 32), as go-plugin reads PLUGIN_MIN_PORT.
+    with pytest.raises(PluginError) as err:
+        listen.listen_tcp_range({"PLUGIN_MIN_PORT": text, "PLUGIN_MAX_PORT": "0"})
+    assert "couldn't get value from PLUGIN_MIN_PORT" in str(err.value)
+
+
 def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
     code = (
         "import sys, threading\n"
