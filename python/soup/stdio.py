@@ -50,10 +50,14 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
 
     # /plugin.GRPCStdio/StreamStdio
     def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        while not self.closed.is_set() and context.is_active():
+        # On close, what was written before it is still sent (the sentinel comes after
+        # it): a print just before Shutdown reaches the host, as through go-plugin's pipe.
+        while context.is_active():
             try:
                 item = self._queue.get(timeout=POLL)
             except queue.Empty:
+                if self.closed.is_set():
+                    return
                 continue
             if item is None:
                 with contextlib.suppress(queue.Full):
