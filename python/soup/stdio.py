@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import grpc
 
 from soup import pb
+from soup.streaming import rpc_active
 
 __all__ = ["StdioHub", "StdioReader", "hub_writer"]
 
@@ -50,7 +51,8 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
 
     # /plugin.GRPCStdio/StreamStdio
     def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        while not self.closed.is_set() and context.is_active():
+        active = rpc_active(context)
+        while not self.closed.is_set() and active():
             try:
                 item = self._queue.get(timeout=POLL)
             except queue.Empty:

@@ -103,10 +103,11 @@ def test_only_the_negotiated_versions_services_are_served(make_client: Any) -> N
 # -- plain and async servicers, default TLS policy, no KV unless asked
 
 
-def test_async_servicers(make_client: Any) -> None:
+def test_async_servicers(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     body = (
         "async def greet(name, context):\n"
         "    await asyncio.sleep(0)\n"
+        "    print('greeted', flush=True)\n"  # to the host over GRPCStdio, a plain servicer
         "    return b'async hello ' + name\n"
         "def register(p):\n"
         "    h = grpc.unary_unary_rpc_method_handler(greet)\n"
@@ -115,20 +116,30 @@ def test_async_servicers(make_client: Any) -> None:
         "    assert isinstance(p.server, grpc.aio.Server)\n"
         "from soup.kv import service\n"
     )
+    chunks: list[tuple[str, bytes]] = []
     client = make_client(
         _app_plugin(body, "asyncio=True, plugins={1: [register, service(None)]}"),
         tls_backend="openssl",
+        on_stdio=lambda channel, data: chunks.append((channel, data)),
     )
     client.start()
     assert client.tls.backend == "openssl"
     greet = client.channel.unary_unary("/t.Greeter/Greet")
     assert greet(b"gopher", timeout=5) == b"async hello gopher"
+    _wait(lambda: ("stdout", b"greeted\n") in chunks, "the plugin's print over GRPCStdio")
     kv = KVClient(client.channel)  # a plain servicer next to the async one
     kv.put("k", b"v")
     assert kv.get("k") == b"v"
     assert client.health_check() == "SERVING"
     assert client.kill() is True
     assert client.exit.code == 0
+    # the internal streams (GRPCStdio, GRPCBroker) ran without failing in the plugin
+    plugin_errors = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "soup.host.plugin" and r.levelno >= logging.ERROR
+    ]
+    assert plugin_errors == []
 
 
 def test_default_serves_plaintext_with_a_warning_when_the_host_did_not_ask(
