@@ -52,10 +52,15 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
     # /plugin.GRPCStdio/StreamStdio
     def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         active = rpc_active(context)
-        while not self.closed.is_set() and active():
+        while active():
+            # What was written before close() is still sent (close() queues its None
+            # after it): a host stopping the plugin right after a call still gets the
+            # call's output.
             try:
                 item = self._queue.get(timeout=POLL)
             except queue.Empty:
+                if self.closed.is_set():
+                    return
                 continue
             if item is None:
                 with contextlib.suppress(queue.Full):

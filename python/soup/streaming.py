@@ -4,11 +4,11 @@ They are plain servicers, run by ``grpc.server`` and, when ``ServeConfig.asyncio
 ``grpc.aio``'s migration thread pool. The two hand a plain handler different contexts:
 the aio one (``cygrpc._SyncServicerContext``) has no ``is_active()`` on any supported
 grpcio line (1.60 to 1.85, checked), and its ``add_callback`` did not fire when the
-client cancelled (measured), so nothing tells a generator there that its RPC ended. It
-need not know: aio drives the generator by calling ``next()`` from the pool and stops
-when the RPC ends, so the generator is dropped at its next message, and its loop ends
-when its stop flag is set. Under ``grpc.server`` the generator must return by itself
-once the RPC ends (or a pool thread stays busy): ``is_active()`` says when.
+client cancelled (measured), so nothing tells a generator there that its RPC ended.
+aio runs such a generator to its end in a pool thread, feeding what it yields to the
+RPC (after the RPC ended, to nobody); the generator's loop ends when its stop flag is
+set. Under ``grpc.server`` the generator must return by itself once the RPC ends (or a
+pool thread stays busy): ``is_active()`` says when.
 """
 
 from __future__ import annotations
