@@ -43,6 +43,7 @@ import grpc
 
 from soup import bridge, certs, pb, tls
 from soup.listen import add_port
+from soup.streaming import rpc_active
 
 __all__ = [
     "DIAL_WAIT",
@@ -432,7 +433,7 @@ class GRPCBroker:
 
         self._start_reader(request_iterator, "host")
         self.log.debug("host opened the GRPCBroker stream")
-        yield from self._outgoing_messages(context.is_active)
+        yield from self._outgoing_messages(rpc_active(context))
 
     # -- internals
     def _start_reader(self, messages: Iterator[Any], peer: str) -> None:

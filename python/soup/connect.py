@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +125,7 @@ def open_connection(
     """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt."""
     if settings.mode == "disabled":
         conn = Connection(grpc.insecure_channel(_target(network, address), options=_options()))
-        _verify(conn, evidence, rpc_timeout, address, native=False)
+        _verify(conn, evidence, rpc_timeout)
         return conn
     assert own is not None
     assert trusted_pem is not None
@@ -137,8 +138,16 @@ def open_connection(
         )
         options = [*_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
         conn = Connection(grpc.secure_channel(_target(network, address), creds, options=options))
-        _verify(conn, evidence, rpc_timeout, address, native=True)
-        _probe(network, address, tls.client_ssl_context(own, trusted_pem), evidence)
+        context = tls.client_ssl_context(own, trusted_pem)
+        _verify(
+            conn,
+            evidence,
+            rpc_timeout,
+            native_tls_to_blame=lambda detail: _native_tls_to_blame(
+                network, address, context, evidence, detail
+            ),
+        )
+        _probe(network, address, context, evidence)
         return conn
     dialer = bridge.TLSDialerBridge(
         network,
@@ -155,7 +164,7 @@ def open_connection(
         raise HostError(str(exc)) from exc
     _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
     conn = Connection(grpc.insecure_channel(target, options=_options()), dialer)
-    _verify(conn, evidence, rpc_timeout, address, native=False)
+    _verify(conn, evidence, rpc_timeout)
     return conn
 
 
@@ -178,10 +187,41 @@ def _tls_failed(detail: str, address: str) -> bool:
     return any(word in text for word in _TLS_WORDS)
 
 
+def _native_tls_to_blame(
+    network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence, detail: str
+) -> bool:
+    """Whether a failed native connection is grpcio's TLS failing, not the plugin.
+
+    For a plugin key grpcio cannot verify (P-521, Ed25519; known before connecting)
+    grpcio's words differ by line (1.85: a handshake failure; 1.60 to 1.75 only "Socket
+    closed"), so the plugin is asked instead: a handshake with Python ssl (OpenSSL
+    verifies every key type) on the same certificates that succeeds shows the plugin is
+    there and its TLS sound, leaving grpcio's verification as the cause. For a key grpcio
+    verifies, its words decide.
+    """
+    if evidence.server_key is None:
+        return False
+    if tls.is_grpcio_verifiable(evidence.server_key):
+        return _tls_failed(detail, address)
+    try:
+        _ssl_handshake(network, address, context)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        _LOG.debug("OpenSSL handshake with the plugin failed too", extra={"error": str(exc)})
+        return False
+    return True
+
+
 def _verify(
-    conn: Connection, evidence: TLSEvidence, rpc_timeout: float, address: str, *, native: bool
+    conn: Connection,
+    evidence: TLSEvidence,
+    rpc_timeout: float,
+    *,
+    native_tls_to_blame: Callable[[str], bool] | None = None,
 ) -> None:
-    """One health RPC (no wait_for_ready): TLS failures surface now, with their cause."""
+    """One health RPC (no wait_for_ready): TLS failures surface now, with their cause.
+
+    ``native_tls_to_blame`` (grpcio's own TLS only) says whether a failure is grpcio's TLS.
+    """
     try:
         health_status(conn.channel, "plugin", rpc_timeout)
     except HostError as exc:
@@ -192,7 +232,11 @@ def _verify(
         ):
             return  # connected; the plugin just has no health service
         conn.close()
-        if native and evidence.server_key is not None and _tls_failed(str(exc), address):
+        if (
+            native_tls_to_blame is not None
+            and evidence.server_key is not None
+            and native_tls_to_blame(str(exc))
+        ):
             raise HostError(tls.explain_native_failure(evidence.server_key, str(exc))) from exc
         message = f"cannot connect to the plugin: {exc}"
         if conn.dialer is not None and conn.dialer.last_error:
@@ -200,20 +244,23 @@ def _verify(
         raise HostError(message) from exc
 
 
+def _ssl_handshake(
+    network: str, address: str, context: ssl.SSLContext
+) -> tuple[str | None, str | None, bytes | None]:
+    """One TLS handshake with the plugin by Python ssl: version, ALPN, peer certificate."""
+    raw = verify.dial(network, address, 5.0)
+    with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
+        return conn.version(), conn.selected_alpn_protocol(), conn.getpeercert(binary_form=True)
+
+
 def _probe(network: str, address: str, context: ssl.SSLContext, evidence: TLSEvidence) -> None:
     """grpcio hides the TLS version: one extra handshake with Python ssl ("probe")."""
     try:
-        raw = verify.dial(network, address, 5.0)
-        with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
-            _record_tls(
-                evidence,
-                conn.version(),
-                "probe",
-                conn.selected_alpn_protocol(),
-                conn.getpeercert(binary_form=True),
-            )
+        version, alpn, peer = _ssl_handshake(network, address, context)
     except (OSError, ssl.SSLError, ValueError) as exc:
         _LOG.debug("TLS probe failed", extra={"error": str(exc)})
+        return
+    _record_tls(evidence, version, "probe", alpn, peer)
 
 
 def rpc_code(exc: BaseException) -> grpc.StatusCode | None:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import grpc
 
 from soup import pb
+from soup.streaming import rpc_active
 
 __all__ = ["StdioHub", "StdioReader", "hub_writer"]
 
@@ -50,9 +51,11 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
 
     # /plugin.GRPCStdio/StreamStdio
     def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        # On close, what was written before it is still sent (the sentinel comes after
-        # it): a print just before Shutdown reaches the host, as through go-plugin's pipe.
-        while context.is_active():
+        active = rpc_active(context)
+        while active():
+            # What was written before close() is still sent (close() queues its None
+            # after it): a host stopping the plugin right after a call still gets the
+            # call's output.
             try:
                 item = self._queue.get(timeout=POLL)
             except queue.Empty:

@@ -238,18 +238,25 @@ def test_a_closed_stream_fails_dial_at_once(make_pair: Any) -> None:
         pair.host.accept_and_serve(1, AddHelperServicer().register)
 
 
-def _wait_for_end(broker: GRPCBroker) -> None:
-    deadline = time.monotonic() + 5.0
-    while broker._stream_ended is None and time.monotonic() < deadline:
+def _wait_for(condition: Any, what: str, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {within} s for {what}"
         time.sleep(0.02)
-    assert broker._stream_ended is not None, "the plugin side never saw the stream end"
+
+
+def _wait_for_end(broker: GRPCBroker) -> None:
+    _wait_for(lambda: broker._stream_ended is not None, "the plugin side to see the stream end")
 
 
 def test_only_one_stream_at_a_time(make_pair: Any, tmp_path: Path) -> None:
-    make_pair(None, "unix")
+    pair = make_pair(None, "unix")
+    # open_stream returns before the plugin side has the host's stream: a second stream
+    # sent now could be the one accepted (and then stay open, unanswered)
+    _wait_for(lambda: pair.plugin._stream_open, "the plugin side to accept the host's stream")
     channel = grpc.insecure_channel(f"unix:{tmp_path / 'main0.sock'}")
     try:
-        call = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(channel).StartStream(iter(()))
+        call = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(channel).StartStream(iter(()), timeout=10)
         with pytest.raises(grpc.RpcError) as caught:
             next(iter(call))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -18,7 +19,9 @@ import pytest
 from plugin_commands import PYTHON, group_left_after, plugin_cmd, python_cmd
 
 import soup
+from soup import pb
 from soup.kv import KVClient
+from soup.stdio import StdioHub
 
 pytestmark = pytest.mark.slow
 
@@ -103,10 +106,11 @@ def test_only_the_negotiated_versions_services_are_served(make_client: Any) -> N
 # -- plain and async servicers, default TLS policy, no KV unless asked
 
 
-def test_async_servicers(make_client: Any) -> None:
+def test_async_servicers(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     body = (
         "async def greet(name, context):\n"
         "    await asyncio.sleep(0)\n"
+        "    print('greeted', flush=True)\n"  # to the host over GRPCStdio, a plain servicer
         "    return b'async hello ' + name\n"
         "def register(p):\n"
         "    h = grpc.unary_unary_rpc_method_handler(greet)\n"
@@ -115,20 +119,30 @@ def test_async_servicers(make_client: Any) -> None:
         "    assert isinstance(p.server, grpc.aio.Server)\n"
         "from soup.kv import service\n"
     )
+    chunks: list[tuple[str, bytes]] = []
     client = make_client(
         _app_plugin(body, "asyncio=True, plugins={1: [register, service(None)]}"),
         tls_backend="openssl",
+        on_stdio=lambda channel, data: chunks.append((channel, data)),
     )
     client.start()
     assert client.tls.backend == "openssl"
     greet = client.channel.unary_unary("/t.Greeter/Greet")
     assert greet(b"gopher", timeout=5) == b"async hello gopher"
+    _wait(lambda: ("stdout", b"greeted\n") in chunks, "the plugin's print over GRPCStdio")
     kv = KVClient(client.channel)  # a plain servicer next to the async one
     kv.put("k", b"v")
     assert kv.get("k") == b"v"
     assert client.health_check() == "SERVING"
     assert client.kill() is True
     assert client.exit.code == 0
+    # the internal streams (GRPCStdio, GRPCBroker) ran without failing in the plugin
+    failed = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "soup.host.plugin" and "raised by servicer method" in r.getMessage()
+    ]
+    assert failed == []
 
 
 def test_default_serves_plaintext_with_a_warning_when_the_host_did_not_ask(
@@ -240,6 +254,19 @@ def test_logs_keep_their_level_and_fields_and_stdio_reaches_the_callback(
     assert error.code == 42  # type: ignore[attr-defined]
     # stdio went over gRPC, not the real stderr
     assert "err line" not in client.stderr_tail()
+
+
+def test_stdio_written_before_close_is_still_streamed() -> None:
+    # a host stopping the plugin right after a call must still get the call's output
+    hub = StdioHub()
+    hub.write(1, b"last words\n")
+    hub.close()
+    hub.write(2, b"after close\n")  # dropped: the plugin is stopping
+    context = SimpleNamespace(is_active=lambda: True)
+    sent = list(hub.StreamStdio(None, context))  # type: ignore[arg-type]
+    assert [(m.channel, m.data) for m in sent] == [
+        (pb.grpc_stdio_pb2.StdioData.STDOUT, b"last words\n")
+    ]
 
 
 def test_stdio_to_the_hosts_streams(make_client: Any, tmp_path: Path) -> None:
