@@ -949,9 +949,10 @@ def test_close_while_a_connection_is_being_accepted(
     class CloseBeforeStart(real_thread):
         def start(self) -> None:
             if "-conn-" in self.name and not closers:
-                closers.append(real_thread(target=close_listener))
-                closers[0].start()
-                closers[0].join(0.3)  # with the lock held, close() waits for start()
+                closer = real_thread(target=close_listener)
+                closer.start()
+                closers.append(closer)  # started: the test thread may join it from now on
+                closer.join(0.3)  # with the lock held, close() waits for start()
             super().start()
 
     monkeypatch.setattr(bridge.threading, "Thread", CloseBeforeStart)
