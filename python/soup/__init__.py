@@ -11,6 +11,7 @@ plugin code, and ``import soup`` alone costs nothing.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -63,6 +64,17 @@ __all__ = [
     "__version__",
     "serve",
 ]
+
+
+def version_string() -> str:
+    """E.g. ``soup 0.1.0 (python 3.11.7, grpcio 1.85.3)``; both roles log it first.
+
+    Here, not in ``soup.result``, so that a plugin does not import the host's result
+    types for it; ``sys.version``'s first word is ``platform.python_version()``.
+    """
+    from grpc import __version__ as grpcio  # noqa: PLC0415 - `import soup` costs nothing
+
+    return f"soup {__version__} (python {sys.version.split()[0]}, grpcio {grpcio})"
 
 
 def __getattr__(name: str) -> object:

@@ -6,17 +6,21 @@ plugin never imports the host commands and their parser (``soup.cli``).
 
 from __future__ import annotations
 
+import gc
 import sys
-
-from soup import cliplugin
-from soup.cliplugin import COMMAND
 
 
 def main() -> int:
     """The ``soup`` command (``python -m soup`` and the installed script)."""
+    # The imports allocate some 10^5 objects that all live until the process exits: cycle
+    # collections during them only scan those again and again, so collection is off until
+    # the command has its modules (cliplugin.end_startup freezes them and turns it on).
+    gc.disable()
+    from soup import cliplugin  # noqa: PLC0415
+
     argv = sys.argv[1:]
-    if tuple(argv[: len(COMMAND)]) == COMMAND:
-        return cliplugin.main(argv[len(COMMAND) :])
+    if tuple(argv[: len(cliplugin.COMMAND)]) == cliplugin.COMMAND:
+        return cliplugin.main(argv[len(cliplugin.COMMAND) :])
     from soup import cli  # noqa: PLC0415
 
     return cli.main(argv)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soup import clienttest, cliplugin, counter, kvprofile, logs
+from soup import callbacktest, clienttest, cliplugin, kvprofile, logs
 from soup.cliplugin import (
     COMMAND,
     Parser,
@@ -154,7 +154,7 @@ def _add_client_parsers(rpc_sub: Any) -> None:
     callback = client_sub.add_parser(
         "callback-test",
         help="start a plugin, prove GRPCBroker callbacks both ways (counter demo)",
-        description=counter.CALLBACK_TEST_HELP,
+        description=callbacktest.CALLBACK_TEST_HELP,
         formatter_class=formatter,
     )
     _add_host_flags(callback)
@@ -366,7 +366,7 @@ def _cmd_kv(args: argparse.Namespace) -> int:
 
 def _cmd_callback_test(args: argparse.Namespace) -> int:
     _configure_host_logging()
-    return counter.run_command(lambda: Client(_client_config(args)), args.tls_mode, args.json)
+    return callbacktest.run_command(lambda: Client(_client_config(args)), args.tls_mode, args.json)
 
 
 def _cmd_client(args: argparse.Namespace) -> int:
@@ -390,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(parser, args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    cliplugin.end_startup()
     if args.command == "version":
         print(version_string())
         return 0

@@ -77,7 +77,7 @@ def key_filename(key: str) -> str:
     return base64.urlsafe_b64encode(_key_bytes(key)).rstrip(b"=").decode("ascii")
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -117,10 +117,10 @@ def remove_stale_temp_files(directory: Path) -> int:
     return removed
 
 
-def _create_locked_temp(directory: Path) -> tuple[int, Path]:
+def _create_locked_temp(directory: str) -> tuple[int, str]:
     """A new ``.tmp-*`` file, locked; made anew if a store opening removed it first."""
     while True:
-        temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -135,29 +135,36 @@ def _create_locked_temp(directory: Path) -> tuple[int, Path]:
 
 
 class FileStore:
-    """Values stored as files in ``directory`` (created 0700 if missing)."""
+    """Values stored as files in ``directory`` (created 0700 if missing).
+
+    Put and Get work on ``str`` paths: every call builds two or three, and ``pathlib``
+    took a third of the store's time per call."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._dir = os.fspath(self.directory)
         self._ensure_directory()
         self.removed_temp_files = remove_stale_temp_files(self.directory)
 
     def _ensure_directory(self) -> None:
-        if self.directory.is_dir():
+        if os.path.isdir(self._dir):
             return
-        os.makedirs(self.directory, mode=_DIR_MODE, exist_ok=True)
+        os.makedirs(self._dir, mode=_DIR_MODE, exist_ok=True)
         # makedirs' mode is filtered by the umask: make sure the leaf is exactly 0700.
-        os.chmod(self.directory, _DIR_MODE)
+        os.chmod(self._dir, _DIR_MODE)
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self._dir, key_filename(key))
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key``'s value (validates the key)."""
-        return self.directory / key_filename(key)
+        return Path(self._file(key))
 
     def put(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` atomically and durably."""
-        target = self.path_for(key)
+        target = self._file(key)
         self._ensure_directory()
-        fd, temp = _create_locked_temp(self.directory)
+        fd, temp = _create_locked_temp(self._dir)
         try:
             try:
                 view = memoryview(value)
@@ -173,12 +180,13 @@ class FileStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        _fsync_dir(self.directory)
+        _fsync_dir(self._dir)
 
     def get(self, key: str) -> bytes:
         """The value stored under ``key``; ``KeyNotFoundError`` if there is none."""
-        target = self.path_for(key)
+        target = self._file(key)
         try:
-            return target.read_bytes()
+            with open(target, "rb") as file:
+                return file.read()
         except (FileNotFoundError, NotADirectoryError):
             raise KeyNotFoundError() from None

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -29,12 +30,11 @@ from typing import Any, TextIO
 
 import grpc
 
-from soup import bridge, handshake, logs, policy
+from soup import bridge, handshake, logs, policy, version_string
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
 from soup.listen import Listening, listen, private_dir, remove_orphaned_host_dir, remove_paths
 from soup.reattach import ReattachConfig
-from soup.result import version_string
 from soup.services import Internal
 from soup.settings import TLSSettings, Transport
 from soup.stdio import hub_writer
@@ -116,6 +116,10 @@ class _Run:
         self.log = log
         self.stop_requested = threading.Event()
         self.stop_reason = ""
+        self._signalled: str | None = None
+        # wait() sleeps on this pipe: a signal handler may write to it, never take a lock
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
         self.internal: Internal | None = None
         self.listening: Listening | None = None
         self.context: ServeContext | None = None
@@ -126,6 +130,19 @@ class _Run:
         if not self.stop_requested.is_set():
             self.stop_reason = reason
             self.stop_requested.set()
+        self._wake()
+
+    def signal_stop(self, reason: str) -> None:
+        """request_stop for a signal handler. It runs in the main thread between two
+        bytecodes, maybe while wait() there holds the Event's lock (not reentrant): setting
+        the Event from it deadlocked the plugin for good. wait() picks the reason up."""
+        self._signalled = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_write >= 0:  # finish() closed it: the server and handlers are gone
+            with contextlib.suppress(BlockingIOError):  # full: a wake is pending anyway
+                os.write(self._wake_write, b"\0")
 
     def setup(self, server: Any) -> bytes:
         """TLS, services, listener; returns the line to print on stdout."""
@@ -200,8 +217,12 @@ class _Run:
         """Until a stop is requested (or the host, our parent, is gone)."""
         parent = os.getppid()
         watch = self.config.watch_parent and not self.config.debug
-        while not self.stop_requested.wait(_PARENT_POLL):
-            if watch and os.getppid() != parent:
+        while not self.stop_requested.is_set():
+            if select.select([self._wake_read], [], [], _PARENT_POLL)[0]:
+                os.read(self._wake_read, 512)
+            if self._signalled is not None:
+                self.request_stop(self._signalled)
+            elif watch and os.getppid() != parent:
                 self.host_gone = True
                 self.request_stop("host process exited (parent changed)")
         self.log.info("plugin stopping", extra={"reason": self.stop_reason})
@@ -212,6 +233,9 @@ class _Run:
 
     def finish(self) -> None:
         """Close the broker and the listener; remove every file and directory of this run."""
+        write, self._wake_write = self._wake_write, -1
+        os.close(write)
+        os.close(self._wake_read)
         if self.internal is not None:
             self.internal.broker.close()  # idempotent: begin_stop closed it unless setup failed
         if self.listening is not None:
@@ -252,7 +276,7 @@ def _signals(run: _Run, log: logging.Logger) -> Iterator[None]:
         log.debug("plugin received interrupt signal, ignoring", extra={"count": interrupts})
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        run.request_stop("SIGTERM")
+        run.signal_stop("SIGTERM")
 
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),

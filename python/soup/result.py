@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import grpc
-
-from soup import __version__
+from soup import version_string
 
 __all__ = [
     "BenchResult",
@@ -20,11 +17,6 @@ __all__ = [
     "TestResult",
     "version_string",
 ]
-
-
-def version_string() -> str:
-    """E.g. ``soup 0.1.0 (python 3.11.7, grpcio 1.85.3)``."""
-    return f"soup {__version__} (python {platform.python_version()}, grpcio {grpc.__version__})"
 
 
 @dataclass

@@ -192,6 +192,27 @@ def test_sigterm_stops_gracefully_and_sigint_is_ignored(make_client: Any) -> Non
     assert "SIGTERM" in client.stderr_tail()
 
 
+def test_sigterm_while_the_wait_holds_its_lock_still_stops() -> None:
+    # The handler runs in the main thread between two bytecodes, here (deterministically)
+    # where the plugin's wait may be: holding the stop Event's lock. Setting the Event
+    # from the handler deadlocked the plugin for good (it never exited on SIGTERM).
+    code = (
+        "import logging, os, signal\n"
+        "from soup import plugin\n"
+        "run = plugin._Run(plugin.ServeConfig(), {}, logging.getLogger('t'))\n"
+        "with plugin._signals(run, run.log):\n"
+        "    with run.stop_requested._cond:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    run.wait()\n"
+        "run.finish()\n"
+        "print(run.stop_reason)\n"
+    )
+    proc = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (0, "SIGTERM\n"), proc.stderr
+
+
 # --------------------------------------------------------------------------------------
 # Handshake failures: each names its cause within its bound
 
@@ -513,13 +534,17 @@ def test_tcp_port_is_parsed_like_go(text: str) -> None:
 
 def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
     code = (
-        "import sys, threading\n"
+        "import sys, threading, time\n"
         "from soup.kv import service\n"
         "from soup.plugin import ServeConfig, serve\n"
         "def talk():\n"
+        "    # after the handshake line, when serve has swapped sys.stdout (10 s bound)\n"
+        "    deadline = time.monotonic() + 10\n"
+        "    while sys.stdout is sys.__stdout__ and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
         "    print('hello on stdout', flush=True)\n"
         "    sys.stderr.write('hello on stderr\\n'); sys.stderr.flush()\n"
-        "threading.Timer(0.5, talk).start()\n"
+        "threading.Thread(target=talk, daemon=True).start()\n"
         "sys.exit(serve(ServeConfig(transport='tcp', plugins={1: [service(None)]})))\n"
     )
     client = make_client(python_cmd(code))
