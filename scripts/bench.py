@@ -9,7 +9,8 @@ Sections (each run count and min/median/max is in the report):
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
   host's own per-step split.
 * cold start of the Python plugin: spawn to handshake line, broken down into the bare
-  interpreter, imports (`-X importtime`, top items listed), key generation and the rest.
+  interpreter, imports (`-X importtime`, top items listed), key generation and the rest;
+  against the floor plugin without TLS and with AutoMTLS (what cryptography adds).
 * throughput: --concurrency callers at once (1, 16, 32) per host and plugin: ops/s
   (Put+Get round trips per second), p50/p99 and the plugin's RSS before and after. The
   **load row** is the Go host with 32 connections x --load-count Put+Get each against
@@ -231,6 +232,22 @@ class Bench:
             )
         return rows
 
+    def kv_store(self) -> dict[str, Any]:
+        """soup's KV store alone, in this process, on the plugins' filesystem: microseconds
+        per Put+Get. The soup plugin stores every Put durably, the floor in a dict."""
+        from soup.kvstore import FileStore  # noqa: PLC0415 - only this section needs it
+
+        store = FileStore(self.kv_dir())
+        value = b"v" * 16
+        per_call = []
+        for _ in range(self.args.repeat):
+            started = time.perf_counter()
+            for _ in range(self.args.count):
+                store.put("bench", value)
+                store.get("bench")
+            per_call.append((time.perf_counter() - started) * 1e6 / self.args.count)
+        return spread(per_call)
+
     # -- lifecycle
     def lifecycle(self) -> list[dict[str, Any]]:
         walls: dict[str, list[float]] = {c.name: [] for c in LIFECYCLE}
@@ -262,6 +279,8 @@ class Bench:
         floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
         handshake = [_time_to_handshake(plugin, cert, self.scratch) for _ in range(runs)]
         floor = [_time_to_handshake(floor_argv, None, self.scratch) for _ in range(runs)]
+        floor_tls_argv = [*floor_argv, "--auto-mtls"]
+        floor_tls = [_time_to_handshake(floor_tls_argv, cert, self.scratch) for _ in range(runs)]
         interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
         # What `soup rpc server-start` imports, untraced (the traced run only ranks them).
         imported = [_time_to_exit([PY, "-c", PLUGIN_IMPORTS]) for _ in range(runs)]
@@ -269,13 +288,14 @@ class Bench:
         stderr = self.scratch / "importtime.txt"
         _time_to_handshake(traced, cert, self.scratch, stderr_to=stderr)
         imports = bench_report.parse_importtime(stderr.read_text())
-        keygen = [_keygen_ms(PY_KEY[1]) for _ in range(runs)]
+        keygen = [_first_keygen_ms(PY_KEY[1]) for _ in range(runs)]
         median = statistics.median
         import_ms = median(imported) - median(interpreter)
         rest = median(handshake) - median(imported) - median(keygen)
         return {
             "spawn_to_handshake_ms": spread(handshake),
             "floor_spawn_to_handshake_ms": spread(floor),
+            "floor_auto_mtls_spawn_to_handshake_ms": spread(floor_tls),
             "interpreter_ms": spread(interpreter),
             "imports_ms": round(import_ms, 1),
             "imports_traced_ms": imports["total_ms"],
@@ -400,6 +420,18 @@ def _time_to_exit(argv: list[str]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _first_keygen_ms(key_type: str) -> float:
+    """The plugin's own certificate as a plugin makes it: the first in a new process, so
+    with the OpenSSL set-up a first key and signature cost (several ms; later ones less
+    than one)."""
+    code = (
+        "import time; from soup import certs; started = time.perf_counter(); "
+        f"certs.self_signed({key_type!r}); print((time.perf_counter() - started) * 1000)"
+    )
+    done = subprocess.run([PY, "-c", code], check=True, timeout=30, capture_output=True, text=True)
+    return float(done.stdout)
+
+
 def _keygen_ms(key_type: str) -> float:
     from soup import certs  # noqa: PLC0415 - only this section needs it
 
@@ -492,6 +524,7 @@ def main() -> None:
         sections = set(args.sections)
         if "round_trips" in sections:
             doc["round_trips"] = bench.round_trips()
+            doc["kv_store_us"] = bench.kv_store()
         if "lifecycle" in sections:
             doc["lifecycle"] = bench.lifecycle()
         if "cold_start" in sections:

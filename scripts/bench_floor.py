@@ -6,6 +6,12 @@ or broker services, and the go-plugin handshake line written by hand. Whatever a
 measures against it is the price of grpcio itself; soup's own plugin is compared with
 it. GRPCController.Shutdown is served only so that the host's Kill ends it at once
 (it is not on the per-call path). Benchmark use only.
+
+``--auto-mtls`` adds the least AutoMTLS can cost a Python plugin, for the cold start:
+cryptography's x509 (a new EC P-256 key and a self-signed certificate, as go-plugin
+makes them), grpcio's own TLS with the host's ``PLUGIN_CLIENT_CERT`` as the only root,
+and the certificate in the handshake line. grpcio cannot verify go-plugin's usual P-521
+host certificates, so this mode is for timing the start, not for serving calls.
 """
 
 from __future__ import annotations
@@ -43,9 +49,48 @@ class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
         return pb.empty_pb2.Empty()
 
 
+def _auto_mtls(server: grpc.Server, address: str) -> str:
+    """Serve ``address`` over mutual TLS; the handshake line's certificate field."""
+    import base64  # noqa: PLC0415 - only this mode pays for its imports
+    import datetime  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        x509.CertificateBuilder(name, name, key.public_key(), x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=30))
+        .not_valid_after(now + datetime.timedelta(hours=262980))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    credentials = grpc.ssl_server_credentials(
+        [(key_pem, cert.public_bytes(serialization.Encoding.PEM))],
+        root_certificates=os.environ["PLUGIN_CLIENT_CERT"].encode(),
+        require_client_auth=True,
+    )
+    server.add_secure_port(address, credentials)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(der).decode().rstrip("=")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", required=True, help="existing private directory for the socket")
+    parser.add_argument(
+        "--auto-mtls", action="store_true", help="serve mutual TLS with a new certificate"
+    )
     args = parser.parse_args()
     if os.environ.get("BASIC_PLUGIN") != "hello":
         sys.exit("bench_floor: start me from a go-plugin host (magic cookie missing)")
@@ -53,9 +98,15 @@ def main() -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     pb.kv_pb2_grpc.add_KVServicer_to_server(_Store(), server)
     pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(_Controller(server), server)
-    server.add_insecure_port("unix:" + path)
+    cert = ""
+    if args.auto_mtls:
+        if not os.environ.get("PLUGIN_CLIENT_CERT"):
+            sys.exit("bench_floor: --auto-mtls needs the host's PLUGIN_CLIENT_CERT")
+        cert = _auto_mtls(server, "unix:" + path)
+    else:
+        server.add_insecure_port("unix:" + path)
     server.start()
-    sys.stdout.write(f"1|1|unix|{path}|grpc|\n")
+    sys.stdout.write(f"1|1|unix|{path}|grpc|{cert}\n")
     sys.stdout.flush()
     server.wait_for_termination()
 

@@ -35,9 +35,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -74,8 +73,7 @@ class BrokerError(Exception):
     """A broker operation failed (the message says why)."""
 
 
-@dataclass(frozen=True)
-class BrokerTLS:
+class BrokerTLS(NamedTuple):
     """The main connection's TLS material: brokered connections use exactly this."""
 
     own: certs.CertKey
@@ -85,8 +83,7 @@ class BrokerTLS:
     """``"native"`` (grpcio) or ``"openssl"`` (bridge), as chosen for the main connection."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """Where the peer serves one brokered service id."""
 
     service_id: int
@@ -206,13 +203,12 @@ class _BrokeredChannel(grpc.Channel):
         self.close()
 
 
-@dataclass
-class _Listening:
+class _Listening(NamedTuple):
     """Where one brokered server listens, and what to close and remove after it."""
 
     endpoint: Endpoint
-    bridge: bridge.TLSListenerBridge | None = None
-    paths: list[Path] = field(default_factory=list)
+    bridge: bridge.TLSListenerBridge | None
+    paths: list[Path]
 
 
 class BrokeredServer:
@@ -553,12 +549,12 @@ class GRPCBroker:
             path = self._private_dir()
             if not add_port(server, "unix:" + str(path), creds):
                 raise BrokerError(f"cannot listen on unix socket {path}")
-            listening = _Listening(Endpoint(service_id, "unix", str(path)), paths=[path])
+            listening = _Listening(Endpoint(service_id, "unix", str(path)), None, [path])
         else:
             port = add_port(server, "127.0.0.1:0", creds)
             if not port:
                 raise BrokerError("cannot listen on 127.0.0.1")
-            listening = _Listening(Endpoint(service_id, "tcp", f"127.0.0.1:{port}"))
+            listening = _Listening(Endpoint(service_id, "tcp", f"127.0.0.1:{port}"), None, [])
         server.start()
         return listening
 

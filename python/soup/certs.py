@@ -15,9 +15,8 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -75,8 +74,7 @@ _CURVE_NAMES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class CertKey:
+class CertKey(NamedTuple):
     """A certificate and its private key."""
 
     cert: x509.Certificate

@@ -19,6 +19,7 @@ import binascii
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "CORE_PROTOCOL_VERSION",
@@ -136,8 +137,7 @@ class HandshakeConfig:
     app_versions: tuple[int, ...] = (1,)
 
 
-@dataclass(frozen=True)
-class Handshake:
+class Handshake(NamedTuple):
     """The content of one handshake line."""
 
     core_version: int

@@ -17,9 +17,8 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 
@@ -54,8 +53,7 @@ class _Ports(Protocol):
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int: ...
 
 
-@dataclass(frozen=True)
-class ServerTLS:
+class ServerTLS(NamedTuple):
     """The plugin's TLS material: own certificate, the trusted PEM, and the backend."""
 
     own: certs.CertKey
@@ -75,15 +73,15 @@ class ServerTLS:
         )
 
 
-@dataclass
 class Listening:
     """Where the plugin listens, and what to close and remove when it stops."""
 
-    network: str
-    address: str = ""
-    cleanup: list[Path] = field(default_factory=list)
-    bridge: bridge.TLSListenerBridge | None = None
-    bridge_socket: socket.socket | None = None
+    def __init__(self, network: str) -> None:
+        self.network = network
+        self.address = ""
+        self.cleanup: list[Path] = []
+        self.bridge: bridge.TLSListenerBridge | None = None
+        self.bridge_socket: socket.socket | None = None
 
     def start(self) -> None:
         if self.bridge is not None:

@@ -26,7 +26,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 
@@ -34,10 +34,12 @@ from soup import bridge, handshake, logs, policy, version_string
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
 from soup.listen import Listening, listen, private_dir, remove_orphaned_host_dir, remove_paths
-from soup.reattach import ReattachConfig
 from soup.services import Internal
 from soup.settings import TLSSettings, Transport
 from soup.stdio import hub_writer
+
+if TYPE_CHECKING:
+    from soup.reattach import ReattachConfig
 
 __all__ = ["Register", "ServeConfig", "ServeContext", "serve"]
 
@@ -187,6 +189,8 @@ class _Run:
         )
 
     def _reattach(self, version: int) -> ReattachConfig:
+        from soup.reattach import ReattachConfig  # noqa: PLC0415 - debug mode only
+
         assert self.listening is not None
         reattach = ReattachConfig(
             network=self.listening.network,

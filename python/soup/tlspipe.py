@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import ssl
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BUFFER_LIMIT",
@@ -87,8 +87,7 @@ class PipeStateError(RuntimeError):
     """A transition the state tables do not allow: a bug in the caller or here."""
 
 
-@dataclass(frozen=True)
-class TLSInfo:
+class TLSInfo(NamedTuple):
     """What one established TLS connection negotiated."""
 
     version: str

@@ -49,6 +49,7 @@ def synthetic() -> dict[str, Any]:
         "kv_dir_on": "tmpfs",
         "load_average": [1.0, 2.0, 3.0],
         "seconds": 60,
+        "kv_store_us": spread(70),
         "round_trips": [
             trip("Go->Go", 300),
             trip("Go->floor (grpcio minimum), plaintext", 700, None),
@@ -63,6 +64,7 @@ def synthetic() -> dict[str, Any]:
         "cold_start": {
             "spawn_to_handshake_ms": spread(180),
             "floor_spawn_to_handshake_ms": spread(120),
+            "floor_auto_mtls_spawn_to_handshake_ms": spread(150),
             "interpreter_ms": spread(10),
             "imports_ms": 140.0,
             "imports_traced_ms": 160.0,
@@ -113,6 +115,7 @@ def test_ratios_and_targets() -> None:
     assert trips["Python->Go"]["ratio_vs_go"] == 1.7
     assert doc["lifecycle"][1]["ratio_vs_go"] == 7.0
     assert doc["cold_start"]["ratio_vs_floor"] == 1.5
+    assert doc["cold_start"]["ratio_vs_floor_auto_mtls"] == 1.2
     assert doc["throughput"][1]["vs_soup_go"] == 0.5
     assert doc["keygen"][1]["ratio_vs_ec_p256"] == 80.0
     found = {t["target"]: t for t in bench_report.targets(doc)}
@@ -149,3 +152,5 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
     assert "| grpc (0) | 90 | 2 |" in markdown
     assert "- proof: 42 s" in markdown
     assert "outside the steps (process start/exit) 19" in markdown  # 30 - (10 + 1)
+    assert "per Put+Get (x0.10 the floor row)." in markdown  # 70 / 700
+    assert "floor plugin with AutoMTLS" in markdown

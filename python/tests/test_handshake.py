@@ -303,7 +303,7 @@ def test_round_trip(h: Handshake) -> None:
 
 @given(handshakes())
 def test_round_trip_multiplex_false_reads_back_as_absent(h: Handshake) -> None:
-    h2 = Handshake(**{**h.__dict__, "multiplex": False})
+    h2 = h._replace(multiplex=False)
     parsed = parse_line(format_line(h2), app_versions=[h.app_version], protocols=["grpc", "netrpc"])
     assert parsed.multiplex is None
 
