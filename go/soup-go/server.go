@@ -246,11 +246,13 @@ func removeAll(logger hclog.Logger, dir string) {
 
 // pluginLogger logs hclog JSON lines, which a go-plugin host parses and
 // re-logs with their levels. UTC, so the timestamp ends in "Z" with exactly
-// six fractional digits as the go-plugin host expects.
+// six fractional digits as the go-plugin host expects. Info unless
+// SOUP_LOG_LEVEL says otherwise, as the Python plugin: every line costs the
+// host a parse even when it drops it.
 func pluginLogger(w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "soup.plugin",
-		Level:      logLevel(hclog.Debug),
+		Level:      logLevel(hclog.Info),
 		Output:     w,
 		JSONFormat: true,
 		TimeFn:     func() time.Time { return time.Now().UTC() },
