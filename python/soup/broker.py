@@ -41,7 +41,8 @@ from typing import Any, NamedTuple
 import grpc
 
 from soup import bridge, certs, pb, tls
-from soup.listen import add_port
+from soup.handshake import ENV_UNIX_SOCKET_GROUP
+from soup.listen import add_port, share_with_group
 from soup.streaming import rpc_active
 
 __all__ = [
@@ -266,6 +267,8 @@ class GRPCBroker:
     ``tls``: the main connection's TLS material (None: the main connection is
     plaintext). ``network``: where :meth:`accept_and_serve` listens (``unix``: a socket
     in a private directory inside ``socket_parent``; ``tcp``: 127.0.0.1, a free port).
+    ``socket_group``: a gid that may connect to those unix sockets, as go-plugin's broker
+    honours ``PLUGIN_UNIX_SOCKET_GROUP`` (sockets 0660, their directory 0710; None: 0700).
     The host side calls :meth:`open_stream` on its main channel; the plugin side
     serves :meth:`servicer`.
     """
@@ -276,6 +279,7 @@ class GRPCBroker:
         tls: BrokerTLS | None = None,
         network: str = "unix",
         socket_parent: Path | None = None,
+        socket_group: int | None = None,
         logger: logging.Logger | None = None,
         wait: float = DIAL_WAIT,
     ) -> None:
@@ -287,6 +291,7 @@ class GRPCBroker:
         self.network = network
         self.log = logger or _LOG
         self._socket_parent = socket_parent
+        self._socket_group = socket_group
         self._cond = threading.Condition()
         self._pending = PendingEndpoints(wait)
         self._last_id = 0
@@ -538,8 +543,29 @@ class GRPCBroker:
                     path = Path(tempfile.mkdtemp(prefix="broker-", dir=self._socket_parent))
                     path.chmod(0o700)
                     self._dir = path
+                self._share(self._dir, 0o710)  # the group may reach the sockets, not list them
             self._sockets += 1
             return self._dir / f"s{self._sockets}"
+
+    def _backend_path(self) -> Path:
+        """A bridge's plaintext backend socket: in a 0700 directory of its own (the bridge
+        insists), as the sockets' directory may be the socket group's."""
+        name = self._private_dir()
+        private = name.parent / "backends"
+        with self._cond:
+            private.mkdir(mode=0o700, exist_ok=True)
+            private.chmod(0o700)  # whatever the umask
+        return private / name.name
+
+    def _share(self, path: Path, mode: int) -> None:
+        if self._socket_group is None:
+            return
+        try:
+            share_with_group(path, self._socket_group, mode)
+        except OSError as exc:
+            raise BrokerError(
+                f"cannot give {path} to group {self._socket_group} ({ENV_UNIX_SOCKET_GROUP}): {exc}"
+            ) from exc
 
     def _listen(self, service_id: int, server: grpc.Server) -> _Listening:
         if self.tls is not None and self.tls.backend == "openssl":
@@ -549,6 +575,7 @@ class GRPCBroker:
             path = self._private_dir()
             if not add_port(server, "unix:" + str(path), creds):
                 raise BrokerError(f"cannot listen on unix socket {path}")
+            self._share(path, 0o660)
             listening = _Listening(Endpoint(service_id, "unix", str(path)), None, [path])
         else:
             port = add_port(server, "127.0.0.1:0", creds)
@@ -559,7 +586,7 @@ class GRPCBroker:
         return listening
 
     def _listen_bridged(self, service_id: int, server: grpc.Server) -> _Listening:
-        backend = Path(f"{self._private_dir()}g")
+        backend = self._backend_path()
         if not add_port(server, "unix:" + str(backend), None):
             raise BrokerError(f"cannot listen on the private unix socket {backend}")
         paths = [backend]
@@ -573,6 +600,7 @@ class GRPCBroker:
                 sock.close()
                 raise BrokerError(f"cannot listen on unix socket {path}: {exc}") from exc
             paths.append(path)
+            self._share(path, 0o660)
             endpoint = Endpoint(service_id, "unix", str(path))
         else:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

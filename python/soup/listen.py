@@ -177,24 +177,36 @@ def _unix_socket_path(env: Mapping[str, str]) -> str:
     return path
 
 
-def _socket_permissions(env: Mapping[str, str], path: str) -> None:
+def socket_group(env: Mapping[str, str]) -> int | None:
+    """The gid of ``PLUGIN_UNIX_SOCKET_GROUP`` (a number or a group name), None if unset."""
     group = env.get(ENV_UNIX_SOCKET_GROUP, "")
     if not group:
-        return
+        return None
     try:
-        gid = int(group, 10)
+        return int(group, 10)
     except ValueError:
         try:
-            gid = grp.getgrnam(group).gr_gid
+            return grp.getgrnam(group).gr_gid
         except KeyError:
             raise PluginError(
                 f"{ENV_UNIX_SOCKET_GROUP}: failed to find gid from {group!r}"
             ) from None
+
+
+def share_with_group(path: str | Path, gid: int, mode: int = 0o660) -> None:
+    """Give ``path`` to group ``gid`` with ``mode`` (go-plugin: sockets 0660), or OSError."""
+    os.chown(path, -1, gid)
+    os.chmod(path, mode)
+
+
+def _socket_permissions(env: Mapping[str, str], path: str) -> None:
+    gid = socket_group(env)
+    if gid is None:
+        return
     try:
-        os.chown(path, -1, gid)
-        os.chmod(path, 0o660)
+        share_with_group(path, gid)
     except OSError as exc:
-        raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={group!r}: {exc}") from exc
+        raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={env[ENV_UNIX_SOCKET_GROUP]!r}: {exc}") from exc
 
 
 def _listen_tcp_socket(port: int, backlog: int = 64) -> socket.socket:

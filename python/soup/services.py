@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from soup import pb
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.handshake import ENV_UNIX_SOCKET_DIR
-from soup.listen import ServerTLS
+from soup.listen import ServerTLS, socket_group
 from soup.stdio import StdioHub
 
 __all__ = ["Internal"]
@@ -40,13 +40,19 @@ class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
 def _broker(server_tls: ServerTLS | None, env: Mapping[str, str], network: str) -> GRPCBroker:
     """The plugin's GRPCBroker (also ``ServeContext.broker``): brokered connections use
     the main connection's TLS material and backend (none: plaintext like the main one)
-    and listen on its network, in a private directory inside the host's socket directory.
+    and listen on its network, in a private directory inside the host's socket directory,
+    shared with ``PLUGIN_UNIX_SOCKET_GROUP`` as the main socket is.
     """
     material = None
     if server_tls is not None:
         material = BrokerTLS(server_tls.own, server_tls.trusted_pem, server_tls.backend)
     parent = env.get(ENV_UNIX_SOCKET_DIR) or None
-    return GRPCBroker(tls=material, network=network, socket_parent=Path(parent) if parent else None)
+    return GRPCBroker(
+        tls=material,
+        network=network,
+        socket_parent=Path(parent) if parent else None,
+        socket_group=socket_group(env),
+    )
 
 
 class Internal:

@@ -8,8 +8,10 @@ and both networks, in both directions; nothing (threads, sockets, dirs) is left 
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -113,7 +115,11 @@ def make_pair(tmp_path: Path) -> Iterator[Any]:
     made: list[tuple[Pair, grpc.Server, grpc.Channel]] = []
 
     def make(
-        backend: str | None, network: str, host_key: str = "ec-p256", plugin_key: str = "ec-p256"
+        backend: str | None,
+        network: str,
+        host_key: str = "ec-p256",
+        plugin_key: str = "ec-p256",
+        socket_group: int | None = None,
     ) -> Pair:
         host_own, plugin_own = certs.self_signed(host_key), certs.self_signed(plugin_key)
         host_tls = plugin_tls = None
@@ -122,7 +128,9 @@ def make_pair(tmp_path: Path) -> Iterator[Any]:
             plugin_tls = BrokerTLS(plugin_own, host_own.cert_pem, backend)
         parent = tmp_path / f"p{len(made)}"
         parent.mkdir()
-        plugin = GRPCBroker(tls=plugin_tls, network=network, socket_parent=parent)
+        plugin = GRPCBroker(
+            tls=plugin_tls, network=network, socket_parent=parent, socket_group=socket_group
+        )
         host = GRPCBroker(tls=host_tls, network=network)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(plugin.servicer(), server)
@@ -193,6 +201,29 @@ def _answer_without_client_cert(served: Any, trusted_pem: bytes) -> bytes | str:
             return conn.recv(1)  # TLS 1.3: the server's verdict on our cert arrives here
         except ssl.SSLError as exc:
             return str(exc)
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl", None])
+def test_unix_sockets_are_shared_with_the_socket_group(make_pair: Any, backend: str | None) -> None:
+    # go-plugin's broker listens like its main listener: PLUGIN_UNIX_SOCKET_GROUP's gid
+    # may connect. The directory lets the group in without listing it; the bridge's
+    # plaintext backend sockets stay in a directory of ours alone.
+    pair = make_pair(backend, "unix", socket_group=os.getgid())
+    service_id = pair.plugin.next_id()
+    served = pair.plugin.accept_and_serve(service_id, AddHelperServicer().register)
+    try:
+        path = Path(served.endpoint.address)
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o660, os.getgid())
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o710
+        others = [(p.name, stat.S_IMODE(p.stat().st_mode)) for p in path.parent.iterdir()]
+        assert sorted(others) == sorted(
+            [(path.name, 0o660)] + ([("backends", 0o700)] if backend == "openssl" else [])
+        )
+        with pair.host.dial(service_id) as channel:
+            stub = pb.counter_pb2_grpc.AddHelperStub(channel)
+            assert stub.Sum(pb.counter_pb2.SumRequest(a=2, b=3), timeout=10.0).r == 5
+    finally:
+        served.stop()
 
 
 @pytest.mark.parametrize(
