@@ -4,8 +4,9 @@ Sections (each run count and min/median/max is in the report):
 
 * round trips: one Put+Get per iteration, per direction, TLS backend and plaintext,
   against Go->Go and against the **floor** (scripts/bench_floor.py: the least a grpcio
-  plugin can be, from the soup-go host, plaintext). Cases run in rounds (every case once
-  per round) so a change in machine load hits every case alike.
+  plugin can be, from the soup-go host, plaintext; and, as a reference, the same with
+  grpcio's own mutual TLS). Cases run in rounds (every case once per round) so a
+  change in machine load hits every case alike.
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
   host's own per-step split.
 * cold start of the Python plugin: spawn to handshake line, broken down into the bare
@@ -77,7 +78,7 @@ class Plugin:
 
     def argv(self, soup_go: str, kv_dir: Path) -> list[str]:
         if self.kind == "floor":
-            return [*FLOOR, "--dir", str(kv_dir)]
+            return [*FLOOR, "--dir", str(kv_dir), *self.args]
         base = {"go": [soup_go], "relay": RELAY}.get(self.kind, SOUP)
         return [*base, "rpc", "server-start", "--kv-dir", str(kv_dir), *self.args]
 
@@ -88,6 +89,7 @@ PY_NATIVE = Plugin("soup native", "python", ("--tls-backend", "native", *PY_KEY)
 PY_OPENSSL = Plugin("soup openssl", "python", ("--tls-backend", "openssl", *PY_KEY))
 PY_PLAIN = Plugin("soup", "python", NO_TLS, NO_TLS)
 FLOOR_PLUGIN = Plugin("floor", "floor", (), NO_TLS)
+FLOOR_MTLS = Plugin("floor mTLS", "floor", ("--auto-mtls",))
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ FLOOR_CASE = "Go->floor (grpcio minimum), plaintext"
 ROUND_TRIPS = (
     Case(GO_GO, "go", GO_PLUGIN),
     Case(FLOOR_CASE, "go", FLOOR_PLUGIN),
+    Case("Go->floor, mutual TLS by grpcio (reference)", "go", FLOOR_MTLS, PY_KEY),
     Case("Go->Go plaintext", "go", GO_PLUGIN_PLAIN),
     Case("Go->Python plaintext", "go", PY_PLAIN),
     Case("Go->Python native", "go", PY_NATIVE, PY_KEY),
@@ -279,7 +282,7 @@ class Bench:
         floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
         handshake = [_time_to_handshake(plugin, cert, self.scratch) for _ in range(runs)]
         floor = [_time_to_handshake(floor_argv, None, self.scratch) for _ in range(runs)]
-        floor_tls_argv = [*floor_argv, "--auto-mtls"]
+        floor_tls_argv = FLOOR_MTLS.argv(self.soup_go, self.kv_dir())
         floor_tls = [_time_to_handshake(floor_tls_argv, cert, self.scratch) for _ in range(runs)]
         interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
         # What `soup rpc server-start` imports, untraced (the traced run only ranks them).

@@ -7,11 +7,11 @@ measures against it is the price of grpcio itself; soup's own plugin is compared
 it. GRPCController.Shutdown is served only so that the host's Kill ends it at once
 (it is not on the per-call path). Benchmark use only.
 
-``--auto-mtls`` adds the least AutoMTLS can cost a Python plugin, for the cold start:
-cryptography's x509 (a new EC P-256 key and a self-signed certificate, as go-plugin
-makes them), grpcio's own TLS with the host's ``PLUGIN_CLIENT_CERT`` as the only root,
-and the certificate in the handshake line. grpcio cannot verify go-plugin's usual P-521
-host certificates, so this mode is for timing the start, not for serving calls.
+``--auto-mtls`` adds the least AutoMTLS can cost a Python plugin: cryptography's x509
+(a new EC P-256 key and a self-signed certificate, as go-plugin makes them), grpcio's
+own TLS with the host's ``PLUGIN_CLIENT_CERT`` as the only root, and the certificate in
+the handshake line. grpcio cannot verify go-plugin's usual P-521 host certificates, so
+a host that calls it uses a P-256 key (the bench's cold start only reads the line).
 """
 
 from __future__ import annotations
