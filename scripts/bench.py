@@ -285,16 +285,20 @@ class Bench:
         floor_tls_argv = FLOOR_MTLS.argv(self.soup_go, self.kv_dir())
         floor_tls = [_time_to_handshake(floor_tls_argv, cert, self.scratch) for _ in range(runs)]
         interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
-        # What `soup rpc server-start` imports, untraced (the traced run only ranks them).
-        imported = [_time_to_exit([PY, "-c", PLUGIN_IMPORTS]) for _ in range(runs)]
+        # What `soup rpc server-start` imports, untraced (the traced run only ranks them),
+        # timed inside the process: its exit (module teardown) is not part of a start.
+        imported = [_ms_in_process("", PLUGIN_IMPORTS) for _ in range(runs)]
         traced = [PY, "-X", "importtime", *plugin[1:]]
         stderr = self.scratch / "importtime.txt"
         _time_to_handshake(traced, cert, self.scratch, stderr_to=stderr)
         imports = bench_report.parse_importtime(stderr.read_text())
-        keygen = [_first_keygen_ms(PY_KEY[1]) for _ in range(runs)]
+        # The plugin's own certificate as a plugin makes it: a process's first, so with
+        # the OpenSSL set-up a first key and signature cost (later ones take under 1 ms).
+        first_cert = f"certs.self_signed({PY_KEY[1]!r})"
+        keygen = [_ms_in_process("from soup import certs", first_cert) for _ in range(runs)]
         median = statistics.median
-        import_ms = median(imported) - median(interpreter)
-        rest = median(handshake) - median(imported) - median(keygen)
+        import_ms = median(imported)
+        rest = median(handshake) - median(interpreter) - import_ms - median(keygen)
         return {
             "spawn_to_handshake_ms": spread(handshake),
             "floor_spawn_to_handshake_ms": spread(floor),
@@ -423,13 +427,11 @@ def _time_to_exit(argv: list[str]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _first_keygen_ms(key_type: str) -> float:
-    """The plugin's own certificate as a plugin makes it: the first in a new process, so
-    with the OpenSSL set-up a first key and signature cost (several ms; later ones less
-    than one)."""
+def _ms_in_process(setup: str, timed: str) -> float:
+    """Milliseconds the statements ``timed`` take in a new interpreter, after ``setup``."""
     code = (
-        "import time; from soup import certs; started = time.perf_counter(); "
-        f"certs.self_signed({key_type!r}); print((time.perf_counter() - started) * 1000)"
+        f"import time; {setup or 'pass'}; started = time.perf_counter(); {timed}; "
+        "print((time.perf_counter() - started) * 1000)"
     )
     done = subprocess.run([PY, "-c", code], check=True, timeout=30, capture_output=True, text=True)
     return float(done.stdout)

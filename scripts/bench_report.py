@@ -234,14 +234,15 @@ def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
         f"- soup plugin ({s['key_type']}): {_spread(s['spawn_to_handshake_ms'], ' ms')}; "
         f"floor plugin: {_spread(s['floor_spawn_to_handshake_ms'], ' ms')} "
         f"({_ratio(s.get('ratio_vs_floor'))} the floor)",
-        f"- floor plugin with AutoMTLS (cryptography's x509: a new key and certificate, the "
-        f"host's as root, grpcio's TLS): {_spread(s['floor_auto_mtls_spawn_to_handshake_ms'], ' ms')} "
-        f"({_ratio(s.get('ratio_vs_floor_auto_mtls'))} of it): what any AutoMTLS plugin on grpcio "
-        "and cryptography pays",
-        f"- breakdown (medians): interpreter {s['interpreter_ms']['median']:g} ms, imports "
-        f"{s['imports_ms']:g} ms (the plugin's modules, less the bare interpreter), key and "
-        f"certificate (a process's first) {s['keygen_ms']['median']:g} ms, the rest (listen, TLS setup, handshake line) "
-        f"{s['rest_ms']:g} ms",
+        "- floor plugin with AutoMTLS (cryptography's x509 for a new key and certificate, "
+        "the host's as root, grpcio's TLS), what any AutoMTLS plugin on grpcio and "
+        f"cryptography pays: {_spread(s['floor_auto_mtls_spawn_to_handshake_ms'], ' ms')} "
+        f"(soup: {_ratio(s.get('ratio_vs_floor_auto_mtls'))} of it)",
+        f"- breakdown (medians): bare interpreter start and exit "
+        f"{s['interpreter_ms']['median']:g} ms, imports {s['imports_ms']:g} ms (the plugin's "
+        "modules, timed in the process), key and certificate (a process's first) "
+        f"{s['keygen_ms']['median']:g} ms, the rest (arguments, TLS set-up, listen, server "
+        f"start, handshake line) {s['rest_ms']:g} ms",
         "",
         f"Heaviest imports, from one `-X importtime` run of the plugin (tracing slows it: "
         f"{s['imports_traced_ms']:g} ms in all there):",
