@@ -280,20 +280,19 @@ class _Connection:
         plain.setblocking(False)
         buffer = bytearray(_RECV_SIZE)
         view = memoryview(buffer)
-        masks = {tls: 0, plain: 0}
+        interest = (0, 0)  # registered masks of (tls, plain)
         while True:
             # Write first: bytes parked before the relay started, or left by the last round.
             tls_blocked, plain_blocked = _write_both(tls, plain, pipe)
             if pipe.done:
                 return "both directions ended"
-            tls_mask = _WRITE if tls_blocked else 0
-            if not pipe.wire_eof and pipe.plain_backlog < BUFFER_LIMIT:
-                tls_mask |= _READ
-            plain_mask = _WRITE if plain_blocked else 0
-            if pipe.forward is Flow.OPEN and pipe.tls_backlog < BUFFER_LIMIT:
-                plain_mask |= _READ
-            _set_interest(selector, masks, tls, tls_mask)
-            _set_interest(selector, masks, plain, plain_mask)
+            read_tls, read_plain = pipe.wants_input()
+            wanted = (
+                (_WRITE if tls_blocked else 0) | (_READ if read_tls else 0),
+                (_WRITE if plain_blocked else 0) | (_READ if read_plain else 0),
+            )
+            if wanted != interest:
+                interest = _set_interest(selector, (tls, plain), interest, wanted)
             for key, events in selector.select():
                 if self._stopped:
                     return "stopped by the bridge"
@@ -307,6 +306,12 @@ def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tupl
     plain_blocked = False
     while not plain_blocked and (out := pipe.plain_to_send()):  # decrypts as it goes
         plain_blocked = _send_some(plain, out, pipe.plain_sent)
+    if pipe.forward is not Flow.OPEN or pipe.backward is not Flow.OPEN:  # an end is due
+        _shut_due(tls, plain, pipe)
+    return tls_blocked, plain_blocked
+
+
+def _shut_due(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> None:
     if pipe.should_shut_tls:
         pipe.tls_shut()
         with contextlib.suppress(OSError):
@@ -315,7 +320,6 @@ def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tupl
         pipe.plain_shut()
         with contextlib.suppress(OSError):
             plain.shutdown(socket.SHUT_WR)
-    return tls_blocked, plain_blocked
 
 
 def _read_into_pipe(
@@ -351,20 +355,21 @@ def _send_some(sock: socket.socket, data: bytes | memoryview, sent: Callable[[in
 
 def _set_interest(
     selector: selectors.BaseSelector,
-    masks: dict[socket.socket, int],
-    sock: socket.socket,
-    mask: int,
-) -> None:
-    old = masks[sock]
-    if mask == old:
-        return
-    if not old:
-        selector.register(sock, mask)
-    elif not mask:
-        selector.unregister(sock)
-    else:
-        selector.modify(sock, mask)
-    masks[sock] = mask
+    socks: tuple[socket.socket, socket.socket],
+    old: tuple[int, int],
+    new: tuple[int, int],
+) -> tuple[int, int]:
+    """Register, modify or unregister each socket whose mask changed; returns ``new``."""
+    for sock, was, mask in zip(socks, old, new, strict=True):
+        if mask == was:
+            continue
+        if not was:
+            selector.register(sock, mask)
+        elif not mask:
+            selector.unregister(sock)
+        else:
+            selector.modify(sock, mask)
+    return new
 
 
 class _BridgeBase:
