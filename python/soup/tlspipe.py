@@ -274,7 +274,13 @@ class TLSPipe:
         The view is only valid until the next call that decrypts. Raises ``ssl.SSLError``
         when the peer's records are bad (or end without close_notify before a FIN).
         """
-        if not self._plain_ready and self.backward is Flow.OPEN and self.phase is Phase.OPEN:
+        if (
+            not self._plain_ready
+            and self.backward is Flow.OPEN
+            and self.phase is Phase.OPEN
+            # Nothing arrived since the last decrypt: nothing it does could change now.
+            and (self._incoming.pending or self._maybe_buffered or self.wire_eof)
+        ):
             self._decrypt()
         return self._plain_ready
 
@@ -316,13 +322,17 @@ class TLSPipe:
     # -- internals
     def _ssl_pending(self) -> int:
         """Decrypted bytes OpenSSL holds, without asking it when it cannot hold any."""
-        return self._ssl.pending() if self._maybe_buffered else 0
+        if not self._maybe_buffered:
+            return 0
+        count = self._ssl.pending()
+        self._maybe_buffered = count > 0  # only a read can fill it again
+        return count
 
     def _decrypt(self) -> None:
         incoming, sslobj, view = self._incoming, self._ssl, self._plain_view
         filled = 0
         while filled + _TLS_RECORD <= _PLAIN_CHUNK and (
-            incoming.pending or (self._maybe_buffered and sslobj.pending()) or self.wire_eof
+            incoming.pending or (self._maybe_buffered and self._ssl_pending()) or self.wire_eof
         ):
             try:
                 count: int = sslobj.read(_TLS_RECORD, view[filled:])  # type: ignore[assignment]
