@@ -11,7 +11,7 @@ The bytes are handled by :mod:`soup.tlspipe` (sans-IO); this module does the IO:
 * One accept thread per bridge, and one thread per relayed connection. A connection's
   TLS handshake is blocking and bounded (``handshake_timeout``); only then is the
   plaintext side connected, so an unauthenticated peer never reaches grpcio. The relay
-  is then one ``selectors`` loop over the connection's two sockets: only that thread
+  is then one ``poll`` loop over the connection's two sockets: only that thread
   ever touches its ``SSLObject``.
 * Backpressure: a side is only read while the pipe's backlog towards the other side is
   below ``BUFFER_LIMIT``.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shutil
 import socket
@@ -60,7 +61,10 @@ CONFIRM_GRACE = 1.0
 
 _RECV_SIZE = 64 * 1024
 _READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
+# The relay polls its two sockets with select.poll itself: a selectors.select() costs
+# several Python calls per wakeup, and the relay wakes once per chunk.
+_POLL_READ = select.POLLIN
+_POLL_WRITE = select.POLLOUT
 _THREAD_PREFIX = "soup-bridge"
 _SOCKET_NAME = "grpc.sock"
 # Longest unix socket directory we accept from tempfile before falling back to /tmp
@@ -263,8 +267,7 @@ class _Connection:
     def relay(self) -> str:
         """Relay both ways until both directions ended or a side failed; says why it ended."""
         try:
-            with selectors.DefaultSelector() as selector:
-                return self._relay(selector)
+            return self._relay(select.poll())
         except ssl.SSLError as exc:
             return f"TLS error: {describe_ssl_error(exc)}"
         except OSError as exc:
@@ -272,7 +275,7 @@ class _Connection:
         finally:
             self.close()
 
-    def _relay(self, selector: selectors.BaseSelector) -> str:
+    def _relay(self, poller: select.poll) -> str:
         tls, plain, pipe = self.tls, self.plain, self.pipe
         assert tls is not None
         assert plain is not None
@@ -280,33 +283,42 @@ class _Connection:
         plain.setblocking(False)
         buffer = bytearray(_RECV_SIZE)
         view = memoryview(buffer)
-        masks = {tls: 0, plain: 0}
+        tls_fd = tls.fileno()
+        interest = (0, 0)  # registered poll masks of (tls, plain)
         while True:
             # Write first: bytes parked before the relay started, or left by the last round.
             tls_blocked, plain_blocked = _write_both(tls, plain, pipe)
             if pipe.done:
                 return "both directions ended"
-            tls_mask = _WRITE if tls_blocked else 0
-            if not pipe.wire_eof and pipe.plain_backlog < BUFFER_LIMIT:
-                tls_mask |= _READ
-            plain_mask = _WRITE if plain_blocked else 0
-            if pipe.forward is Flow.OPEN and pipe.tls_backlog < BUFFER_LIMIT:
-                plain_mask |= _READ
-            _set_interest(selector, masks, tls, tls_mask)
-            _set_interest(selector, masks, plain, plain_mask)
-            for key, events in selector.select():
+            read_tls, read_plain = pipe.wants_input()
+            wanted = (
+                (_POLL_WRITE if tls_blocked else 0) | (_POLL_READ if read_tls else 0),
+                (_POLL_WRITE if plain_blocked else 0) | (_POLL_READ if read_plain else 0),
+            )
+            if wanted != interest:
+                interest = _set_interest(poller, (tls, plain), interest, wanted)
+            for fd, events in poller.poll():
                 if self._stopped:
                     return "stopped by the bridge"
-                if events & _READ:
-                    _read_into_pipe(key.fileobj is tls, key.fileobj, pipe, buffer, view)  # type: ignore[arg-type]
+                # Anything but writability (data, hang-up, error) is for recv to report.
+                if events & ~_POLL_WRITE:
+                    from_tls = fd == tls_fd
+                    _read_into_pipe(from_tls, tls if from_tls else plain, pipe, buffer, view)
 
 
 def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tuple[bool, bool]:
     """Write what each side takes now, then any due half-close; says which side is blocked."""
-    tls_blocked = _send_some(tls, pipe.tls_to_send(), pipe.tls_sent)
+    out = pipe.tls_to_send()
+    tls_blocked = bool(out) and _send_some(tls, out, pipe.tls_sent)
     plain_blocked = False
     while not plain_blocked and (out := pipe.plain_to_send()):  # decrypts as it goes
         plain_blocked = _send_some(plain, out, pipe.plain_sent)
+    if pipe.forward is not Flow.OPEN or pipe.backward is not Flow.OPEN:  # an end is due
+        _shut_due(tls, plain, pipe)
+    return tls_blocked, plain_blocked
+
+
+def _shut_due(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> None:
     if pipe.should_shut_tls:
         pipe.tls_shut()
         with contextlib.suppress(OSError):
@@ -315,7 +327,6 @@ def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tupl
         pipe.plain_shut()
         with contextlib.suppress(OSError):
             plain.shutdown(socket.SHUT_WR)
-    return tls_blocked, plain_blocked
 
 
 def _read_into_pipe(
@@ -339,8 +350,6 @@ def _read_into_pipe(
 
 def _send_some(sock: socket.socket, data: bytes | memoryview, sent: Callable[[int], None]) -> bool:
     """Write what the socket takes now; True when bytes are left (wait for writability)."""
-    if not data:
-        return False
     try:
         count = sock.send(data)
     except (BlockingIOError, InterruptedError):
@@ -350,21 +359,25 @@ def _send_some(sock: socket.socket, data: bytes | memoryview, sent: Callable[[in
 
 
 def _set_interest(
-    selector: selectors.BaseSelector,
-    masks: dict[socket.socket, int],
-    sock: socket.socket,
-    mask: int,
-) -> None:
-    old = masks[sock]
-    if mask == old:
-        return
-    if not old:
-        selector.register(sock, mask)
-    elif not mask:
-        selector.unregister(sock)
-    else:
-        selector.modify(sock, mask)
-    masks[sock] = mask
+    poller: select.poll,
+    socks: tuple[socket.socket, socket.socket],
+    old: tuple[int, int],
+    new: tuple[int, int],
+) -> tuple[int, int]:
+    """Register, modify or unregister each socket whose mask changed; returns ``new``.
+
+    A socket nothing is wanted from is unregistered: poll reports a hang-up or an error
+    even for an empty mask, and the relay must not spin on it while it waits for the
+    other side (backpressure).
+    """
+    for sock, was, mask in zip(socks, old, new, strict=True):
+        if mask == was:
+            continue
+        if not mask:
+            poller.unregister(sock)
+        else:
+            poller.register(sock, mask)  # registering again modifies
+    return new
 
 
 class _BridgeBase:

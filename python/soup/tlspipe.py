@@ -16,6 +16,9 @@ Each direction has its own end-of-stream state (:class:`Flow`), with checked tra
 
 Hot path: plaintext is decrypted into one reusable buffer and handed out as a view, so
 a relayed record costs no allocation on the way out; unsent remainders stay views.
+``SSLObject.pending()`` releases the GIL (a hand-off to another thread whenever one is
+waiting for it), so it is only asked when OpenSSL may hold decrypted bytes: an
+``SSL_read`` that returns less than asked has handed out every processed record.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class TLSPipe:
         self._plain_buffer = bytearray(_PLAIN_CHUNK)
         self._plain_view = memoryview(self._plain_buffer)
         self._plain_ready: memoryview = _EMPTY  # decrypted, not yet written
+        self._maybe_buffered = True  # OpenSSL may hold decrypted bytes (until a short read)
 
     # -- transitions (checked)
     def _enter(self, phase: Phase) -> None:
@@ -269,7 +273,13 @@ class TLSPipe:
         The view is only valid until the next call that decrypts. Raises ``ssl.SSLError``
         when the peer's records are bad (or end without close_notify before a FIN).
         """
-        if not self._plain_ready and self.backward is Flow.OPEN and self.phase is Phase.OPEN:
+        if (
+            not self._plain_ready
+            and self.backward is Flow.OPEN
+            and self.phase is Phase.OPEN
+            # Nothing arrived since the last decrypt: nothing it does could change now.
+            and (self._incoming.pending or self._maybe_buffered or self.wire_eof)
+        ):
             self._decrypt()
         return self._plain_ready
 
@@ -281,7 +291,7 @@ class TLSPipe:
     @property
     def plain_backlog(self) -> int:
         """Bytes towards the plaintext side not written yet (ciphertext or plaintext)."""
-        return len(self._plain_ready) + self._incoming.pending + self._ssl.pending()
+        return len(self._plain_ready) + self._incoming.pending + self._ssl_pending()
 
     @property
     def should_shut_plain(self) -> bool:
@@ -292,21 +302,41 @@ class TLSPipe:
         """The caller shut the plaintext socket's write side."""
         self._backward_to(Flow.ENDED)
 
+    def wants_input(self) -> tuple[bool, bool]:
+        """Whether to read (the TLS side, the plaintext side) now.
+
+        A side is read while its stream goes on and the backlog towards the other side
+        is below ``BUFFER_LIMIT`` (backpressure).
+        """
+        return (
+            not self.wire_eof and self.plain_backlog < BUFFER_LIMIT,
+            self.forward is Flow.OPEN and self.tls_backlog < BUFFER_LIMIT,
+        )
+
     @property
     def done(self) -> bool:
         """Both directions ended: the connection can be closed."""
         return self.forward is Flow.ENDED and self.backward is Flow.ENDED
 
     # -- internals
+    def _ssl_pending(self) -> int:
+        """Decrypted bytes OpenSSL holds, without asking it when it cannot hold any."""
+        if not self._maybe_buffered:
+            return 0
+        count = self._ssl.pending()
+        self._maybe_buffered = count > 0  # only a read can fill it again
+        return count
+
     def _decrypt(self) -> None:
         incoming, sslobj, view = self._incoming, self._ssl, self._plain_view
         filled = 0
         while filled + _TLS_RECORD <= _PLAIN_CHUNK and (
-            incoming.pending or sslobj.pending() or self.wire_eof
+            incoming.pending or (self._maybe_buffered and self._ssl_pending()) or self.wire_eof
         ):
             try:
                 count: int = sslobj.read(_TLS_RECORD, view[filled:])  # type: ignore[assignment]
             except ssl.SSLWantReadError:
+                self._maybe_buffered = False
                 break
             except ssl.SSLZeroReturnError:  # the peer's close_notify
                 count = 0
@@ -317,6 +347,7 @@ class TLSPipe:
             if not count:
                 self._backward_to(Flow.ENDING)
                 break
+            self._maybe_buffered = count == _TLS_RECORD
             filled += count
         if filled:
             self._plain_ready = view[:filled]
@@ -338,7 +369,7 @@ class TLSPipe:
         if self.forward is not Flow.ENDING or self._unencrypted or self.phase is not Phase.OPEN:
             return
         if self.backward is Flow.OPEN and (
-            self._ssl.pending() or (self.wire_eof and self._incoming.pending)
+            self._ssl_pending() or (self.wire_eof and self._incoming.pending)
         ):
             # Not now: the peer's last records must be decrypted first (an incoming BIO
             # at EOF cannot be held back and refilled, see queue_close_notify).
