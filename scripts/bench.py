@@ -471,7 +471,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--soup-go", default=str(ROOT / "build" / "bin" / "soup-go"))
     parser.add_argument("--count", type=int, default=1000, help="timed Put+Get per run (1000)")
     parser.add_argument("--warmup", type=int, default=100, help="untimed Put+Get per run (100)")
-    parser.add_argument("--repeat", type=int, default=3, help="round-trip rounds (3)")
+    parser.add_argument("--repeat", type=int, default=5, help="round-trip rounds (5)")
     parser.add_argument("--lifecycle-repeat", type=int, default=5, help="lifecycle rounds (5)")
     parser.add_argument("--startup-repeat", type=int, default=7, help="cold starts (7)")
     parser.add_argument("--keygen-repeat", type=int, default=5, help="keys per type (5)")
