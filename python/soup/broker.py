@@ -538,12 +538,16 @@ class GRPCBroker:
         with self._cond:
             if self._dir is None:
                 if self._socket_parent is None:
-                    self._dir = bridge.private_socket_dir("soup-broker-")
+                    path = bridge.private_socket_dir("soup-broker-")
                 else:
                     path = Path(tempfile.mkdtemp(prefix="broker-", dir=self._socket_parent))
                     path.chmod(0o700)
-                    self._dir = path
-                self._share(self._dir, 0o710)  # the group may reach the sockets, not list them
+                try:
+                    self._share(path, 0o710)  # the group may reach the sockets, not list them
+                except BrokerError:
+                    shutil.rmtree(path, ignore_errors=True)  # the next call tries again
+                    raise
+                self._dir = path
             self._sockets += 1
             return self._dir / f"s{self._sockets}"
 
