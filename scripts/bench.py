@@ -4,9 +4,13 @@ Sections (each run count and min/median/max is in the report):
 
 * round trips: one Put+Get per iteration, per direction, TLS backend and plaintext,
   against Go->Go and against the **floor** (scripts/bench_floor.py: the least a grpcio
-  plugin can be, from the soup-go host, plaintext; and, as a reference, the same with
-  grpcio's own mutual TLS). Cases run in rounds (every case once per round) so a
-  change in machine load hits every case alike.
+  plugin can be, from the soup-go host, plaintext). Reference rows bound what soup can
+  reach: the floor with grpcio's own mutual TLS, with soup's durable store, and with that
+  store behind the least a Python relay can be (every P-521 peer needs a relay); and the
+  host floor (scripts/bench_floor_host.py: the least a grpcio host can be) against
+  soup-go. Cases run in rounds (every case once per round, the order reversed every
+  other round) and each ratio is the median of the ratios within a round, so a change in
+  machine speed hits both sides of a ratio alike.
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
   host's own per-step split.
 * cold start of the Python plugin: spawn to handshake line, broken down into the bare
@@ -61,6 +65,7 @@ PLUGIN_IMPORTS = (
 )
 RELAY = [PY, str(ROOT / "scripts" / "bench_relay.py")]
 FLOOR = [PY, str(ROOT / "scripts" / "bench_floor.py")]
+FLOOR_HOST = [PY, str(ROOT / "scripts" / "bench_floor_host.py")]
 LOAD = [PY, str(ROOT / "scripts" / "bench_load.py")]
 PY_KEY = ("--key-type", "ec-p256")
 NO_TLS = ("--tls-mode", "disabled")
@@ -90,6 +95,8 @@ PY_OPENSSL = Plugin("soup openssl", "python", ("--tls-backend", "openssl", *PY_K
 PY_PLAIN = Plugin("soup", "python", NO_TLS, NO_TLS)
 FLOOR_PLUGIN = Plugin("floor", "floor", (), NO_TLS)
 FLOOR_MTLS = Plugin("floor mTLS", "floor", ("--auto-mtls",))
+FLOOR_DURABLE = Plugin("floor durable", "floor", ("--durable",), NO_TLS)
+FLOOR_RELAYED = Plugin("floor relayed", "floor", ("--durable", "--relay"), NO_TLS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class Case:
     """One round-trip (or lifecycle / load) measurement: a host against a plugin."""
 
     name: str
-    host: str  # go | python | relay
+    host: str  # go | python | relay | floor
     plugin: Plugin
     host_args: tuple[str, ...] = ()
     diagnostic: bool = False
@@ -107,20 +114,23 @@ class Case:
         return "disabled" not in self.plugin.host_args
 
     def host_argv(self, soup_go: str) -> list[str]:
-        return {"go": [soup_go], "relay": RELAY}.get(self.host, SOUP)
+        return {"go": [soup_go], "relay": RELAY, "floor": FLOOR_HOST}.get(self.host, SOUP)
 
 
-GO_GO = "Go->Go"
-FLOOR_CASE = "Go->floor (grpcio minimum), plaintext"
+GO_GO = bench_report.GO_GO
 ROUND_TRIPS = (
     Case(GO_GO, "go", GO_PLUGIN),
-    Case(FLOOR_CASE, "go", FLOOR_PLUGIN),
+    Case(bench_report.FLOOR, "go", FLOOR_PLUGIN),
     Case("Go->floor, mutual TLS by grpcio (reference)", "go", FLOOR_MTLS, PY_KEY),
+    Case(bench_report.FLOOR_DURABLE, "go", FLOOR_DURABLE),
+    Case(bench_report.FLOOR_RELAYED, "go", FLOOR_RELAYED),
+    Case(bench_report.FLOOR_HOST, "floor", GO_PLUGIN_PLAIN),
     Case("Go->Go plaintext", "go", GO_PLUGIN_PLAIN),
     Case("Go->Python plaintext", "go", PY_PLAIN),
     Case("Go->Python native", "go", PY_NATIVE, PY_KEY),
     Case("Go->Python openssl", "go", PY_OPENSSL),
     Case("Python->Go", "python", GO_PLUGIN, ("--tls-backend", "openssl", *PY_KEY)),
+    Case("Python->Go plaintext", "python", GO_PLUGIN_PLAIN),
     Case("Python->Python plaintext", "python", PY_PLAIN),
     Case("Python->Python native", "python", PY_NATIVE, ("--tls-backend", "native", *PY_KEY)),
     Case("Python->Python openssl", "python", PY_OPENSSL, ("--tls-backend", "openssl", *PY_KEY)),
@@ -209,7 +219,8 @@ class Bench:
         a = self.args
         runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in ROUND_TRIPS}
         for round_no in range(1, a.repeat + 1):
-            for case in ROUND_TRIPS:
+            # Reversed every other round: a drift within a round favours no case.
+            for case in ROUND_TRIPS if round_no % 2 else ROUND_TRIPS[::-1]:
                 self.say(f"round trips {round_no}/{a.repeat}: {case.name}")
                 argv = self.host_command(
                     case, "bench", "--count", str(a.count), "--warmup", str(a.warmup)
@@ -227,6 +238,7 @@ class Bench:
                     "backend": tls.get("backend"),
                     "tls_version": tls.get("version"),
                     "mean_us": spread([float(r["round_trip_us"]["mean"]) for r in results]),
+                    "mean_us_by_round": [float(r["round_trip_us"]["mean"]) for r in results],
                     "p50_us": spread([float(r["round_trip_us"]["p50"]) for r in results]),
                     "command": shlex.join(
                         self.host_command(case, "bench", "--count", str(a.count))

@@ -12,15 +12,28 @@ it. GRPCController.Shutdown is served only so that the host's Kill ends it at on
 own TLS with the host's ``PLUGIN_CLIENT_CERT`` as the only root, and the certificate in
 the handshake line. grpcio cannot verify go-plugin's usual P-521 host certificates, so
 a host that calls it uses a P-256 key (the bench's cold start only reads the line).
+
+Two options add, one at a time, what soup's plugin must pay and grpcio does not, so that
+the bench can show what bounds soup's ratios to the floor:
+
+* ``--durable``: every Put is stored by soup's own crash-safe file store
+  (``soup.kvstore``: temp file, fsync, rename, directory fsync), as soup's plugin must.
+* ``--relay``: grpcio listens on a private socket and the host's connection reaches it
+  through the least a Python relay can be: two blocking threads per connection, one
+  ``recv``/``sendall`` loop each way, no TLS. Every Python plugin that serves a P-521
+  go-plugin host needs such a hop (grpcio cannot verify P-521), and TLS comes on top.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,6 +51,20 @@ class _Store(pb.kv_pb2_grpc.KVServicer):
 
     def Get(self, request: Any, context: Any) -> Any:
         return pb.kv_pb2.GetResponse(value=self.data.get(request.key, b""))
+
+
+class _DurableStore(pb.kv_pb2_grpc.KVServicer):
+    def __init__(self, directory: str) -> None:
+        from soup.kvstore import FileStore  # noqa: PLC0415 - only this mode loads it
+
+        self.files = FileStore(Path(directory))
+
+    def Put(self, request: Any, context: Any) -> Any:
+        self.files.put(request.key, request.value)
+        return pb.kv_pb2.Empty()
+
+    def Get(self, request: Any, context: Any) -> Any:
+        return pb.kv_pb2.GetResponse(value=self.files.get(request.key))
 
 
 class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
@@ -85,18 +112,53 @@ def _auto_mtls(server: grpc.Server, address: str) -> str:
     return base64.b64encode(der).decode().rstrip("=")
 
 
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy one direction until its end, then pass the half-close on."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+def _relay(public: str, backend: str) -> None:
+    """Accept on ``public``; each connection gets a backend connection and two pumps."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(public)
+    listener.listen(64)
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            back = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            back.connect(backend)
+            for source, target in ((conn, back), (back, conn)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", required=True, help="existing private directory for the socket")
     parser.add_argument(
         "--auto-mtls", action="store_true", help="serve mutual TLS with a new certificate"
     )
+    parser.add_argument(
+        "--durable", action="store_true", help="store every Put with soup's crash-safe file store"
+    )
+    parser.add_argument(
+        "--relay", action="store_true", help="reach grpcio through a minimal Python relay"
+    )
     args = parser.parse_args()
+    if args.relay and args.auto_mtls:
+        parser.error("--relay relays plaintext: it does not go with --auto-mtls")
     if os.environ.get("BASIC_PLUGIN") != "hello":
         sys.exit("bench_floor: start me from a go-plugin host (magic cookie missing)")
     path = os.path.join(args.dir, f"floor-{os.getpid()}.sock")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-    pb.kv_pb2_grpc.add_KVServicer_to_server(_Store(), server)
+    store = _DurableStore(os.path.join(args.dir, "kv")) if args.durable else _Store()
+    pb.kv_pb2_grpc.add_KVServicer_to_server(store, server)
     pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(_Controller(server), server)
     cert = ""
     if args.auto_mtls:
@@ -106,6 +168,10 @@ def main() -> None:
     else:
         server.add_insecure_port("unix:" + path)
     server.start()
+    if args.relay:
+        public = os.path.join(args.dir, f"relay-{os.getpid()}.sock")
+        _relay(public, path)
+        path = public
     sys.stdout.write(f"1|1|unix|{path}|grpc|{cert}\n")
     sys.stdout.flush()
     server.wait_for_termination()

@@ -15,14 +15,19 @@ def spread(median: float) -> dict[str, Any]:
     return {"runs": 3, "min": median * 0.9, "median": median, "max": median * 1.2}
 
 
-def trip(case: str, mean: float, backend: str | None = "go") -> dict[str, Any]:
-    return {
+def trip(
+    case: str, mean: float, backend: str | None = "go", by_round: list[float] | None = None
+) -> dict[str, Any]:
+    row = {
         "case": case,
         "tls": backend is not None,
         "backend": backend,
         "mean_us": spread(mean),
         "p50_us": spread(mean),
     }
+    if by_round is not None:
+        row["mean_us_by_round"] = by_round
+    return row
 
 
 def load(host: str, plugin: str, ops: float, rss: tuple[int, int]) -> dict[str, Any]:
@@ -51,11 +56,16 @@ def synthetic() -> dict[str, Any]:
         "seconds": 60,
         "kv_store_us": spread(70),
         "round_trips": [
-            trip("Go->Go", 300),
-            trip("Go->floor (grpcio minimum), plaintext", 700, None),
+            trip("Go->Go", 300, by_round=[300, 600, 300]),
+            trip(bench_report.FLOOR, 700, None),
+            trip(bench_report.FLOOR_DURABLE, 735, None),  # x1.05 the floor
+            trip(bench_report.FLOOR_HOST, 450, None),  # x1.50 Go->Go
             trip("Go->Python plaintext", 770, None),  # x1.10 the floor: met
             trip("Go->Python native", 1050, "native"),  # x1.50 the floor: not met
             trip("Python->Go", 510, "openssl"),  # x1.70 Go->Go: met
+            # Per round x3.0, x2.5, x2.0 Go->Go: the median ratio is x2.5, though the
+            # medians (900 / 300) would give x3.0.
+            trip("Python->Python native", 900, "native", by_round=[900, 1500, 600]),
         ],
         "lifecycle": [
             {"case": "Go->Go", "wall_ms": spread(30), "steps_ms": {"spawn": 10.0, "put": 1.0}},
@@ -76,6 +86,7 @@ def synthetic() -> dict[str, Any]:
         "throughput": [
             load("go", "soup-go", 2000, (16000, 17000)),
             load("go", "soup native", 1000, (50000, 70000)),  # 50 %: met; +19.5 MiB: not met
+            load("go", "floor", 600, (40000, 41000)),
         ],
         "keygen": [
             {"key_type": "ec-p256", "ms": spread(1.0)},
@@ -113,6 +124,7 @@ def test_ratios_and_targets() -> None:
     trips = {r["case"]: r for r in doc["round_trips"]}
     assert trips["Go->Python plaintext"]["ratio_vs_floor"] == 1.1
     assert trips["Python->Go"]["ratio_vs_go"] == 1.7
+    assert trips["Python->Python native"]["ratio_vs_go"] == 2.5  # paired by round
     assert doc["lifecycle"][1]["ratio_vs_go"] == 7.0
     assert doc["cold_start"]["ratio_vs_floor"] == 1.5
     assert doc["cold_start"]["ratio_vs_floor_auto_mtls"] == 1.2
@@ -120,9 +132,14 @@ def test_ratios_and_targets() -> None:
     assert doc["keygen"][1]["ratio_vs_ec_p256"] == 80.0
     found = {t["target"]: t for t in bench_report.targets(doc)}
     assert found["Go->Python plaintext vs floor"]["met"] is True
-    assert found["Go->Python native (mTLS) vs floor"]["met"] is False
-    assert found["Go->Python openssl (mTLS) vs floor"]["met"] is None  # not in this run
+    assert found["Go->Python plaintext vs floor"]["bound"] == 1.05
+    assert found["Go->Python plaintext vs floor"]["bound_row"] == bench_report.FLOOR_DURABLE
+    assert found["Go->Python native vs floor"]["met"] is False
+    assert found["Go->Python openssl vs floor"]["met"] is None  # not in this run
+    assert found["Go->Python openssl vs floor"]["bound"] is None
     assert found["Python->Go vs Go->Go"]["met"] is True
+    assert found["Python->Go vs Go->Go"]["bound"] == 1.5
+    assert found["Python->Python native vs Go->Go"]["met"] is True
     assert found["Python plugin spawn to handshake line (ms)"]["met"] is False
     assert found["lifecycle Go->Python vs Go->Go"]["met"] is False
     assert found["c=32 soup native ops/s vs soup-go"]["met"] is True
@@ -131,6 +148,8 @@ def test_ratios_and_targets() -> None:
         "value": 19.5,
         "limit": "<= 10",
         "met": False,
+        "bound": None,
+        "bound_row": None,
     }
 
 
@@ -147,8 +166,16 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
         "| go | soup native | 32 **load row** | 128000 | 1000 | x0.50 | 100 | 900 | 50000 -> 70000 |"
         in markdown
     )
-    assert "| Go->Python native (mTLS) vs floor | 1.5 | <= 1.3 | **no** |" in markdown
-    assert "| Go->Python openssl (mTLS) vs floor | - | <= 1.3 | not measured |" in markdown
+    assert (
+        f"| Go->Python native vs floor | 1.5 | <= 1.3 | **no** | 1.05: {bench_report.FLOOR_DURABLE} |"
+        in markdown
+    )
+    assert "| Go->Python openssl vs floor | - | <= 1.3 | not measured | - |" in markdown
+    assert (
+        "| Python plugin spawn to handshake line (ms) | 180.0 | <= 170 | **no** | 150: floor"
+        in (markdown)
+    )
+    assert "| c=32 soup native ops/s vs soup-go | 0.5 | >= 0.45 | yes | 0.3: floor" in markdown
     assert "| grpc (0) | 90 | 2 |" in markdown
     assert "- proof: 42 s" in markdown
     assert "outside the steps (process start/exit) 19" in markdown  # 30 - (10 + 1)

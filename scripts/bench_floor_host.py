@@ -1,0 +1,128 @@
+"""The bench's host floor: the least a Python go-plugin host on grpcio can be.
+
+Starts the plugin command (``--server``) with go-plugin's environment, reads its
+handshake line, opens one plaintext grpcio channel to the address in it and times Put+Get
+round trips with the generated stub: no TLS, no logging, no stdio or broker streams, no
+health check. Whatever it measures against a Go host is the price of grpcio's client
+itself; soup's Python host is compared with it. It takes the arguments the bench gives
+every host (``rpc client bench --json --count N --warmup W --tls-mode disabled --server
+CMD``) and prints the same JSON fields the bench reads. Benchmark use only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import IO
+
+import grpc
+
+from soup import pb
+
+HANDSHAKE_TIMEOUT = 30.0
+EXIT_TIMEOUT = 5.0
+RPC_TIMEOUT = 10.0
+GO_PLUGIN_ENV = {"BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1"}
+
+
+def _handshake_line(stdout: IO[bytes]) -> str:
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        if not selector.select(HANDSHAKE_TIMEOUT):
+            raise TimeoutError(f"no handshake line within {HANDSHAKE_TIMEOUT:g} s")
+    return stdout.readline().decode().strip()
+
+
+def _target(line: str) -> str:
+    fields = line.split("|")
+    if len(fields) < 5 or fields[4] != "grpc":
+        raise ValueError(f"not a go-plugin gRPC handshake line: {line!r}")
+    network, address = fields[2], fields[3]
+    return f"unix:{address}" if network == "unix" else address
+
+
+def _round_trips(channel: grpc.Channel, count: int, warmup: int) -> list[float]:
+    kv = pb.kv_pb2_grpc.KVStub(channel)
+    payload = secrets.token_bytes(64)
+    samples = []
+    for i in range(warmup + count):
+        key = f"bench-{i % 16}"
+        started = time.perf_counter()
+        kv.Put(pb.kv_pb2.PutRequest(key=key, value=payload), timeout=RPC_TIMEOUT)
+        if kv.Get(pb.kv_pb2.GetRequest(key=key), timeout=RPC_TIMEOUT).value != payload:
+            raise ValueError(f"get {key}: other bytes returned")
+        if i >= warmup:
+            samples.append((time.perf_counter() - started) * 1e6)
+    return samples
+
+
+def _end(plugin: subprocess.Popen[bytes], channel: grpc.Channel | None) -> None:
+    """Shutdown over GRPCController, then the process group, each bounded."""
+    if channel is not None:
+        try:
+            controller = pb.grpc_controller_pb2_grpc.GRPCControllerStub(channel)
+            controller.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=RPC_TIMEOUT)
+        except grpc.RpcError:
+            pass  # it may close the connection as it stops; the wait below decides
+        channel.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        plugin.wait(EXIT_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(plugin.pid, signal.SIGKILL)  # what is left of its group
+    plugin.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("words", nargs="*", help="rpc client bench (as for every bench host)")
+    parser.add_argument("--json", action="store_true", help="one JSON object (always on)")
+    parser.add_argument("--count", type=int, default=1000, help="timed round trips")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed round trips first")
+    parser.add_argument(
+        "--tls-mode", choices=["disabled"], required=True, help="the floor is plaintext only"
+    )
+    parser.add_argument("--server", required=True, help="the plugin command")
+    args = parser.parse_args()
+    plugin = subprocess.Popen(
+        shlex.split(args.server),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **GO_PLUGIN_ENV},
+        start_new_session=True,
+    )
+    channel = None
+    try:
+        assert plugin.stdout is not None
+        channel = grpc.insecure_channel(_target(_handshake_line(plugin.stdout)))
+        grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
+        samples = sorted(_round_trips(channel, args.count, args.warmup))
+    except (OSError, ValueError, grpc.RpcError, grpc.FutureTimeoutError) as exc:
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
+        sys.exit(1)
+    finally:
+        _end(plugin, channel)
+    result = {
+        "ok": True,
+        "error": None,
+        "count": len(samples),
+        "tls": None,
+        "round_trip_us": {
+            "mean": round(sum(samples) / len(samples), 3),
+            "p50": round(samples[(len(samples) + 1) // 2 - 1], 3),
+        },
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
