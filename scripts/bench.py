@@ -8,7 +8,7 @@ Sections (each run count and min/median/max is in the report):
   reach: the floor with grpcio's own mutual TLS, with soup's durable store, and with that
   store behind the least a Python relay can be (every P-521 peer needs a relay); and the
   host floor (scripts/bench_floor_host.py: the least a grpcio host can be) against
-  soup-go. Cases run in rounds (every case once per round, the order reversed every
+  soup-go, straight and behind that relay. Cases run in rounds (every case once per round, the order reversed every
   other round) and each ratio is the median of the ratios within a round, so a change in
   machine speed hits both sides of a ratio alike.
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
@@ -125,6 +125,7 @@ ROUND_TRIPS = (
     Case(bench_report.FLOOR_DURABLE, "go", FLOOR_DURABLE),
     Case(bench_report.FLOOR_RELAYED, "go", FLOOR_RELAYED),
     Case(bench_report.FLOOR_HOST, "floor", GO_PLUGIN_PLAIN),
+    Case(bench_report.FLOOR_HOST_RELAYED, "floor", GO_PLUGIN_PLAIN, ("--relay",)),
     Case("Go->Go plaintext", "go", GO_PLUGIN_PLAIN),
     Case("Go->Python plaintext", "go", PY_PLAIN),
     Case("Go->Python native", "go", PY_NATIVE, PY_KEY),

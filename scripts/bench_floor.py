@@ -19,15 +19,12 @@ the bench can show what bounds soup's ratios to the floor:
 * ``--durable``: every Put is stored by soup's own crash-safe file store
   (``soup.kvstore``: temp file, fsync, rename, directory fsync), as soup's plugin must.
 * ``--relay``: grpcio listens on a private socket and the host's connection reaches it
-  through the least a Python relay can be: two blocking threads per connection, one
-  ``recv``/``sendall`` loop each way, no TLS. Every Python plugin that serves a P-521
-  go-plugin host needs such a hop (grpcio cannot verify P-521), and TLS comes on top.
+  through the least a Python relay can be (scripts/bench_minimal_relay.py), no TLS.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import socket
 import sys
@@ -38,6 +35,7 @@ from typing import Any
 
 import grpc
 
+import bench_minimal_relay
 from soup import pb
 
 
@@ -112,32 +110,6 @@ def _auto_mtls(server: grpc.Server, address: str) -> str:
     return base64.b64encode(der).decode().rstrip("=")
 
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    """Copy one direction until its end, then pass the half-close on."""
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            target.sendall(data)
-    with contextlib.suppress(OSError):
-        target.shutdown(socket.SHUT_WR)
-
-
-def _relay(public: str, backend: str) -> None:
-    """Accept on ``public``; each connection gets a backend connection and two pumps."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(public)
-    listener.listen(64)
-
-    def accept() -> None:
-        while True:
-            conn, _ = listener.accept()
-            back = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            back.connect(backend)
-            for source, target in ((conn, back), (back, conn)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", required=True, help="existing private directory for the socket")
@@ -170,7 +142,7 @@ def main() -> None:
     server.start()
     if args.relay:
         public = os.path.join(args.dir, f"relay-{os.getpid()}.sock")
-        _relay(public, path)
+        bench_minimal_relay.start(public, socket.AF_UNIX, path)
         path = public
     sys.stdout.write(f"1|1|unix|{path}|grpc|{cert}\n")
     sys.stdout.flush()

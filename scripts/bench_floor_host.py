@@ -4,7 +4,9 @@ Starts the plugin command (``--server``) with go-plugin's environment, reads its
 handshake line, opens one plaintext grpcio channel to the address in it and times Put+Get
 round trips with the generated stub: no TLS, no logging, no stdio or broker streams, no
 health check. Whatever it measures against a Go host is the price of grpcio's client
-itself; soup's Python host is compared with it. It takes the arguments the bench gives
+itself; soup's Python host is compared with it. ``--relay`` puts the least a Python relay
+can be (scripts/bench_minimal_relay.py) between the channel and the plugin, as a host of
+a P-521 plugin needs one. It takes the arguments the bench gives
 every host (``rpc client bench --json --count N --warmup W --tls-mode disabled --server
 CMD``) and prints the same JSON fields the bench reads. Benchmark use only.
 """
@@ -18,14 +20,19 @@ import os
 import secrets
 import selectors
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import IO
 
 import grpc
 
+import bench_minimal_relay
 from soup import pb
 
 HANDSHAKE_TIMEOUT = 30.0
@@ -42,12 +49,21 @@ def _handshake_line(stdout: IO[bytes]) -> str:
     return stdout.readline().decode().strip()
 
 
-def _target(line: str) -> str:
+def _target(line: str, relay_dir: Path | None) -> str:
+    """The grpcio target for the plugin's address: itself, or a relay in ``relay_dir``."""
     fields = line.split("|")
     if len(fields) < 5 or fields[4] != "grpc":
         raise ValueError(f"not a go-plugin gRPC handshake line: {line!r}")
     network, address = fields[2], fields[3]
-    return f"unix:{address}" if network == "unix" else address
+    if relay_dir is None:
+        return f"unix:{address}" if network == "unix" else address
+    relay_path = str(relay_dir / "relay.sock")
+    if network == "unix":
+        bench_minimal_relay.start(relay_path, socket.AF_UNIX, address)
+    else:
+        host, _, port = address.rpartition(":")
+        bench_minimal_relay.start(relay_path, socket.AF_INET, (host, int(port)))
+    return f"unix:{relay_path}"
 
 
 def _round_trips(channel: grpc.Channel, count: int, warmup: int) -> list[float]:
@@ -91,6 +107,9 @@ def main() -> None:
         "--tls-mode", choices=["disabled"], required=True, help="the floor is plaintext only"
     )
     parser.add_argument("--server", required=True, help="the plugin command")
+    parser.add_argument(
+        "--relay", action="store_true", help="reach the plugin through a minimal Python relay"
+    )
     args = parser.parse_args()
     plugin = subprocess.Popen(
         shlex.split(args.server),
@@ -101,9 +120,10 @@ def main() -> None:
         start_new_session=True,
     )
     channel = None
+    relay_dir = Path(tempfile.mkdtemp(prefix="soup-bench-relay-")) if args.relay else None
     try:
         assert plugin.stdout is not None
-        channel = grpc.insecure_channel(_target(_handshake_line(plugin.stdout)))
+        channel = grpc.insecure_channel(_target(_handshake_line(plugin.stdout), relay_dir))
         grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
         samples = sorted(_round_trips(channel, args.count, args.warmup))
     except (OSError, ValueError, grpc.RpcError, grpc.FutureTimeoutError) as exc:
@@ -111,6 +131,8 @@ def main() -> None:
         sys.exit(1)
     finally:
         _end(plugin, channel)
+        if relay_dir is not None:
+            shutil.rmtree(relay_dir, ignore_errors=True)
     result = {
         "ok": True,
         "error": None,

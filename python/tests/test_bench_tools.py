@@ -36,6 +36,16 @@ def test_host_floor_times_round_trips_and_ends_its_plugin(tmp_path: Path) -> Non
     assert (tmp_path / "kv" / key_filename("bench-0")).read_bytes()
 
 
+def test_host_floor_reaches_its_plugin_through_its_relay(tmp_path: Path) -> None:
+    plugin = [sys.executable, str(SCRIPTS / "bench_floor.py"), "--dir", str(tmp_path), "--durable"]
+    host = [sys.executable, str(SCRIPTS / "bench_floor_host.py"), "--count", "3", "--warmup", "0"]
+    host += ["--tls-mode", "disabled", "--relay", "--server", shlex.join(plugin)]
+    done = subprocess.run(host, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["count"] == 3
+    assert (tmp_path / "kv" / key_filename("bench-2")).read_bytes()
+
+
 def test_host_floor_refuses_tls() -> None:
     host = [sys.executable, str(SCRIPTS / "bench_floor_host.py"), "--tls-mode", "auto"]
     done = subprocess.run(
