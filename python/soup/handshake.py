@@ -412,6 +412,7 @@ def host_env(
     *,
     client_cert_pem: bytes | None,
     unix_socket_dir: str | None = None,
+    unix_socket_group: str | None = None,
 ) -> dict[str, str]:
     """The variables a host adds to the plugin's environment.
 
@@ -427,4 +428,6 @@ def host_env(
         env[ENV_CLIENT_CERT] = client_cert_pem.decode("ascii")
     if unix_socket_dir is not None:
         env[ENV_UNIX_SOCKET_DIR] = unix_socket_dir
+    if unix_socket_group is not None:
+        env[ENV_UNIX_SOCKET_GROUP] = unix_socket_group
     return env

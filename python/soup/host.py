@@ -45,6 +45,7 @@ from soup.handshake import (
     host_env,
     parse_line,
 )
+from soup.listen import group_id, share_with_group
 from soup.process import PluginProcess, ProcessError, split_command, wait_pid_gone
 from soup.reattach import ReattachConfig
 from soup.result import TLSEvidence
@@ -92,6 +93,11 @@ class ClientConfig:
     """Called with ``("stdout" | "stderr", data)`` for every GRPCStdio chunk."""
     logger: logging.Logger | None = None
     """The host's own log (default ``soup.host``); plugin lines go to ``soup.host.plugin``."""
+    unix_socket_group: str | None = None
+    """go-plugin's ``UnixSocketConfig.Group``: a group (name or gid) that may connect to
+    the plugin's unix sockets and to the host's brokered ones (sockets 0660, the socket
+    directory the host makes 0710: enough to connect, not to list or add). Sent to the
+    plugin as ``PLUGIN_UNIX_SOCKET_GROUP``; the host must be allowed to give files to it."""
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.reattach is None):
@@ -100,6 +106,19 @@ class ClientConfig:
             raise ValueError(REATTACH_WITH_AUTO)
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
+        self.socket_gid()  # a group that does not exist fails here, not at spawn
+
+    def socket_gid(self) -> int | None:
+        """The gid of ``unix_socket_group`` (None if unset); ValueError naming the fix."""
+        if not self.unix_socket_group:
+            return None
+        try:
+            return group_id(self.unix_socket_group)
+        except KeyError:
+            raise ValueError(
+                f"unix_socket_group {self.unix_socket_group!r}: no such group "
+                "(give a group name or a numeric gid)"
+            ) from None
 
 
 @dataclass
@@ -220,12 +239,14 @@ class Client:
         client_pem = self.own.cert_pem if self.config.tls.mode == "auto" and self.own else None
         socket_dir = None
         if not env.get(ENV_UNIX_SOCKET_DIR):
-            # A directory of our own for the plugin's socket (and its private files):
-            # removed in kill(), so nothing is left behind even after SIGKILL.
-            self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
-            socket_dir = str(self.socket_dir)
+            socket_dir = str(self._make_socket_dir())
         env.update(
-            host_env(self.config.handshake, client_cert_pem=client_pem, unix_socket_dir=socket_dir)
+            host_env(
+                self.config.handshake,
+                client_cert_pem=client_pem,
+                unix_socket_dir=socket_dir,
+                unix_socket_group=self.config.unix_socket_group or None,
+            )
         )
         if client_pem is None:
             env.pop(ENV_CLIENT_CERT, None)  # never inherit one from our own env
@@ -281,7 +302,10 @@ class Client:
         if self.own is not None and self.trusted_pem is not None and self.tls.backend is not None:
             material = BrokerTLS(self.own, self.trusted_pem, self.tls.backend)
         broker = GRPCBroker(
-            tls=material, network=self.handshake_info.network, socket_parent=self.socket_dir
+            tls=material,
+            network=self.handshake_info.network,
+            socket_parent=self.socket_dir,
+            socket_group=self.config.socket_gid(),
         )
         broker.open_stream(self.connection.channel)
         return broker
@@ -422,6 +446,22 @@ class Client:
                     )
         self.exit.code = process.end_group()
         self.exit.signalled = self.exit.code is not None and self.exit.code < 0
+
+    def _make_socket_dir(self) -> Path:
+        """A directory of our own for the plugin's socket (and its private files), removed
+        in kill(), so nothing is left behind even after SIGKILL; the group's, if one is set."""
+        self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
+        gid = self.config.socket_gid()
+        if gid is not None:
+            try:
+                share_with_group(self.socket_dir, gid, 0o710)
+            except OSError as exc:
+                self._remove_socket_dir()
+                raise HostError(
+                    f"cannot give the plugin's socket directory to group "
+                    f"{self.config.unix_socket_group!r} (unix_socket_group): {exc}"
+                ) from exc
+        return self.socket_dir
 
     def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None:

@@ -177,20 +177,23 @@ def _unix_socket_path(env: Mapping[str, str]) -> str:
     return path
 
 
+def group_id(group: str) -> int:
+    """The gid of ``group``, a number or a group name (go-plugin's rule); KeyError if none."""
+    try:
+        return int(group, 10)
+    except ValueError:
+        return grp.getgrnam(group).gr_gid
+
+
 def socket_group(env: Mapping[str, str]) -> int | None:
     """The gid of ``PLUGIN_UNIX_SOCKET_GROUP`` (a number or a group name), None if unset."""
     group = env.get(ENV_UNIX_SOCKET_GROUP, "")
     if not group:
         return None
     try:
-        return int(group, 10)
-    except ValueError:
-        try:
-            return grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise PluginError(
-                f"{ENV_UNIX_SOCKET_GROUP}: failed to find gid from {group!r}"
-            ) from None
+        return group_id(group)
+    except KeyError:
+        raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}: failed to find gid from {group!r}") from None
 
 
 def share_with_group(path: str | Path, gid: int, mode: int = 0o660) -> None:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from plugin_commands import PYTHON, group_left_after, plugin_cmd, python_cmd
 
 import soup
 from soup import pb
+from soup.counter import AddHelperServicer
 from soup.kv import KVClient
 from soup.stdio import StdioHub
 
@@ -173,6 +175,47 @@ def test_default_does_mutual_tls_when_the_host_asks(make_client: Any) -> None:
     assert client.tls.backend == "native"
     assert client.tls.version == "TLSv1.3"
     assert client.tls.server_key == "ec-p256"
+
+
+# -- go-plugin's UnixSocketConfig.Group on the host side
+
+
+def _another_group() -> int:
+    """A gid that is not our primary one where we may use one (root may use any)."""
+    others = [g for g in os.getgroups() if g != os.getgid()]
+    if others:
+        return others[0]
+    return 65534 if os.geteuid() == 0 else os.getgid()  # nogroup
+
+
+def _mode_and_gid(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return stat.S_IMODE(st.st_mode), st.st_gid
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl"])
+def test_unix_socket_group_reaches_the_plugin_and_the_hosts_broker(
+    make_client: Any, backend: str
+) -> None:
+    gid = _another_group()
+    client = make_client(plugin_cmd(), unix_socket_group=str(gid), tls_backend=backend)
+    client.start()
+    assert client.tls.backend == backend
+    assert client.socket_dir is not None
+    assert _mode_and_gid(client.socket_dir) == (0o710, gid)  # the group may enter, not list
+    plugin_socket = Path(client.handshake_info.address)
+    assert plugin_socket.parent == client.socket_dir
+    assert _mode_and_gid(plugin_socket) == (0o660, gid)
+    served = client.broker.accept_and_serve(client.broker.next_id(), AddHelperServicer().register)
+    try:
+        assert _mode_and_gid(Path(served.endpoint.address)) == (0o660, gid)
+    finally:
+        served.stop()
+
+
+def test_unix_socket_group_that_does_not_exist_fails_at_once() -> None:
+    with pytest.raises(ValueError, match="unix_socket_group 'soup-no-such-group': no such group"):
+        soup.ClientConfig(cmd=plugin_cmd(), unix_socket_group="soup-no-such-group")
 
 
 # -- logs and stdio from a Python plugin through a Python host
