@@ -123,13 +123,16 @@ def _target(
 ) -> dict[str, Any]:
     """One target; ``bound`` is what a reference row (named) reached on the same scale."""
     met = None if value is None else (value <= limit if at_most else value >= limit)
+    reached, row = bound if bound is not None else (None, None)
     return {
         "target": name,
         "value": value,
         "limit": ("<= " if at_most else ">= ") + f"{limit:g}",
         "met": met,
-        "bound": None if bound is None else bound[0],
-        "bound_row": None if bound is None else bound[1],
+        "bound": reached,
+        "bound_row": row,
+        # How close soup got: 1.0 is the bound itself.
+        "vs_bound": round(value / reached, 2) if value is not None and reached else None,
     }
 
 
@@ -325,6 +328,7 @@ def _target_lines(found: list[dict[str, Any]]) -> list[str]:
             t["limit"],
             verdicts[t["met"]],
             "-" if t.get("bound") is None else f"{t['bound']:g}: {t['bound_row']}",
+            _ratio(t.get("vs_bound")),
         ]
         for t in found
     ]
@@ -333,7 +337,7 @@ def _target_lines(found: list[dict[str, Any]]) -> list[str]:
         "must (grpcio, soup's durable store, a relay for P-521 peers, AutoMTLS), none of "
         "soup's own code on the call path."
     ]
-    headers = ["target", "value", "limit", "met", "bound (reference)"]
+    headers = ["target", "value", "limit", "met", "bound (reference)", "value / bound"]
     return _table("Issue 10 targets (this run)", intro, headers, rows)
 
 

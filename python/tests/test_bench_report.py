@@ -140,6 +140,7 @@ def test_ratios_and_targets() -> None:
     assert found["Go->Python openssl vs floor"]["bound"] is None
     assert found["Python->Go vs Go->Go"]["met"] is True
     assert found["Python->Go vs Go->Go"]["bound"] == 1.5
+    assert found["Python->Go vs Go->Go"]["vs_bound"] == 1.13  # 1.7 / 1.5
     assert found["Python->Python native vs Go->Go"]["met"] is True
     assert found["Python plugin spawn to handshake line (ms)"]["met"] is False
     assert found["lifecycle Go->Python vs Go->Go"]["met"] is False
@@ -151,6 +152,7 @@ def test_ratios_and_targets() -> None:
         "met": False,
         "bound": None,
         "bound_row": None,
+        "vs_bound": None,
     }
 
 
@@ -168,10 +170,10 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
         in markdown
     )
     assert (
-        f"| Go->Python native vs floor | 1.5 | <= 1.3 | **no** | 1.05: {bench_report.FLOOR_DURABLE} |"
+        f"| Go->Python native vs floor | 1.5 | <= 1.3 | **no** | 1.05: {bench_report.FLOOR_DURABLE} | x1.43 |"
         in markdown
     )
-    assert "| Go->Python openssl vs floor | - | <= 1.3 | not measured | - |" in markdown
+    assert "| Go->Python openssl vs floor | - | <= 1.3 | not measured | - | - |" in markdown
     assert (
         "| Python plugin spawn to handshake line (ms) | 180.0 | <= 170 | **no** | 150: floor"
         in (markdown)

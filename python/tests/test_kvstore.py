@@ -42,6 +42,13 @@ def test_binary_and_empty_values(tmp_path: Path) -> None:
     assert store.get("empty") == b""
 
 
+def test_value_larger_than_one_read(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    value = os.urandom(3 * 64 * 1024 + 7)  # a Get reads in 64 KiB chunks
+    store.put("big", value)
+    assert store.get("big") == value
+
+
 def test_overwrite(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     store.put("k", b"first value, longer")
