@@ -293,10 +293,20 @@ class Bench:
         cert = _host_cert_pem()
         plugin = [*SOUP, "rpc", "server-start", "--kv-dir", str(self.kv_dir()), *PY_KEY]
         floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
-        handshake = [_time_to_handshake(plugin, cert, self.scratch) for _ in range(runs)]
-        floor = [_time_to_handshake(floor_argv, None, self.scratch) for _ in range(runs)]
         floor_tls_argv = FLOOR_MTLS.argv(self.soup_go, self.kv_dir())
-        floor_tls = [_time_to_handshake(floor_tls_argv, cert, self.scratch) for _ in range(runs)]
+        # In rounds, the order reversed every other round, as the round trips.
+        starts: list[tuple[list[str], str | None]] = [
+            (plugin, cert),
+            (floor_argv, None),
+            (floor_tls_argv, cert),
+        ]
+        timed: list[list[float]] = [[], [], []]
+        for round_no in range(runs):
+            order = range(3) if round_no % 2 == 0 else range(2, -1, -1)
+            for i in order:
+                argv, pem = starts[i]
+                timed[i].append(_time_to_handshake(argv, pem, self.scratch))
+        handshake, floor, floor_tls = timed
         interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
         # What `soup rpc server-start` imports, untraced (the traced run only ranks them),
         # timed inside the process: its exit (module teardown) is not part of a start.
@@ -314,8 +324,11 @@ class Bench:
         rest = median(handshake) - median(interpreter) - import_ms - median(keygen)
         return {
             "spawn_to_handshake_ms": spread(handshake),
+            "spawn_to_handshake_ms_by_round": handshake,
             "floor_spawn_to_handshake_ms": spread(floor),
+            "floor_spawn_to_handshake_ms_by_round": floor,
             "floor_auto_mtls_spawn_to_handshake_ms": spread(floor_tls),
+            "floor_auto_mtls_spawn_to_handshake_ms_by_round": floor_tls,
             "interpreter_ms": spread(interpreter),
             "imports_ms": round(import_ms, 1),
             "imports_traced_ms": imports["total_ms"],

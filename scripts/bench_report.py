@@ -56,25 +56,27 @@ def _median(row: dict[str, Any], key: str) -> float:
     return float(row[key]["median"])
 
 
-def _paired_ratio(row: dict[str, Any], ref: dict[str, Any] | None) -> float | None:
-    """Median over the rounds of row/ref within one round: both saw the same machine speed.
-
-    Rows without per-round values (or with other rounds) fall back to a ratio of medians.
-    """
+def _paired_ratio(
+    row: dict[str, Any], key: str, ref: dict[str, Any] | None, ref_key: str | None = None
+) -> float | None:
+    """Median over the rounds of row[key] / ref[ref_key] within one round: both sides of
+    each ratio saw the same machine speed. The rounds are the ``<key>_by_round`` lists;
+    without them (or with other rounds) it falls back to a ratio of medians."""
     if ref is None:
         return None
-    mine, theirs = row.get("mean_us_by_round"), ref.get("mean_us_by_round")
+    ref_key = ref_key or key
+    mine, theirs = row.get(f"{key}_by_round"), ref.get(f"{ref_key}_by_round")
     if mine and theirs and len(mine) == len(theirs):
         return round(float(statistics.median(a / b for a, b in zip(mine, theirs, strict=True))), 2)
-    return round(_median(row, "mean_us") / _median(ref, "mean_us"), 2)
+    return round(_median(row, key) / _median(ref, ref_key), 2)
 
 
 def ratios(doc: dict[str, Any]) -> None:
     """Add ratio_vs_go / ratio_vs_floor to the rows: per-round ratios of the same run."""
     trips = {r["case"]: r for r in doc.get("round_trips", [])}
     for row in trips.values():
-        row["ratio_vs_go"] = _paired_ratio(row, trips.get(GO_GO))
-        row["ratio_vs_floor"] = _paired_ratio(row, trips.get(FLOOR))
+        row["ratio_vs_go"] = _paired_ratio(row, "mean_us", trips.get(GO_GO))
+        row["ratio_vs_floor"] = _paired_ratio(row, "mean_us", trips.get(FLOOR))
     cycles = {r["case"]: r for r in doc.get("lifecycle", [])}
     base = cycles.get(GO_GO)
     for row in cycles.values():
@@ -96,14 +98,10 @@ def ratios(doc: dict[str, Any]) -> None:
         row["vs_soup_go"] = round(row["ops_per_s"] / ref["ops_per_s"], 2) if ref else None
     start = doc.get("cold_start")
     if start:
-        start["ratio_vs_floor"] = round(
-            _median(start, "spawn_to_handshake_ms") / _median(start, "floor_spawn_to_handshake_ms"),
-            2,
-        )
-        start["ratio_vs_floor_auto_mtls"] = round(
-            _median(start, "spawn_to_handshake_ms")
-            / _median(start, "floor_auto_mtls_spawn_to_handshake_ms"),
-            2,
+        spawn = "spawn_to_handshake_ms"
+        start["ratio_vs_floor"] = _paired_ratio(start, spawn, start, f"floor_{spawn}")
+        start["ratio_vs_floor_auto_mtls"] = _paired_ratio(
+            start, spawn, start, f"floor_auto_mtls_{spawn}"
         )
     keys = doc.get("keygen", [])
     p256 = next((k for k in keys if k["key_type"] == "ec-p256"), None)
@@ -120,8 +118,10 @@ def _target(
     *,
     at_most: bool = True,
     bound: tuple[float | None, str] | None = None,
+    vs_bound: float | None = None,
 ) -> dict[str, Any]:
-    """One target; ``bound`` is what a reference row (named) reached on the same scale."""
+    """One target; ``bound`` is what a reference row (named) reached on the same scale,
+    ``vs_bound`` the paired ratio to it where the run has one (else value / bound)."""
     met = None if value is None else (value <= limit if at_most else value >= limit)
     reached, row = bound if bound is not None else (None, None)
     return {
@@ -132,7 +132,9 @@ def _target(
         "bound": reached,
         "bound_row": row,
         # How close soup got: 1.0 is the bound itself.
-        "vs_bound": round(value / reached, 2) if value is not None and reached else None,
+        "vs_bound": vs_bound
+        if vs_bound is not None
+        else (round(value / reached, 2) if value is not None and reached else None),
     }
 
 
@@ -168,6 +170,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 _median(start, "floor_auto_mtls_spawn_to_handshake_ms") if start else None,
                 "floor plugin with AutoMTLS",
             ),
+            vs_bound=start.get("ratio_vs_floor_auto_mtls") if start else None,
         )
     )
     cycles = {r["case"]: r for r in doc.get("lifecycle", [])}

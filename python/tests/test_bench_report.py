@@ -156,6 +156,19 @@ def test_ratios_and_targets() -> None:
     }
 
 
+def test_cold_start_ratios_pair_the_rounds() -> None:
+    doc = synthetic()
+    start = doc["cold_start"]
+    start["spawn_to_handshake_ms_by_round"] = [180.0, 300.0, 180.0]
+    start["floor_auto_mtls_spawn_to_handshake_ms_by_round"] = [150.0, 200.0, 120.0]
+    bench_report.ratios(doc)
+    # Per round x1.2, x1.5, x1.5; the medians alone (180 / 150) would say x1.2.
+    assert start["ratio_vs_floor_auto_mtls"] == 1.5
+    assert start["ratio_vs_floor"] == 1.5  # no floor rounds: a ratio of medians, 180 / 120
+    found = {t["target"]: t for t in bench_report.targets(doc)}
+    assert found["Python plugin spawn to handshake line (ms)"]["vs_bound"] == 1.5
+
+
 def test_markdown_and_json_written(tmp_path: Path) -> None:
     markdown = bench_report.write(synthetic(), tmp_path)
     assert (tmp_path / "bench.md").read_text() == markdown
