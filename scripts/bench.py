@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,46 +295,54 @@ class Bench:
         plugin = [*SOUP, "rpc", "server-start", "--kv-dir", str(self.kv_dir()), *PY_KEY]
         floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
         floor_tls_argv = FLOOR_MTLS.argv(self.soup_go, self.kv_dir())
-        # In rounds, the order reversed every other round, as the round trips.
-        starts: list[tuple[list[str], str | None]] = [
-            (plugin, cert),
-            (floor_argv, None),
-            (floor_tls_argv, cert),
-        ]
-        timed: list[list[float]] = [[], [], []]
+        # The plugin's own certificate as a plugin makes it: a process's first, so with
+        # the OpenSSL set-up a first key and signature cost (later ones take under 1 ms).
+        first_cert = f"certs.self_signed({PY_KEY[1]!r})"
+        measures: dict[str, Callable[[], float]] = {
+            "spawn_to_handshake_ms": lambda: _time_to_handshake(plugin, cert, self.scratch),
+            "floor_spawn_to_handshake_ms": lambda: _time_to_handshake(
+                floor_argv, None, self.scratch
+            ),
+            "floor_auto_mtls_spawn_to_handshake_ms": lambda: _time_to_handshake(
+                floor_tls_argv, cert, self.scratch
+            ),
+            "interpreter_ms": lambda: _time_to_exit([PY, "-c", "pass"]),
+            # What `soup rpc server-start` imports, untraced (the traced run only ranks
+            # them), timed inside the process: its exit (module teardown) is not a start.
+            "imports_ms": lambda: _ms_in_process("", PLUGIN_IMPORTS),
+            "keygen_ms": lambda: _ms_in_process("from soup import certs", first_cert),
+        }
+        # Every start and part once per round, the order reversed every other round (as
+        # the round trips): a drift in machine speed hits them alike, and the rest of a
+        # start is taken within each round.
+        timed: dict[str, list[float]] = {name: [] for name in measures}
+        names = list(measures)
         for round_no in range(runs):
-            order = range(3) if round_no % 2 == 0 else range(2, -1, -1)
-            for i in order:
-                argv, pem = starts[i]
-                timed[i].append(_time_to_handshake(argv, pem, self.scratch))
-        handshake, floor, floor_tls = timed
-        interpreter = [_time_to_exit([PY, "-c", "pass"]) for _ in range(runs)]
-        # What `soup rpc server-start` imports, untraced (the traced run only ranks them),
-        # timed inside the process: its exit (module teardown) is not part of a start.
-        imported = [_ms_in_process("", PLUGIN_IMPORTS) for _ in range(runs)]
+            for name in names if round_no % 2 == 0 else names[::-1]:
+                timed[name].append(measures[name]())
+        rest = [
+            start - interpreter - imported - keygen
+            for start, interpreter, imported, keygen in zip(
+                timed["spawn_to_handshake_ms"],
+                timed["interpreter_ms"],
+                timed["imports_ms"],
+                timed["keygen_ms"],
+                strict=True,
+            )
+        ]
         traced = [PY, "-X", "importtime", *plugin[1:]]
         stderr = self.scratch / "importtime.txt"
         _time_to_handshake(traced, cert, self.scratch, stderr_to=stderr)
         imports = bench_report.parse_importtime(stderr.read_text())
-        # The plugin's own certificate as a plugin makes it: a process's first, so with
-        # the OpenSSL set-up a first key and signature cost (later ones take under 1 ms).
-        first_cert = f"certs.self_signed({PY_KEY[1]!r})"
-        keygen = [_ms_in_process("from soup import certs", first_cert) for _ in range(runs)]
-        median = statistics.median
-        import_ms = median(imported)
-        rest = median(handshake) - median(interpreter) - import_ms - median(keygen)
+        starts = {name: timed[name] for name in names[:3]}
         return {
-            "spawn_to_handshake_ms": spread(handshake),
-            "spawn_to_handshake_ms_by_round": handshake,
-            "floor_spawn_to_handshake_ms": spread(floor),
-            "floor_spawn_to_handshake_ms_by_round": floor,
-            "floor_auto_mtls_spawn_to_handshake_ms": spread(floor_tls),
-            "floor_auto_mtls_spawn_to_handshake_ms_by_round": floor_tls,
-            "interpreter_ms": spread(interpreter),
-            "imports_ms": round(import_ms, 1),
+            **{name: spread(values) for name, values in starts.items()},
+            **{f"{name}_by_round": values for name, values in starts.items()},
+            "interpreter_ms": spread(timed["interpreter_ms"]),
+            "imports_ms": round(statistics.median(timed["imports_ms"]), 1),
             "imports_traced_ms": imports["total_ms"],
-            "keygen_ms": spread(keygen),
-            "rest_ms": round(rest, 1),
+            "keygen_ms": spread(timed["keygen_ms"]),
+            "rest_ms": round(statistics.median(rest), 1),
             "importtime_top": imports["top"],
             "key_type": PY_KEY[1],
         }

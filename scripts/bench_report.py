@@ -276,7 +276,8 @@ def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
         f"{s['interpreter_ms']['median']:g} ms, imports {s['imports_ms']:g} ms (the plugin's "
         "modules, timed in the process), key and certificate (a process's first) "
         f"{s['keygen_ms']['median']:g} ms, the rest (arguments, TLS set-up, listen, server "
-        f"start, handshake line) {s['rest_ms']:g} ms",
+        f"start, handshake line; the start less those parts within each round) "
+        f"{s['rest_ms']:g} ms",
         "",
         f"Heaviest imports, from one `-X importtime` run of the plugin (tracing slows it: "
         f"{s['imports_traced_ms']:g} ms in all there):",
