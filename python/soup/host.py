@@ -161,6 +161,7 @@ class Client:
         """The only root trusted for the plugin: its pinned certificate, or the manual CA."""
         self._stdio: stdio.StdioReader | None = None
         self._killed = False
+        self._socket_gid = config.socket_gid()
 
     # -- context manager
     def __enter__(self) -> Client:
@@ -305,7 +306,7 @@ class Client:
             tls=material,
             network=self.handshake_info.network,
             socket_parent=self.socket_dir,
-            socket_group=self.config.socket_gid(),
+            socket_group=self._socket_gid,
         )
         broker.open_stream(self.connection.channel)
         return broker
@@ -451,10 +452,9 @@ class Client:
         """A directory of our own for the plugin's socket (and its private files), removed
         in kill(), so nothing is left behind even after SIGKILL; the group's, if one is set."""
         self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
-        gid = self.config.socket_gid()
-        if gid is not None:
+        if self._socket_gid is not None:
             try:
-                share_with_group(self.socket_dir, gid, 0o710)
+                share_with_group(self.socket_dir, self._socket_gid, 0o710)
             except OSError as exc:
                 self._remove_socket_dir()
                 raise HostError(

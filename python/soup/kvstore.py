@@ -45,6 +45,11 @@ TEMP_PREFIX = ".tmp-"
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _READ_SIZE = 64 * 1024
+# Temporary names: a generator of the store's own (a plugin's random.seed() cannot make
+# its names repeat), seeded by the OS once; a clash only costs another name (O_EXCL).
+# Unpredictability is not needed in a 0700 directory, and it costs no syscall per Put.
+_TEMP_NAMES = random.Random()  # noqa: S311 - names, not secrets (see above)
+os.register_at_fork(after_in_child=_TEMP_NAMES.seed)
 
 
 class InvalidKeyError(ValueError):
@@ -121,10 +126,11 @@ def remove_stale_temp_files(directory: Path) -> int:
 def _create_locked_temp(directory: str) -> tuple[int, str]:
     """A new ``.tmp-*`` file, locked; made anew if a store opening removed it first."""
     while True:
-        # Unique enough with O_EXCL (a clash makes another name); unpredictability is not
-        # needed in a 0700 directory, and getrandbits costs no syscall.
-        temp = os.path.join(directory, f"{TEMP_PREFIX}{random.getrandbits(64):016x}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        temp = os.path.join(directory, f"{TEMP_PREFIX}{_TEMP_NAMES.getrandbits(64):016x}")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        except FileExistsError:
+            continue  # another writer's (or a forked twin's) name: take another
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink > 0:

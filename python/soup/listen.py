@@ -178,11 +178,17 @@ def _unix_socket_path(env: Mapping[str, str]) -> str:
 
 
 def group_id(group: str) -> int:
-    """The gid of ``group``, a number or a group name (go-plugin's rule); KeyError if none."""
+    """The gid of ``group``, a number or a group name (go-plugin's rule); KeyError if none.
+
+    A negative number is none: chown would leave the group as it is (-1) while the
+    sockets still became group-writable."""
     try:
-        return int(group, 10)
+        gid = int(group, 10)
     except ValueError:
         return grp.getgrnam(group).gr_gid
+    if gid < 0:
+        raise KeyError(group)
+    return gid
 
 
 def socket_group(env: Mapping[str, str]) -> int | None:

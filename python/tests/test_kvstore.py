@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from soup import kvstore
 from soup.kvstore import (
     MAX_KEY_BYTES,
     TEMP_PREFIX,
@@ -47,6 +48,20 @@ def test_value_larger_than_one_read(tmp_path: Path) -> None:
     value = os.urandom(3 * 64 * 1024 + 7)  # a Get reads in 64 KiB chunks
     store.put("big", value)
     assert store.get("big") == value
+
+
+def test_a_temporary_name_in_use_is_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers may draw the same name: O_EXCL refuses the second, which takes another.
+    names = iter([0xABC, 0xABC, 0xDEF])
+    monkeypatch.setattr(kvstore._TEMP_NAMES, "getrandbits", lambda _bits: next(names))
+    (tmp_path / f"{TEMP_PREFIX}{0xABC:016x}").write_bytes(b"another writer's")
+    store = FileStore(tmp_path)  # opening removes the unlocked leftover: make it again
+    (tmp_path / f"{TEMP_PREFIX}{0xABC:016x}").write_bytes(b"another writer's")
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+    assert (tmp_path / f"{TEMP_PREFIX}{0xABC:016x}").read_bytes() == b"another writer's"
 
 
 def test_overwrite(tmp_path: Path) -> None:
