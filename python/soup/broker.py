@@ -302,6 +302,7 @@ class GRPCBroker:
         self._call: Any = None
         self._reader: threading.Thread | None = None
         self._dir: Path | None = None
+        self._backends: Path | None = None  # inside _dir, made on the first bridged listen
         self._sockets = 0
         self._servers: list[BrokeredServer] = []
         self._channels: dict[_BrokeredChannel, bridge.TLSDialerBridge | None] = {}
@@ -400,7 +401,7 @@ class GRPCBroker:
             self._reader.join(_JOIN)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+            self._dir = self._backends = None
 
     @property
     def closed(self) -> bool:
@@ -555,11 +556,13 @@ class GRPCBroker:
         """A bridge's plaintext backend socket: in a 0700 directory of its own (the bridge
         insists), as the sockets' directory may be the socket group's."""
         name = self._private_dir()
-        private = name.parent / "backends"
         with self._cond:
-            private.mkdir(mode=0o700, exist_ok=True)
-            private.chmod(0o700)  # whatever the umask
-        return private / name.name
+            if self._backends is None:
+                private = name.parent / "backends"
+                private.mkdir(mode=0o700, exist_ok=True)
+                private.chmod(0o700)  # whatever the umask
+                self._backends = private
+            return self._backends / name.name
 
     def _share(self, path: Path, mode: int) -> None:
         if self._socket_group is None:

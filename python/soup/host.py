@@ -12,6 +12,7 @@ no process is started; ``kill()`` sends Shutdown unless ``keep_running``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -106,10 +107,11 @@ class ClientConfig:
             raise ValueError(REATTACH_WITH_AUTO)
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
-        self.socket_gid()  # a group that does not exist fails here, not at spawn
+        _ = self.socket_gid  # a group that does not exist fails here, not at spawn
 
+    @functools.cached_property
     def socket_gid(self) -> int | None:
-        """The gid of ``unix_socket_group`` (None if unset); ValueError naming the fix."""
+        """The gid of ``unix_socket_group`` (None if unset), looked up once."""
         if not self.unix_socket_group:
             return None
         try:
@@ -161,7 +163,6 @@ class Client:
         """The only root trusted for the plugin: its pinned certificate, or the manual CA."""
         self._stdio: stdio.StdioReader | None = None
         self._killed = False
-        self._socket_gid = config.socket_gid()
 
     # -- context manager
     def __enter__(self) -> Client:
@@ -306,7 +307,7 @@ class Client:
             tls=material,
             network=self.handshake_info.network,
             socket_parent=self.socket_dir,
-            socket_group=self._socket_gid,
+            socket_group=self.config.socket_gid,
         )
         broker.open_stream(self.connection.channel)
         return broker
@@ -452,9 +453,9 @@ class Client:
         """A directory of our own for the plugin's socket (and its private files), removed
         in kill(), so nothing is left behind even after SIGKILL; the group's, if one is set."""
         self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
-        if self._socket_gid is not None:
+        if self.config.socket_gid is not None:
             try:
-                share_with_group(self.socket_dir, self._socket_gid, 0o710)
+                share_with_group(self.socket_dir, self.config.socket_gid, 0o710)
             except OSError as exc:
                 self._remove_socket_dir()
                 raise HostError(

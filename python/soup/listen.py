@@ -208,8 +208,7 @@ def share_with_group(path: str | Path, gid: int, mode: int = 0o660) -> None:
     os.chmod(path, mode)
 
 
-def _socket_permissions(env: Mapping[str, str], path: str) -> None:
-    gid = socket_group(env)
+def _socket_permissions(env: Mapping[str, str], gid: int | None, path: str) -> None:
     if gid is None:
         return
     try:
@@ -261,16 +260,21 @@ def add_port(server: _Ports, address: str, creds: grpc.ServerCredentials | None)
 
 
 def listen(
-    server: _Ports, network: str, env: Mapping[str, str], server_tls: ServerTLS | None
+    server: _Ports,
+    network: str,
+    env: Mapping[str, str],
+    server_tls: ServerTLS | None,
+    socket_gid: int | None = None,
 ) -> Listening:
-    """Bind the advertised address (and the private backend socket for openssl)."""
+    """Bind the advertised address (and the private backend socket for openssl); a unix
+    socket is given to ``socket_gid`` (``socket_group(env)``: PLUGIN_UNIX_SOCKET_GROUP)."""
     listening = Listening(network)
     try:
         if server_tls is not None and server_tls.backend == "openssl":
-            _listen_bridged(server, listening, env, server_tls)
+            _listen_bridged(server, listening, env, server_tls, socket_gid)
         else:
             creds = server_tls.credentials() if server_tls is not None else None
-            _listen_grpc(server, listening, env, creds)
+            _listen_grpc(server, listening, env, creds, socket_gid)
     except BaseException:
         listening.close(logging.getLogger("soup.plugin"))
         raise
@@ -282,13 +286,14 @@ def _listen_grpc(
     listening: Listening,
     env: Mapping[str, str],
     creds: grpc.ServerCredentials | None,
+    socket_gid: int | None,
 ) -> None:
     if listening.network == "unix":
         path = _unix_socket_path(env)
         listening.cleanup.append(Path(path))
         if not add_port(server, "unix:" + path, creds):
             raise PluginError(f"couldn't bind plugin unix listener at {path}")
-        _socket_permissions(env, path)
+        _socket_permissions(env, socket_gid, path)
         listening.address = path
         return
     low, high = _port_range(env)
@@ -312,7 +317,11 @@ def _listen_grpc(
 
 
 def _listen_bridged(
-    server: _Ports, listening: Listening, env: Mapping[str, str], server_tls: ServerTLS
+    server: _Ports,
+    listening: Listening,
+    env: Mapping[str, str],
+    server_tls: ServerTLS,
+    socket_gid: int | None,
 ) -> None:
     private = private_dir(env, "soup-")
     listening.cleanup.append(private)
@@ -329,7 +338,7 @@ def _listen_bridged(
             raise PluginError(f"couldn't bind plugin unix listener at {path}: {exc}") from exc
         listening.cleanup.append(Path(path))
         listening.bridge_socket = listen_sock
-        _socket_permissions(env, path)
+        _socket_permissions(env, socket_gid, path)
         listening.address = path
         listen_sock.listen(64)
     else:

@@ -33,7 +33,14 @@ import grpc
 from soup import bridge, handshake, logs, policy, version_string
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
-from soup.listen import Listening, listen, private_dir, remove_orphaned_host_dir, remove_paths
+from soup.listen import (
+    Listening,
+    listen,
+    private_dir,
+    remove_orphaned_host_dir,
+    remove_paths,
+    socket_group,
+)
 from soup.services import Internal
 from soup.settings import TLSSettings, Transport
 from soup.stdio import hub_writer
@@ -154,6 +161,7 @@ class _Run:
         )
         server_tls = policy.server_tls(config, self.env, self.log)
         self.backend = server_tls.backend if server_tls is not None else "none"
+        socket_gid = socket_group(self.env)  # the main socket's and the broker's
         if self.env.get(handshake.ENV_MULTIPLEX_GRPC):
             self.log.warning(
                 "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC); "
@@ -165,12 +173,13 @@ class _Run:
             server_tls=server_tls,
             env=self.env,
             network=config.transport,
+            socket_gid=socket_gid,
             log=self.log,
         )
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
             register(self.context)
-        self.listening = listen(server, config.transport, self.env, server_tls)
+        self.listening = listen(server, config.transport, self.env, server_tls, socket_gid)
         self.log.debug(
             "plugin address",
             extra={"network": self.listening.network, "address": self.listening.address},

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from soup import pb
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.handshake import ENV_UNIX_SOCKET_DIR
-from soup.listen import ServerTLS, socket_group
+from soup.listen import ServerTLS
 from soup.stdio import StdioHub
 
 __all__ = ["Internal"]
@@ -37,11 +37,13 @@ class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
         return pb.grpc_controller_pb2.Empty()
 
 
-def _broker(server_tls: ServerTLS | None, env: Mapping[str, str], network: str) -> GRPCBroker:
+def _broker(
+    server_tls: ServerTLS | None, env: Mapping[str, str], network: str, socket_gid: int | None
+) -> GRPCBroker:
     """The plugin's GRPCBroker (also ``ServeContext.broker``): brokered connections use
     the main connection's TLS material and backend (none: plaintext like the main one)
     and listen on its network, in a private directory inside the host's socket directory,
-    shared with ``PLUGIN_UNIX_SOCKET_GROUP`` as the main socket is.
+    shared with ``PLUGIN_UNIX_SOCKET_GROUP`` (``socket_gid``) as the main socket is.
     """
     material = None
     if server_tls is not None:
@@ -51,7 +53,7 @@ def _broker(server_tls: ServerTLS | None, env: Mapping[str, str], network: str) 
         tls=material,
         network=network,
         socket_parent=Path(parent) if parent else None,
-        socket_group=socket_group(env),
+        socket_group=socket_gid,
     )
 
 
@@ -66,6 +68,7 @@ class Internal:
         server_tls: ServerTLS | None,
         env: Mapping[str, str],
         network: str,
+        socket_gid: int | None,
         log: logging.Logger,
     ) -> None:
         self.hub = StdioHub()
@@ -77,7 +80,7 @@ class Internal:
             _Controller(stop, log), server
         )
         pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
-        self.broker = _broker(server_tls, env, network)
+        self.broker = _broker(server_tls, env, network, socket_gid)
         pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(self.broker.servicer(), server)
 
     def begin_stop(self) -> None:
