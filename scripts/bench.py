@@ -34,12 +34,10 @@ nothing behind (the conformance runner's bounded runner). --quick: a small smoke
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "conformance"))
 sys.path.insert(0, str(ROOT / "scripts"))
+import bench_process  # noqa: E402 - a sibling script module
 import bench_report  # noqa: E402 - a sibling script module
 from cells import run_bounded  # noqa: E402 - the conformance runner's bounded process runner
 
@@ -395,14 +394,6 @@ def _host_cert_pem() -> str:
     return certs.self_signed("ec-p521").cert_pem.decode()
 
 
-def _plugin_env(cert_pem: str | None) -> dict[str, str]:
-    env = {**os.environ, "BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1"}
-    env.pop("PLUGIN_CLIENT_CERT", None)
-    if cert_pem is not None:
-        env["PLUGIN_CLIENT_CERT"] = cert_pem
-    return env
-
-
 def _time_to_handshake(
     argv: list[str],
     cert_pem: str | None,
@@ -419,41 +410,20 @@ def _time_to_handshake(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=_plugin_env(cert_pem),
+            env=bench_process.plugin_env(cert_pem),
             start_new_session=True,
         )
         try:
-            line = _read_line_bounded(proc, timeout)
+            try:
+                line = bench_process.read_line_bounded(proc, timeout)
+            except TimeoutError as exc:
+                raise BenchError(f"{exc}: {shlex.join(argv)}") from None
             elapsed = (time.perf_counter() - started) * 1000
             if line.count(b"|") < 4:
                 raise BenchError(f"no handshake line from {shlex.join(argv)}: {line!r}")
             return elapsed
         finally:
-            _end_group(proc)
-
-
-def _end_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the plugin's process group, SIGKILL after 5 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def _read_line_bounded(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    import selectors  # noqa: PLC0415 - only the cold start waits on a pipe
-
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise BenchError(f"no handshake line within {timeout:g} s")
-    return proc.stdout.readline()
+            bench_process.end_group(proc)
 
 
 def _time_to_exit(argv: list[str]) -> float:

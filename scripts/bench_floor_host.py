@@ -16,37 +16,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import secrets
-import selectors
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
 
 import grpc
 
 import bench_minimal_relay
+import bench_process
 from soup import pb
 
 HANDSHAKE_TIMEOUT = 30.0
-EXIT_TIMEOUT = 5.0
 RPC_TIMEOUT = 10.0
-GO_PLUGIN_ENV = {"BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1"}
-
-
-def _handshake_line(stdout: IO[bytes]) -> str:
-    with selectors.DefaultSelector() as selector:
-        selector.register(stdout, selectors.EVENT_READ)
-        if not selector.select(HANDSHAKE_TIMEOUT):
-            raise TimeoutError(f"no handshake line within {HANDSHAKE_TIMEOUT:g} s")
-    return stdout.readline().decode().strip()
 
 
 def _target(line: str, relay_dir: Path | None) -> str:
@@ -84,17 +71,11 @@ def _round_trips(channel: grpc.Channel, count: int, warmup: int) -> list[float]:
 def _end(plugin: subprocess.Popen[bytes], channel: grpc.Channel | None) -> None:
     """Shutdown over GRPCController, then the process group, each bounded."""
     if channel is not None:
-        try:
+        with contextlib.suppress(grpc.RpcError):  # it may close the connection as it stops
             controller = pb.grpc_controller_pb2_grpc.GRPCControllerStub(channel)
             controller.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=RPC_TIMEOUT)
-        except grpc.RpcError:
-            pass  # it may close the connection as it stops; the wait below decides
         channel.close()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        plugin.wait(EXIT_TIMEOUT)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(plugin.pid, signal.SIGKILL)  # what is left of its group
-    plugin.wait()
+    bench_process.end_group(plugin, wait=bench_process.EXIT_WAIT)
 
 
 def main() -> None:
@@ -116,14 +97,14 @@ def main() -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **GO_PLUGIN_ENV},
+        env=bench_process.plugin_env(None),
         start_new_session=True,
     )
     channel = None
     relay_dir = Path(tempfile.mkdtemp(prefix="soup-bench-relay-")) if args.relay else None
     try:
-        assert plugin.stdout is not None
-        channel = grpc.insecure_channel(_target(_handshake_line(plugin.stdout), relay_dir))
+        line = bench_process.read_line_bounded(plugin, HANDSHAKE_TIMEOUT).decode().strip()
+        channel = grpc.insecure_channel(_target(line, relay_dir))
         grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
         samples = sorted(_round_trips(channel, args.count, args.warmup))
     except (OSError, ValueError, grpc.RpcError, grpc.FutureTimeoutError) as exc:
