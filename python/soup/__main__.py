@@ -19,6 +19,10 @@ def main() -> int:
     from soup import cliplugin  # noqa: PLC0415
 
     argv = sys.argv[1:]
+    if argv[:1] == ["check"]:
+        from soup.check import cli as check_cli  # noqa: PLC0415
+
+        return check_cli.main(argv[1:])
     if tuple(argv[: len(cliplugin.COMMAND)]) == cliplugin.COMMAND:
         return cliplugin.main(argv[len(cliplugin.COMMAND) :])
     from soup import cli  # noqa: PLC0415

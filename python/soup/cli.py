@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_string())
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     top.add_parser("version", help="print the version", formatter_class=formatter)
+    # `soup check` is dispatched before this parser (soup.__main__): listed here for --help.
+    top.add_parser("check", help="check anyone's go-plugin plugin or host (soup check --help)")
     rpc = top.add_parser(
         "rpc", help="plugin and host commands", epilog=_EPILOG, formatter_class=formatter
     )
