@@ -139,7 +139,12 @@ class Progress:
 
     def start(self, check: Check) -> None:
         if self.enabled:
-            print(f"[{self.done + 1:2}/{self.total}] {check.id} ...", end="", file=sys.stderr, flush=True)
+            print(
+                f"[{self.done + 1:2}/{self.total}] {check.id} ...",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def end(self, outcome: Outcome) -> None:
         self.done += 1
@@ -165,10 +170,14 @@ def _print_text(doc: dict[str, Any]) -> None:
     for c in doc["checks"]:
         print(f"{c['outcome'].upper():4}  {c['id']:{width}}  {c['detail']}")
     s = doc["summary"]
-    print(f"{s['verdict'].upper()}: {s['pass']} pass, {s['fail']} fail, {s['warn']} warn, {s['skip']} skip")
+    print(
+        f"{s['verdict'].upper()}: {s['pass']} pass, {s['fail']} fail, {s['warn']} warn, {s['skip']} skip"
+    )
 
 
-def _plugin_role(args: argparse.Namespace, command: list[str]) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
+def _plugin_role(
+    args: argparse.Namespace, command: list[str]
+) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
     from soup.check import plugin_checks  # noqa: PLC0415 - grpc only when checking
     from soup.check.target import Lab, PluginTarget, preflight  # noqa: PLC0415
 
@@ -189,7 +198,9 @@ def _plugin_role(args: argparse.Namespace, command: list[str]) -> tuple[dict[str
     return {"role": "plugin", "transport": args.transport}, run
 
 
-def _host_role(args: argparse.Namespace, command: list[str]) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
+def _host_role(
+    args: argparse.Namespace, command: list[str]
+) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
     from soup.check import host_checks  # noqa: PLC0415 - grpc only when checking
 
     target = host_checks.HostTarget(

@@ -173,7 +173,9 @@ def auto_mtls(lab: HostLab) -> Verdict:
     versions = tls[0]["versions"] if tls else []
     refused = [e["reason"] for e in run.of("tls-refused")]
     if not versions:
-        return failed(f"no TLS connection presented the {key} certificate it sent; refused: {refused}")
+        return failed(
+            f"no TLS connection presented the {key} certificate it sent; refused: {refused}"
+        )
     return passed(f"sent and presented a {key} certificate ({', '.join(sorted(set(versions)))})")
 
 
@@ -192,7 +194,9 @@ def _refuses(lab: HostLab, variant: str, what: str) -> Verdict:
     if run.code is None:
         return failed(f"{what}: the host hung until the timeout; calls it made: {run.methods}")
     if own or run.code == 0:
-        return failed(f"{what}: {run.ended()}, calls it made: {run.methods}; output: {run.tail()!r}")
+        return failed(
+            f"{what}: {run.ended()}, calls it made: {run.methods}; output: {run.tail()!r}"
+        )
     return passed(f"{what}: {run.ended()}, no call; output: {run.tail(160)!r}")
 
 

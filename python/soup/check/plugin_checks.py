@@ -88,7 +88,9 @@ def cookie(lab: Lab) -> Verdict:
         if code == 0:
             return failed("exited 0 without the cookie (go-plugin exits 1)")
         if COOKIE_MESSAGE not in plugin.stderr_text():
-            return failed(f"exit {code}, but stderr lacks go-plugin's message: {plugin.stderr_tail()!r}")
+            return failed(
+                f"exit {code}, but stderr lacks go-plugin's message: {plugin.stderr_tail()!r}"
+            )
         return passed(f"exit {code}, stderr: {plugin.stderr_tail(120)!r}")
     finally:
         plugin.kill()
@@ -122,7 +124,9 @@ def _address_problem(parsed: handshake.Handshake, transport: str | None) -> str 
         return None if stat.S_ISSOCK(mode) else f"{parsed.address!r} is not a unix socket"
     host = parsed.address.rpartition(":")[0].strip("[]")
     if host not in ("127.0.0.1", "::1", "localhost"):
-        return f"tcp address {parsed.address!r} is not loopback (a local plugin must not listen there)"
+        return (
+            f"tcp address {parsed.address!r} is not loopback (a local plugin must not listen there)"
+        )
     return None
 
 
@@ -143,7 +147,9 @@ def versions(lab: Lab) -> Verdict:
     singles = {v: _advertised(lab, (v,)) for v in offered}
     supported = [v for v, got in singles.items() if got == v]
     if not supported:
-        return failed(f"supports none of --versions {offered}: offered one at a time it said {singles}")
+        return failed(
+            f"supports none of --versions {offered}: offered one at a time it said {singles}"
+        )
     chosen = _advertised(lab, offered)
     if chosen != max(supported):
         return failed(
@@ -168,9 +174,10 @@ def auto(lab: Lab) -> Verdict:
             return failed(problem)
         context = peer.client_context(lab.own, plugin.cert_pem())
         try:
-            with peer.connect(plugin.network, plugin.address, 5.0) as raw, context.wrap_socket(
-                raw, server_hostname="localhost"
-            ) as conn:
+            with (
+                peer.connect(plugin.network, plugin.address, 5.0) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as conn,
+            ):
                 version, alpn = conn.version(), conn.selected_alpn_protocol()
         except (OSError, ssl.SSLError) as exc:
             return failed(f"TLS with the host's certificate failed: {peer.reason(exc)}")
@@ -188,9 +195,10 @@ def cert_matches(lab: Lab) -> Verdict:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # to see any certificate it serves
         try:
-            with peer.connect(plugin.network, plugin.address, 5.0) as raw, context.wrap_socket(
-                raw, server_hostname="localhost"
-            ) as conn:
+            with (
+                peer.connect(plugin.network, plugin.address, 5.0) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as conn,
+            ):
                 served = conn.getpeercert(binary_form=True) or b""
         except (OSError, ssl.SSLError) as exc:
             return failed(f"TLS failed: {peer.reason(exc)}")
@@ -204,12 +212,16 @@ def cert_matches(lab: Lab) -> Verdict:
 
 
 def client_cert_required(lab: Lab) -> Verdict:
-    return _tls_refusal(lab, lambda p: peer.client_context(None, p.cert_pem()), "no client certificate")
+    return _tls_refusal(
+        lab, lambda p: peer.client_context(None, p.cert_pem()), "no client certificate"
+    )
 
 
 def foreign_cert(lab: Lab) -> Verdict:
     return _tls_refusal(
-        lab, lambda p: peer.client_context(lab.foreign, p.cert_pem()), "a foreign client certificate"
+        lab,
+        lambda p: peer.client_context(lab.foreign, p.cert_pem()),
+        "a foreign client certificate",
     )
 
 
@@ -228,7 +240,10 @@ def old_versions(lab: Lab) -> Verdict:
     with _tls_plugin(lab) as (plugin, problem):
         if problem:
             return failed(problem)
-        for name, version in (("TLS 1.0", ssl.TLSVersion.TLSv1), ("TLS 1.1", ssl.TLSVersion.TLSv1_1)):
+        for name, version in (
+            ("TLS 1.0", ssl.TLSVersion.TLSv1),
+            ("TLS 1.1", ssl.TLSVersion.TLSv1_1),
+        ):
             context = peer.client_context(lab.own, plugin.cert_pem(), max_version=version)
             answers[name] = peer.tls_attempt(plugin, context)
     local = [n for n, a in answers.items() if "NO_PROTOCOLS_AVAILABLE" in a or "NO_CIPHERS" in a]
@@ -251,7 +266,7 @@ def health(lab: Lab) -> Verdict:
         if problem:
             return failed(problem)
         answer = peer.good_call(plugin, lab.own, timeout=CALL_TIMEOUT_S)
-    return passed("SERVING") if answer == "SERVING" else failed(f"Check(\"plugin\") -> {answer}")
+    return passed("SERVING") if answer == "SERVING" else failed(f'Check("plugin") -> {answer}')
 
 
 def shutdown(lab: Lab) -> Verdict:
@@ -288,7 +303,7 @@ def _stream_status(open_stream: Callable[[grpc.Channel], Iterator[object]], lab:
 def stdio(lab: Lab) -> Verdict:
     def open_stream(chan: grpc.Channel) -> Iterator[object]:
         stub = pb.grpc_stdio_pb2_grpc.GRPCStdioStub(chan)
-        return stub.StreamStdio(pb.empty_pb2.Empty(), timeout=STREAM_PROBE_S)  # type: ignore[no-any-return]
+        return stub.StreamStdio(pb.empty_pb2.Empty(), timeout=STREAM_PROBE_S)  # type: ignore[return-value]
 
     return _stream_status(open_stream, lab)
 
@@ -296,14 +311,14 @@ def stdio(lab: Lab) -> Verdict:
 def broker(lab: Lab) -> Verdict:
     done = threading.Event()
 
-    def nothing() -> Iterator[object]:
+    def nothing() -> Iterator[pb.grpc_broker_pb2.ConnInfo]:
         done.wait(STREAM_PROBE_S * 2)
         return
         yield
 
     def open_stream(chan: grpc.Channel) -> Iterator[object]:
         stub = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(chan)
-        return stub.StartStream(nothing(), timeout=STREAM_PROBE_S)  # type: ignore[no-any-return]
+        return stub.StartStream(nothing(), timeout=STREAM_PROBE_S)  # type: ignore[return-value]
 
     try:
         return _stream_status(open_stream, lab)
@@ -317,7 +332,9 @@ def multiplex(lab: Lab) -> Verdict:
         if not plugin.line:
             return failed(f"no handshake line with {handshake.ENV_MULTIPLEX_GRPC}=true")
         if len(fields) < 7:
-            return passed("field 7 absent: the plugin does not multiplex (a host that needs it refuses clearly)")
+            return passed(
+                "field 7 absent: the plugin does not multiplex (a host that needs it refuses clearly)"
+            )
         if fields[6] == "false":
             return passed("field 7 'false': the plugin does not multiplex")
         if fields[6] != "true":
@@ -346,14 +363,18 @@ def socket_group(lab: Lab) -> Verdict:
         return skipped("this user has no second group to ask for")
     with lab.running(extra={handshake.ENV_UNIX_SOCKET_GROUP: group.gr_name}) as plugin:
         if plugin.network != "unix":
-            return skipped(f"the plugin listens on {plugin.network or 'nothing'}, not a unix socket")
+            return skipped(
+                f"the plugin listens on {plugin.network or 'nothing'}, not a unix socket"
+            )
         try:
             info = os.stat(plugin.address)
         except OSError as exc:
             return failed(f"cannot stat {plugin.address}: {exc}")
     mode, gid = stat.S_IMODE(info.st_mode), info.st_gid
     if gid != group.gr_gid or mode != 0o660:
-        return failed(f"asked for group {group.gr_name} ({group.gr_gid}): socket has gid {gid}, mode {mode:04o}")
+        return failed(
+            f"asked for group {group.gr_name} ({group.gr_gid}): socket has gid {gid}, mode {mode:04o}"
+        )
     return passed(f"group {group.gr_name}, mode 0660")
 
 
@@ -379,7 +400,9 @@ def host_death(lab: Lab) -> Verdict:
         os.kill(host.proc.pid, 9)
         killed = time.monotonic()
         if process.wait_pid_gone(pid, HOST_DEATH_WAIT_S):
-            return passed(f"exited {(time.monotonic() - killed) * 1000:.0f} ms after its host was SIGKILLed")
+            return passed(
+                f"exited {(time.monotonic() - killed) * 1000:.0f} ms after its host was SIGKILLed"
+            )
         return failed(f"still running {HOST_DEATH_WAIT_S:g} s after its host was SIGKILLed")
     finally:
         host.kill()
@@ -401,7 +424,9 @@ def tmpdir(lab: Lab) -> Verdict:
             peer.shutdown(chan)
             code = plugin.wait_exit(SHUTDOWN_WAIT_S)
         if code is None:
-            return failed(f"did not exit within {SHUTDOWN_WAIT_S:g} s of Shutdown (see controller.shutdown)")
+            return failed(
+                f"did not exit within {SHUTDOWN_WAIT_S:g} s of Shutdown (see controller.shutdown)"
+            )
         left = _left_in(plugin.private_dir)
     if left:
         return failed(f"left in its TMPDIR after exit {code}: {', '.join(left[:10])}")
@@ -428,8 +453,12 @@ def garbage(lab: Lab) -> Verdict:
                 conn.close()
         alive = plugin.alive()
     if answer != "SERVING" or not alive:
-        return failed(f"after the attack: health -> {answer}; plugin {'alive' if alive else 'dead'}")
-    return passed(f"{len(GARBAGE)} garbage bytes and {HELD_CONNECTIONS} stalled handshakes; health -> SERVING")
+        return failed(
+            f"after the attack: health -> {answer}; plugin {'alive' if alive else 'dead'}"
+        )
+    return passed(
+        f"{len(GARBAGE)} garbage bytes and {HELD_CONNECTIONS} stalled handshakes; health -> SERVING"
+    )
 
 
 CHECKS: dict[str, Callable[[Lab], Verdict]] = {

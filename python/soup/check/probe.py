@@ -72,7 +72,7 @@ def read_events(directory: Path) -> list[dict[str, Any]]:
     return events
 
 
-class _Recording(grpc.ServerInterceptor):  # type: ignore[misc]
+class _Recording(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, record: Recorder) -> None:
         self._record = record
 
@@ -81,34 +81,36 @@ class _Recording(grpc.ServerInterceptor):  # type: ignore[misc]
         return continuation(details)
 
 
-class _AnyMethod(grpc.GenericRpcHandler):  # type: ignore[misc]
+class _AnyMethod(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Answers every other unary method with an empty message (valid for any type)."""
 
     def service(self, details: Any) -> Any:
         return grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
 
 
-class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):  # type: ignore[misc]
+class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
     def __init__(self, done: threading.Event) -> None:
         self._done = done
 
-    def Shutdown(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Shutdown(self, request: Any, context: Any) -> Any:
         self._done.set()
         return pb.grpc_controller_pb2.Empty()
 
 
-class _Stdio(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):  # type: ignore[misc]
+class _Stdio(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
     def __init__(self, done: threading.Event) -> None:
         self._done = done
 
-    def StreamStdio(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
-        yield pb.grpc_stdio_pb2.StdioData(channel=1, data=STDOUT_MARKER)
+    def StreamStdio(self, request: Any, context: Any) -> Iterator[Any]:
+        yield pb.grpc_stdio_pb2.StdioData(
+            channel=pb.grpc_stdio_pb2.StdioData.STDOUT, data=STDOUT_MARKER
+        )
         while not self._done.wait(0.1) and context.is_active():
             pass
 
 
-class _Broker(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):  # type: ignore[misc]
-    def StartStream(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:  # noqa: N802
+class _Broker(pb.grpc_broker_pb2_grpc.GRPCBrokerServicer):
+    def StartStream(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
         for _ in request_iterator:
             pass
         return
@@ -137,7 +139,9 @@ def _line(core: int, app: int, address: str, cert_der: bytes | None) -> bytes:
     )
 
 
-def _watch_bridge(listener: bridge.TLSListenerBridge, record: Recorder, done: threading.Event) -> None:
+def _watch_bridge(
+    listener: bridge.TLSListenerBridge, record: Recorder, done: threading.Event
+) -> None:
     seen: str | None = None
     while not done.wait(0.05):
         error = listener.last_error
@@ -178,12 +182,14 @@ def _serve(config: dict[str, Any], record: Recorder, directory: Path) -> None:
                 listen, tls.server_ssl_context(own, client_pem), str(private / "grpc.sock")
             )
             listener.start()
-            threading.Thread(target=_watch_bridge, args=(listener, record, done), daemon=True).start()
+            threading.Thread(
+                target=_watch_bridge, args=(listener, record, done), daemon=True
+            ).start()
             sys.stdout.buffer.write(_line(core, app, str(private / "plugin.sock"), shown.cert_der))
         sys.stdout.flush()
         record("line", variant=variant, app=app, core=core)
         done.wait(LIFETIME_S)
-        record("shutdown" if not os.getppid() == 1 else "host-gone")
+        record("shutdown" if os.getppid() != 1 else "host-gone")
     finally:
         if listener is not None:
             record("tls", versions=listener.tls_versions, last_error=listener.last_error)

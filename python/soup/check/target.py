@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from soup import certs, handshake
 from soup.check import peer
@@ -77,11 +78,11 @@ class Lab:
     def tmpdir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="t-", dir=self.scratch))
 
-    def start(self, *, wrapper: Sequence[str] = (), **env_options: object) -> peer.Plugin:
+    def start(self, *, wrapper: Sequence[str] = (), **env_options: Any) -> peer.Plugin:
         """Start the plugin once (see ``env``), behind ``wrapper`` if given (a command that
         runs the rest); the caller kills it. Raises TargetError."""
         tmpdir = self.tmpdir()
-        env = self.env(tmpdir, **env_options)  # type: ignore[arg-type]
+        env = self.env(tmpdir, **env_options)
         argv = [*wrapper, *self.target.command]
         try:
             return peer.start_plugin(argv, env, self.target.timeout, private_dir=tmpdir)
@@ -95,7 +96,7 @@ class Lab:
             ) from None
 
     @contextlib.contextmanager
-    def running(self, **env_options: object) -> Iterator[peer.Plugin]:
+    def running(self, **env_options: Any) -> Iterator[peer.Plugin]:
         plugin = self.start(**env_options)
         try:
             yield plugin
