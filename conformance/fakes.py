@@ -28,7 +28,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, pb, tls, verify
+from soup import bridge, certs, demopb, pb, tls, verify
 
 COOKIE = {"BASIC_PLUGIN": "hello"}
 # Every variable a host may give a plugin: never inherited from the test's environment.
@@ -306,7 +306,7 @@ def good_call(plugin: Plugin, own: certs.CertKey | None, trusted: bytes | None =
 
 
 def kv_stub(chan: grpc.Channel) -> Any:
-    return pb.kv_pb2_grpc.KVStub(chan)
+    return demopb.kv_pb2_grpc.KVStub(chan)
 
 
 def rpc(call: Callable[[], Any]) -> str:
