@@ -35,7 +35,7 @@ from soup.connect import (
     pinned_server_pem,
     rpc_detail,
 )
-from soup.errors import HostError
+from soup.errors import HostError, HostHandshakeError
 from soup.handshake import (
     ENV_CLIENT_CERT,
     ENV_UNIX_SOCKET_DIR,
@@ -43,6 +43,7 @@ from soup.handshake import (
     Handshake,
     HandshakeConfig,
     HandshakeError,
+    IncompatibleVersionError,
     host_env,
     parse_line,
 )
@@ -166,11 +167,7 @@ class Client:
 
     # -- context manager
     def __enter__(self) -> Client:
-        try:
-            self.start()
-        except BaseException:
-            self.kill()
-            raise
+        self.start()
         return self
 
     def __exit__(
@@ -228,11 +225,19 @@ class Client:
 
     # -- starting
     def start(self) -> None:
-        """Spawn (or find) the plugin, check its handshake and connect."""
-        if self.process is None and self.config.reattach is None:
-            self.spawn()
-        if self.connection is None:
-            self.handshake()
+        """Spawn (or find) the plugin, check its handshake and connect.
+
+        On any failure the plugin is killed before the error propagates (go-plugin's
+        Start does the same), so a failed start leaves no process behind.
+        """
+        try:
+            if self.process is None and self.config.reattach is None:
+                self.spawn()
+            if self.connection is None:
+                self.handshake()
+        except BaseException:
+            self.kill()
+            raise
 
     def spawn(self) -> int:
         """Prepare own TLS material and start the plugin process; returns its pid."""
@@ -327,7 +332,7 @@ class Client:
     def _reattach_handshake(self, reattach: ReattachConfig) -> Handshake:
         versions = sorted(set(self.config.handshake.app_versions))
         if reattach.protocol_version not in versions:
-            raise HostError(
+            raise HostHandshakeError(
                 f"incompatible API version with plugin. Plugin version: "
                 f"{reattach.protocol_version}, Client versions: "
                 f"[{' '.join(str(v) for v in versions)}]"
@@ -355,7 +360,12 @@ class Client:
             return parse_line(line, app_versions=self.config.handshake.app_versions)
         except HandshakeError as exc:
             self.process.settle(0.2)
-            raise self._failure(f"bad handshake line from plugin: {exc}") from exc
+            # start() kills the plugin next: a refused line is never left running.
+            what = str(exc)
+            if not isinstance(exc, IncompatibleVersionError):
+                what = f"bad handshake line from plugin: {exc}"
+            failure = self.process.failure(what, stopping=True)
+            raise HostHandshakeError(str(failure)) from exc
 
     def _failure(self, what: str, *, tail: bool = True) -> HostError:
         if self.process is None:
