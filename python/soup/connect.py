@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, tls, verify
 from soup.errors import HostError
+from soup.grpchooks import GRPCHooks
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
@@ -121,10 +122,16 @@ def open_connection(
     evidence: TLSEvidence,
     timeout: float,
     rpc_timeout: float,
+    hooks: GRPCHooks,
 ) -> Connection:
-    """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt."""
+    """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt.
+
+    ``hooks``: the user's channel arguments and interceptors (ClientConfig).
+    """
+    options = hooks.with_options(_options())
     if settings.mode == "disabled":
-        conn = Connection(grpc.insecure_channel(_target(network, address), options=_options()))
+        channel = grpc.insecure_channel(_target(network, address), options=options)
+        conn = Connection(hooks.intercept(channel))
         _verify(conn, evidence, rpc_timeout)
         return conn
     assert own is not None
@@ -136,8 +143,9 @@ def open_connection(
             private_key=own.key_pem,
             certificate_chain=own.cert_pem,
         )
-        options = [*_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
-        conn = Connection(grpc.secure_channel(_target(network, address), creds, options=options))
+        options = [*options, ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
+        channel = grpc.secure_channel(_target(network, address), creds, options=options)
+        conn = Connection(hooks.intercept(channel))
         context = tls.client_ssl_context(own, trusted_pem)
         _verify(
             conn,
@@ -163,7 +171,7 @@ def open_connection(
         dialer.close()
         raise HostError(str(exc)) from exc
     _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
-    conn = Connection(grpc.insecure_channel(target, options=_options()), dialer)
+    conn = Connection(hooks.intercept(grpc.insecure_channel(target, options=options)), dialer)
     _verify(conn, evidence, rpc_timeout)
     return conn
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import grpc
 
@@ -36,6 +36,7 @@ from soup.connect import (
     rpc_detail,
 )
 from soup.errors import HostError, HostHandshakeError
+from soup.grpchooks import GRPCHooks
 from soup.handshake import (
     ENV_CLIENT_CERT,
     ENV_UNIX_SOCKET_DIR,
@@ -95,6 +96,12 @@ class ClientConfig:
     """Called with ``("stdout" | "stderr", data)`` for every GRPCStdio chunk."""
     logger: logging.Logger | None = None
     """The host's own log (default ``soup.host``); plugin lines go to ``soup.host.plugin``."""
+    grpc_options: Sequence[tuple[str, Any]] = ()
+    """gRPC channel arguments for every channel to the plugin (main and brokered) and the
+    host's brokered servers (go-plugin ``GRPCDialOptions``), e.g.
+    ``[("grpc.max_receive_message_length", 64 << 20)]``: gRPC's default limit is 4 MiB."""
+    grpc_interceptors: Sequence[Any] = ()
+    """Client interceptors (``grpc.UnaryUnaryClientInterceptor`` ...) on those channels."""
     unix_socket_group: str | None = None
     """go-plugin's ``UnixSocketConfig.Group``: a group (name or gid) that may connect to
     the plugin's unix sockets and to the host's brokered ones (sockets 0660, the socket
@@ -109,6 +116,9 @@ class ClientConfig:
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
         _ = self.socket_gid  # a group that does not exist fails here, not at spawn
+
+    def grpc_hooks(self) -> GRPCHooks:
+        return GRPCHooks(self.grpc_options, channel_interceptors=self.grpc_interceptors)
 
     @functools.cached_property
     def socket_gid(self) -> int | None:
@@ -288,6 +298,7 @@ class Client:
                 timeout=self.config.timeout,
                 # The first RPC is a host wait too: bounded by --timeout.
                 rpc_timeout=min(self.config.timeout, self.config.rpc_timeout),
+                hooks=self.config.grpc_hooks(),
             )
         except HostError as exc:
             raise self._failure(str(exc), tail=False) from exc
@@ -313,6 +324,7 @@ class Client:
             network=self.handshake_info.network,
             socket_parent=self.socket_dir,
             socket_group=self.config.socket_gid,
+            hooks=self.config.grpc_hooks(),
         )
         broker.open_stream(self.connection.channel)
         return broker
