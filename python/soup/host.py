@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import grpc
 
-from soup import bridge, certs, pb, stdio
+from soup import bridge, certs, managed, pb, stdio
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.connect import (
     Connection,
@@ -96,6 +96,9 @@ class ClientConfig:
     """Called with ``("stdout" | "stderr", data)`` for every GRPCStdio chunk."""
     logger: logging.Logger | None = None
     """The host's own log (default ``soup.host``); plugin lines go to ``soup.host.plugin``."""
+    managed: bool = False
+    """go-plugin's ``Managed``: ``soup.cleanup_clients()`` kills this client (and so does
+    the host's exit or SIGTERM after ``soup.cleanup_clients_on_exit()``)."""
     grpc_options: Sequence[tuple[str, Any]] = ()
     """gRPC channel arguments for every channel to the plugin (main and brokered) and the
     host's brokered servers (go-plugin ``GRPCDialOptions``), e.g.
@@ -240,6 +243,8 @@ class Client:
         On any failure the plugin is killed before the error propagates (go-plugin's
         Start does the same), so a failed start leaves no process behind.
         """
+        if self.config.managed and not self._killed:
+            managed.manage(self)
         try:
             if self.process is None and self.config.reattach is None:
                 self.spawn()
@@ -419,6 +424,7 @@ class Client:
         if self._killed:
             return self.exit.graceful
         self._killed = True
+        managed.release(self)
         if self.broker is not None:  # go-plugin closes the broker before Shutdown
             self.broker.close()
         verified = self.connection is not None
