@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,16 +165,33 @@ def open_connection(
         server_hostname=tls.SERVER_NAME,
         logger=logging.getLogger("soup.bridge"),
     )
+    # One bound for the bridge's TLS handshake and the health RPC, as grpcio's own TLS
+    # has: the handshake happens inside that RPC's deadline there.
+    bound = min(timeout, rpc_timeout)
+    deadline = time.monotonic() + bound
     try:
         target = dialer.start()
-        info = dialer.first_handshake(min(timeout, 10.0))
+        info = dialer.first_handshake(bound)
     except bridge.BridgeError as exc:
         dialer.close()
-        raise HostError(str(exc)) from exc
+        message = str(exc)
+        if time.monotonic() >= deadline:
+            message += f" ({unanswered(bound)})"
+        raise HostError(message) from exc
     _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
     conn = Connection(hooks.intercept(grpc.insecure_channel(target, options=options)), dialer)
-    _verify(conn, evidence, rpc_timeout)
+    _verify(conn, evidence, max(deadline - time.monotonic(), _LAST_RPC_MIN))
     return conn
+
+
+# The health RPC after a bridge handshake that used up nearly all of the bound still gets
+# this long, so that a plugin that answered the handshake is not refused for the RPC.
+_LAST_RPC_MIN = 0.5
+
+
+def unanswered(seconds: float) -> str:
+    """Why a connection failed when the plugin accepted it and then said nothing."""
+    return f"the plugin did not answer within {seconds:g} s"
 
 
 def _record_tls(
@@ -247,6 +265,8 @@ def _verify(
         ):
             raise HostError(tls.explain_native_failure(evidence.server_key, str(exc))) from exc
         message = f"cannot connect to the plugin: {exc}"
+        if isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message += f" ({unanswered(rpc_timeout)})"
         if conn.dialer is not None and conn.dialer.last_error:
             message += f" ({conn.dialer.last_error})"
         raise HostError(message) from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import shlex
 import socket
 import ssl
 import subprocess
@@ -555,3 +557,21 @@ def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
     assert ("stderr", b"hello on stderr\n") in client.stdio
     assert "hello on" not in client.stderr_tail()  # not on the real stderr
     exercise(client)
+
+
+@pytest.mark.parametrize("backend", ["native", "openssl"])
+def test_a_plugin_that_accepts_and_never_answers_fails_within_the_rpc_bound(
+    make_client: Any, backend: str, tmp_path: Path
+) -> None:
+    # The bridge's TLS handshake and the health RPC share one bound (rpc_timeout, 5 s), as
+    # grpcio's own TLS does; before, the bridge alone waited 10 s.
+    served = certs.self_signed("ec-p256")
+    field6 = base64.b64encode(served.cert_der).decode().rstrip("=")
+    (tmp_path / "line.txt").write_text(f"1|1|unix|{{sock}}|grpc|{field6}")
+    fake = Path(__file__).resolve().parents[2] / "conformance" / "fake_plugin.py"
+    command = f"{shlex.quote(PYTHON)} {shlex.quote(str(fake))} hold {shlex.quote(str(tmp_path))}"
+    client = make_client(command, tls_backend=backend, timeout=30.0, rpc_timeout=5.0)
+    text = start_fails(client, 20)  # a hang guard, not a speed check
+    assert "the plugin did not answer within 5 s" in text
+    expected = "DEADLINE_EXCEEDED" if backend == "native" else "timed out after 5 s"
+    assert expected in text
