@@ -65,14 +65,7 @@ def test_sdk_imports_and_serves_beside_users_package_proto_stubs(tmp_path: Path)
     (tmp_path / "plugin.py").write_text(_PLUGIN)
     (tmp_path / "host.py").write_text(_HOST)
     plugin = f"{shlex.quote(PYTHON)} {shlex.quote(str(tmp_path / 'plugin.py'))}"
-    done = subprocess.run(
-        [PYTHON, "host.py", plugin],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python(tmp_path, "host.py", plugin)
     assert "duplicate symbol" not in done.stderr
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "from the user's stubs"
@@ -81,13 +74,13 @@ def test_sdk_imports_and_serves_beside_users_package_proto_stubs(tmp_path: Path)
 
 def _loaded_by(where: Path, code: str) -> str:
     """The modules a fresh interpreter has loaded after ``code``."""
-    program = f"{code}\nimport sys\nprint(sorted(sys.modules))"
-    done = subprocess.run(
-        [PYTHON, "-c", program],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = _python(where, "-c", f"{code}\nimport sys\nprint(sorted(sys.modules))")
+    assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _python(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter in ``where`` (so the user's stubs there are importable)."""
+    return subprocess.run(
+        [PYTHON, *args], cwd=where, capture_output=True, text=True, timeout=60, check=False
+    )
