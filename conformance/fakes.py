@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from soup import bridge, pb
+from soup import bridge, demopb
 from soup.check.peer import (
     Plugin,
     channel,
@@ -66,4 +66,4 @@ def running(argv: list[str], env: Mapping[str, str | None]) -> Iterator[Plugin]:
 
 
 def kv_stub(chan: grpc.Channel) -> Any:
-    return pb.kv_pb2_grpc.KVStub(chan)
+    return demopb.kv_pb2_grpc.KVStub(chan)

@@ -7,7 +7,7 @@ import sys
 import grpc
 
 import soup
-from soup.pb import kv_pb2, kv_pb2_grpc
+from soup.demopb import kv_pb2, kv_pb2_grpc
 
 LOG = logging.getLogger("app.kv")
 

@@ -399,6 +399,9 @@ def _usage_cases() -> list[tuple[str, list[str], list[str]]]:
     for name, (flags, words) in HOST_USAGE.items():
         key = [] if "--" in flags else ["k"]
         cases.append((f"kv-get/{name}", ["rpc", "kv", "get", *key, *flags], words))
+    # soup-go: "--count and --concurrency must be >= 1"; soup has no --concurrency
+    bench = ["rpc", "client", "bench", "--server", "true", "--count", "0"]
+    cases.append(("bench/count-zero", bench, ["--count", "must be >= 1"]))
     return cases  # fmt: skip
 
 

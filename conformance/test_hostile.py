@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import fakes
 import hygiene
-from soup import bridge, certs, pb
+from soup import bridge, certs, demopb
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "hostile.toml"
@@ -438,7 +438,7 @@ def attack_kv(case: Case, env: Env) -> Outcome:
         if not p.line:
             return _no_line(p, started)
         stub = fakes.kv_stub(chan)
-        kv = pb.kv_pb2
+        kv = demopb.kv_pb2
 
         def attack() -> str:
             if case.get("op") == "get":  # a key never stored
@@ -479,7 +479,7 @@ def attack_kv_writers(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), demopb.kv_pb2
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=writers) as pool:
             results = list(pool.map(
@@ -508,7 +508,7 @@ def attack_kv_crash(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), demopb.kv_pb2
 
         def put(i: int) -> None:
             key, value = f"key-{i}", os.urandom(64 * 1024)
@@ -762,7 +762,7 @@ def attack_shutdown_in_flight(case: Case, env: Env) -> Outcome:
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         if not p.line:
             return _no_line(p, started)
-        stub, kv = fakes.kv_stub(chan), pb.kv_pb2
+        stub, kv = fakes.kv_stub(chan), demopb.kv_pb2
         stop = threading.Event()
         codes: list[str] = []
 

@@ -36,22 +36,22 @@ from typing import Any
 import grpc
 
 import bench_minimal_relay
-from soup import pb
+from soup import demopb, pb
 
 
-class _Store(pb.kv_pb2_grpc.KVServicer):
+class _Store(demopb.kv_pb2_grpc.KVServicer):
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
 
     def Put(self, request: Any, context: Any) -> Any:
         self.data[request.key] = request.value
-        return pb.kv_pb2.Empty()
+        return demopb.kv_pb2.Empty()
 
     def Get(self, request: Any, context: Any) -> Any:
-        return pb.kv_pb2.GetResponse(value=self.data.get(request.key, b""))
+        return demopb.kv_pb2.GetResponse(value=self.data.get(request.key, b""))
 
 
-class _DurableStore(pb.kv_pb2_grpc.KVServicer):
+class _DurableStore(demopb.kv_pb2_grpc.KVServicer):
     def __init__(self, directory: str) -> None:
         from soup.kvstore import FileStore  # noqa: PLC0415 - only this mode loads it
 
@@ -59,10 +59,10 @@ class _DurableStore(pb.kv_pb2_grpc.KVServicer):
 
     def Put(self, request: Any, context: Any) -> Any:
         self.files.put(request.key, request.value)
-        return pb.kv_pb2.Empty()
+        return demopb.kv_pb2.Empty()
 
     def Get(self, request: Any, context: Any) -> Any:
-        return pb.kv_pb2.GetResponse(value=self.files.get(request.key))
+        return demopb.kv_pb2.GetResponse(value=self.files.get(request.key))
 
 
 class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
@@ -130,7 +130,7 @@ def main() -> None:
     path = os.path.join(args.dir, f"floor-{os.getpid()}.sock")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     store = _DurableStore(os.path.join(args.dir, "kv")) if args.durable else _Store()
-    pb.kv_pb2_grpc.add_KVServicer_to_server(store, server)
+    demopb.kv_pb2_grpc.add_KVServicer_to_server(store, server)
     pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(_Controller(server), server)
     cert = ""
     if args.auto_mtls:

@@ -30,7 +30,7 @@ import grpc
 
 import bench_minimal_relay
 import bench_process
-from soup import pb
+from soup import demopb, pb
 
 HANDSHAKE_TIMEOUT = 30.0
 RPC_TIMEOUT = 10.0
@@ -54,14 +54,14 @@ def _target(line: str, relay_dir: Path | None) -> str:
 
 
 def _round_trips(channel: grpc.Channel, count: int, warmup: int) -> list[float]:
-    kv = pb.kv_pb2_grpc.KVStub(channel)
+    kv = demopb.kv_pb2_grpc.KVStub(channel)
     payload = secrets.token_bytes(64)
     samples = []
     for i in range(warmup + count):
         key = f"bench-{i % 16}"
         started = time.perf_counter()
-        kv.Put(pb.kv_pb2.PutRequest(key=key, value=payload), timeout=RPC_TIMEOUT)
-        if kv.Get(pb.kv_pb2.GetRequest(key=key), timeout=RPC_TIMEOUT).value != payload:
+        kv.Put(demopb.kv_pb2.PutRequest(key=key, value=payload), timeout=RPC_TIMEOUT)
+        if kv.Get(demopb.kv_pb2.GetRequest(key=key), timeout=RPC_TIMEOUT).value != payload:
             raise ValueError(f"get {key}: other bytes returned")
         if i >= warmup:
             samples.append((time.perf_counter() - started) * 1e6)

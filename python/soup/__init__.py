@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from soup.errors import HostError, PluginError
     from soup.handshake import HandshakeConfig, HandshakeError
     from soup.host import Client, ClientConfig, Exit
+    from soup.managed import cleanup_clients, cleanup_clients_on_exit
     from soup.plugin import Register, ServeConfig, ServeContext, serve
     from soup.reattach import ReattachConfig
     from soup.result import TLSEvidence
@@ -43,6 +44,8 @@ _MODULE_OF: dict[str, str] = {
     "TLSEvidence": "soup.result",
     "TLSSettings": "soup.settings",
     "serve": "soup.plugin",
+    "cleanup_clients": "soup.managed",
+    "cleanup_clients_on_exit": "soup.managed",
 }
 
 __all__ = [
@@ -62,6 +65,8 @@ __all__ = [
     "TLSEvidence",
     "TLSSettings",
     "__version__",
+    "cleanup_clients",
+    "cleanup_clients_on_exit",
     "serve",
 ]
 

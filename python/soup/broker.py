@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from soup import bridge, certs, pb, tls
+from soup.grpchooks import GRPCHooks
 from soup.handshake import ENV_UNIX_SOCKET_GROUP
 from soup.listen import add_port, share_with_group
 from soup.streaming import rpc_active
@@ -282,6 +283,7 @@ class GRPCBroker:
         socket_group: int | None = None,
         logger: logging.Logger | None = None,
         wait: float = DIAL_WAIT,
+        hooks: GRPCHooks | None = None,
     ) -> None:
         if network not in ("unix", "tcp"):
             raise ValueError(f"unknown network {network!r} (expected unix or tcp)")
@@ -290,6 +292,7 @@ class GRPCBroker:
         self.tls = tls
         self.network = network
         self.log = logger or _LOG
+        self._hooks = hooks or GRPCHooks()
         self._socket_parent = socket_parent
         self._socket_group = socket_group
         self._cond = threading.Condition()
@@ -328,7 +331,11 @@ class GRPCBroker:
         workers = futures.ThreadPoolExecutor(
             max_workers=_WORKERS, thread_name_prefix="soup-brokered"
         )
-        server = grpc.server(workers, options=[("grpc.so_reuseport", 0)])
+        server = grpc.server(
+            workers,
+            options=self._hooks.with_options([("grpc.so_reuseport", 0)]),
+            interceptors=list(self._hooks.server_interceptors),
+        )
         register_services(server)
         try:
             listening = self._listen(service_id, server)
@@ -361,12 +368,12 @@ class GRPCBroker:
         endpoint = self._wait_endpoint(service_id, timeout)
         dialer = None
         if self.tls is None:
-            inner = grpc.insecure_channel(endpoint.grpc_target, options=_CHANNEL_OPTIONS)
+            inner = grpc.insecure_channel(endpoint.grpc_target, options=self._channel_options())
         elif self.tls.backend == "native":
             inner = self._native_channel(endpoint)
         else:
             dialer, inner = self._bridged_channel(endpoint)
-        channel = _BrokeredChannel(inner, self._forget_channel)
+        channel = _BrokeredChannel(self._hooks.intercept(inner), self._forget_channel)
         with self._cond:
             self._channels[channel] = dialer
         if self._closed.is_set():
@@ -646,7 +653,7 @@ class GRPCBroker:
             private_key=self.tls.own.key_pem,
             certificate_chain=self.tls.own.cert_pem,
         )
-        options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
+        options = [*self._channel_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
         return grpc.secure_channel(endpoint.grpc_target, creds, options=options)
 
     def _bridged_channel(self, endpoint: Endpoint) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
@@ -661,7 +668,10 @@ class GRPCBroker:
             target = dialer.start()
         except bridge.BridgeError as exc:
             raise BrokerError(f"cannot dial service id {endpoint.service_id}: {exc}") from exc
-        return dialer, grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        return dialer, grpc.insecure_channel(target, options=self._channel_options())
+
+    def _channel_options(self) -> list[tuple[str, Any]]:
+        return self._hooks.with_options(_CHANNEL_OPTIONS)
 
     def _ssl_context(self, role: str) -> ssl.SSLContext:
         """One Python ssl context per role, built once (the OpenSSL backend)."""

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from soup import pb
+from soup import demopb
 from soup.broker import BrokerError, GRPCBroker
 from soup.clienttest import spawn_step
 from soup.counter import AddHelperServicer
@@ -67,8 +67,8 @@ def _host_put(client: Client, value: int, helper: AddHelperServicer) -> int:
     service_id = broker.next_id()
     served = broker.accept_and_serve(service_id, helper.register)
     try:
-        stub = pb.counter_pb2_grpc.CounterStub(client.channel)
-        request = pb.counter_pb2.CounterPutRequest(
+        stub = demopb.counter_pb2_grpc.CounterStub(client.channel)
+        request = demopb.counter_pb2.CounterPutRequest(
             add_server=service_id, key=COUNTER_KEY, value=value
         )
         return int(stub.Put(request, timeout=RPC_TIMEOUT).total)
@@ -78,11 +78,11 @@ def _host_put(client: Client, value: int, helper: AddHelperServicer) -> int:
 
 def _plugin_sum(client: Client, a: int, b: int) -> int:
     """Ask the plugin to serve an AddHelper through the broker, dial it, call Sum."""
-    stub = pb.counter_pb2_grpc.CounterStub(client.channel)
-    opened = stub.OpenAdder(pb.counter_pb2.OpenAdderRequest(), timeout=RPC_TIMEOUT)
+    stub = demopb.counter_pb2_grpc.CounterStub(client.channel)
+    opened = stub.OpenAdder(demopb.counter_pb2.OpenAdderRequest(), timeout=RPC_TIMEOUT)
     with _broker(client).dial(int(opened.add_server)) as channel:
-        adder = pb.counter_pb2_grpc.AddHelperStub(channel)
-        return int(adder.Sum(pb.counter_pb2.SumRequest(a=a, b=b), timeout=RPC_TIMEOUT).r)
+        adder = demopb.counter_pb2_grpc.AddHelperStub(channel)
+        return int(adder.Sum(demopb.counter_pb2.SumRequest(a=a, b=b), timeout=RPC_TIMEOUT).r)
 
 
 def _broker(client: Client) -> GRPCBroker:
@@ -150,9 +150,9 @@ def _handshake(client: Client, result: CallbackResult) -> str:
 
 
 def _check_total(client: Client, result: CallbackResult, expected: int) -> str:
-    stub = pb.counter_pb2_grpc.CounterStub(client.channel)
+    stub = demopb.counter_pb2_grpc.CounterStub(client.channel)
     got = int(
-        stub.Get(pb.counter_pb2.CounterGetRequest(key=COUNTER_KEY), timeout=RPC_TIMEOUT).value
+        stub.Get(demopb.counter_pb2.CounterGetRequest(key=COUNTER_KEY), timeout=RPC_TIMEOUT).value
     )
     result.total = got
     if got != expected:

@@ -18,6 +18,7 @@ from typing import Any
 from soup import callbacktest, clienttest, cliplugin, kvprofile, logs
 from soup.cliplugin import (
     COMMAND,
+    USAGE_PARSER,
     Parser,
     add_handshake_flags,
     add_server_parser,
@@ -77,6 +78,14 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _rounds(text: str) -> int:
+    """bench --count: at least one timed round trip (as soup-go), or there is nothing to time."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -164,7 +173,7 @@ def _add_client_parsers(rpc_sub: Any) -> None:
         "bench", help="Put+Get round trips against one plugin", formatter_class=formatter
     )
     _add_host_flags(bench)
-    bench.add_argument("--count", type=_count, default=1000, help="timed round trips (1000)")
+    bench.add_argument("--count", type=_rounds, default=1000, help="timed round trips (1000)")
     bench.add_argument("--warmup", type=_count, default=50, help="untimed round trips (50)")
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
@@ -209,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage rules argparse cannot express (exit 2)."""
+    """Usage rules argparse cannot express (exit 2), with the subcommand's usage."""
+    parser = getattr(args, USAGE_PARSER, parser)
     check_tls_args(parser, args)
     if getattr(args, "keep_running", False) and args.reattach is None:
         parser.error(

@@ -19,6 +19,7 @@ from soup.settings import TLSSettings
 
 __all__ = [
     "COMMAND",
+    "USAGE_PARSER",
     "Parser",
     "add_handshake_flags",
     "add_server_parser",
@@ -80,7 +81,13 @@ def add_handshake_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The namespace key of the (sub)command parser that owns the TLS flags: a usage error found
+# after parsing prints that subcommand's usage, not the top-level one.
+USAGE_PARSER = "usage_parser"
+
+
 def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(**{USAGE_PARSER: parser})
     group = parser.add_argument_group("TLS")
     group.add_argument(
         "--tls-mode",

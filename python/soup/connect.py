@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from soup import bridge, certs, tls, verify
 from soup.errors import HostError
+from soup.grpchooks import GRPCHooks
 from soup.result import TLSEvidence
 from soup.settings import TLSSettings
 
@@ -121,10 +123,16 @@ def open_connection(
     evidence: TLSEvidence,
     timeout: float,
     rpc_timeout: float,
+    hooks: GRPCHooks,
 ) -> Connection:
-    """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt."""
+    """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt.
+
+    ``hooks``: the user's channel arguments and interceptors (ClientConfig).
+    """
+    options = hooks.with_options(_options())
     if settings.mode == "disabled":
-        conn = Connection(grpc.insecure_channel(_target(network, address), options=_options()))
+        channel = grpc.insecure_channel(_target(network, address), options=options)
+        conn = Connection(hooks.intercept(channel))
         _verify(conn, evidence, rpc_timeout)
         return conn
     assert own is not None
@@ -136,8 +144,9 @@ def open_connection(
             private_key=own.key_pem,
             certificate_chain=own.cert_pem,
         )
-        options = [*_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
-        conn = Connection(grpc.secure_channel(_target(network, address), creds, options=options))
+        options = [*options, ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
+        channel = grpc.secure_channel(_target(network, address), creds, options=options)
+        conn = Connection(hooks.intercept(channel))
         context = tls.client_ssl_context(own, trusted_pem)
         _verify(
             conn,
@@ -156,16 +165,33 @@ def open_connection(
         server_hostname=tls.SERVER_NAME,
         logger=logging.getLogger("soup.bridge"),
     )
+    # One bound for the bridge's TLS handshake and the health RPC, as grpcio's own TLS
+    # has: the handshake happens inside that RPC's deadline there.
+    bound = min(timeout, rpc_timeout)
+    deadline = time.monotonic() + bound
     try:
         target = dialer.start()
-        info = dialer.first_handshake(min(timeout, 10.0))
+        info = dialer.first_handshake(bound)
     except bridge.BridgeError as exc:
         dialer.close()
-        raise HostError(str(exc)) from exc
+        message = str(exc)
+        if time.monotonic() >= deadline:
+            message += f" ({unanswered(bound)})"
+        raise HostError(message) from exc
     _record_tls(evidence, info.version, "live", info.alpn, info.peer_cert_der)
-    conn = Connection(grpc.insecure_channel(target, options=_options()), dialer)
-    _verify(conn, evidence, rpc_timeout)
+    conn = Connection(hooks.intercept(grpc.insecure_channel(target, options=options)), dialer)
+    _verify(conn, evidence, max(deadline - time.monotonic(), _LAST_RPC_MIN))
     return conn
+
+
+# The health RPC after a bridge handshake that used up nearly all of the bound still gets
+# this long, so that a plugin that answered the handshake is not refused for the RPC.
+_LAST_RPC_MIN = 0.5
+
+
+def unanswered(seconds: float) -> str:
+    """Why a connection failed when the plugin accepted it and then said nothing."""
+    return f"the plugin did not answer within {seconds:g} s"
 
 
 def _record_tls(
@@ -239,6 +265,8 @@ def _verify(
         ):
             raise HostError(tls.explain_native_failure(evidence.server_key, str(exc))) from exc
         message = f"cannot connect to the plugin: {exc}"
+        if isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message += f" ({unanswered(rpc_timeout)})"
         if conn.dialer is not None and conn.dialer.last_error:
             message += f" ({conn.dialer.last_error})"
         raise HostError(message) from exc

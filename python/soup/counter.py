@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from soup import pb
+from soup import demopb
 from soup.broker import BrokeredServer, BrokerError, GRPCBroker
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["AddHelperServicer", "CounterServicer", "service"]
 
 
-class AddHelperServicer(pb.counter_pb2_grpc.AddHelperServicer):
+class AddHelperServicer(demopb.counter_pb2_grpc.AddHelperServicer):
     """``/counter.AddHelper/Sum``; counts its calls (the proof a callback arrived)."""
 
     def __init__(self) -> None:
@@ -34,13 +34,13 @@ class AddHelperServicer(pb.counter_pb2_grpc.AddHelperServicer):
     def Sum(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self._lock:
             self.calls.append((int(request.a), int(request.b)))
-        return pb.counter_pb2.SumResponse(r=int(request.a) + int(request.b))
+        return demopb.counter_pb2.SumResponse(r=int(request.a) + int(request.b))
 
     def register(self, server: grpc.Server) -> None:
-        pb.counter_pb2_grpc.add_AddHelperServicer_to_server(self, server)
+        demopb.counter_pb2_grpc.add_AddHelperServicer_to_server(self, server)
 
 
-class CounterServicer(pb.counter_pb2_grpc.CounterServicer):
+class CounterServicer(demopb.counter_pb2_grpc.CounterServicer):
     """``/counter.Counter``: totals in memory, sums computed by the peer's AddHelper."""
 
     def __init__(self, broker: GRPCBroker) -> None:
@@ -55,9 +55,9 @@ class CounterServicer(pb.counter_pb2_grpc.CounterServicer):
             current = self._totals.get(key, 0)
         try:
             with self._broker.dial(int(request.add_server)) as channel:
-                stub = pb.counter_pb2_grpc.AddHelperStub(channel)
+                stub = demopb.counter_pb2_grpc.AddHelperStub(channel)
                 summed = stub.Sum(
-                    pb.counter_pb2.SumRequest(a=current, b=int(request.value)), timeout=5.0
+                    demopb.counter_pb2.SumRequest(a=current, b=int(request.value)), timeout=5.0
                 )
         except BrokerError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"broker: {exc}")
@@ -69,11 +69,13 @@ class CounterServicer(pb.counter_pb2_grpc.CounterServicer):
         total = int(summed.r)
         with self._lock:
             self._totals[key] = total
-        return pb.counter_pb2.CounterPutResponse(total=total)
+        return demopb.counter_pb2.CounterPutResponse(total=total)
 
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self._lock:
-            return pb.counter_pb2.CounterGetResponse(value=self._totals.get(str(request.key), 0))
+            return demopb.counter_pb2.CounterGetResponse(
+                value=self._totals.get(str(request.key), 0)
+            )
 
     def OpenAdder(self, request: Any, context: grpc.ServicerContext) -> Any:
         service_id = self._broker.next_id()
@@ -83,7 +85,7 @@ class CounterServicer(pb.counter_pb2_grpc.CounterServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"broker: {exc}")
         with self._lock:
             self._adders.append(served)
-        return pb.counter_pb2.OpenAdderResponse(add_server=service_id)
+        return demopb.counter_pb2.OpenAdderResponse(add_server=service_id)
 
 
 def service() -> Register:
@@ -92,6 +94,6 @@ def service() -> Register:
 
     def register(context: ServeContext) -> None:
         servicer = CounterServicer(context.broker)
-        pb.counter_pb2_grpc.add_CounterServicer_to_server(servicer, context.server)
+        demopb.counter_pb2_grpc.add_CounterServicer_to_server(servicer, context.server)
 
     return register

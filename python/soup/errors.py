@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["HostError", "PluginError"]
+from soup.handshake import HandshakeError
+
+__all__ = ["HostError", "HostHandshakeError", "PluginError"]
 
 
 class HostError(Exception):
     """Starting, connecting to or calling the plugin failed (the message says why)."""
+
+
+class HostHandshakeError(HostError, HandshakeError):
+    """The plugin's handshake line was refused (malformed, or versions this host lacks).
+
+    Both a ``HostError`` (starting the plugin failed) and a ``HandshakeError`` (why).
+    """
 
 
 class PluginError(Exception):

@@ -128,6 +128,10 @@ class HandshakeLineError(HandshakeError):
     """The handshake line is malformed or names something this host does not support."""
 
 
+class IncompatibleVersionError(HandshakeLineError):
+    """A well-formed line whose core or app protocol version this host does not speak."""
+
+
 @dataclass(frozen=True)
 class HandshakeConfig:
     """What host and plugin must agree on before anything else (go-plugin ``HandshakeConfig``)."""
@@ -260,7 +264,7 @@ def _parse_core(field: str) -> int:
             f"expected the integer {CORE_PROTOCOL_VERSION}"
         )
     if core != CORE_PROTOCOL_VERSION:
-        raise HandshakeLineError(
+        raise IncompatibleVersionError(
             f"incompatible core API version with plugin. Plugin version: {field}, "
             f"Core version: {CORE_PROTOCOL_VERSION} (field 1 must be {CORE_PROTOCOL_VERSION})"
         )
@@ -276,7 +280,7 @@ def _parse_app(field: str, app_versions: Collection[int]) -> int:
             f"expected an integer, one of {_go_list(host_versions)}"
         )
     if app not in host_versions:
-        raise HandshakeLineError(
+        raise IncompatibleVersionError(
             f"incompatible API version with plugin. Plugin version: {app}, "
             f"Client versions: {_go_list(host_versions)}"
         )

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import grpc
 
-from soup import bridge, certs, pb, stdio
+from soup import bridge, certs, managed, pb, stdio
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.connect import (
     Connection,
@@ -35,7 +35,8 @@ from soup.connect import (
     pinned_server_pem,
     rpc_detail,
 )
-from soup.errors import HostError
+from soup.errors import HostError, HostHandshakeError
+from soup.grpchooks import GRPCHooks
 from soup.handshake import (
     ENV_CLIENT_CERT,
     ENV_UNIX_SOCKET_DIR,
@@ -43,6 +44,7 @@ from soup.handshake import (
     Handshake,
     HandshakeConfig,
     HandshakeError,
+    IncompatibleVersionError,
     host_env,
     parse_line,
 )
@@ -94,6 +96,15 @@ class ClientConfig:
     """Called with ``("stdout" | "stderr", data)`` for every GRPCStdio chunk."""
     logger: logging.Logger | None = None
     """The host's own log (default ``soup.host``); plugin lines go to ``soup.host.plugin``."""
+    managed: bool = False
+    """go-plugin's ``Managed``: ``soup.cleanup_clients()`` kills this client (and so does
+    the host's exit or SIGTERM after ``soup.cleanup_clients_on_exit()``)."""
+    grpc_options: Sequence[tuple[str, Any]] = ()
+    """gRPC channel arguments for every channel to the plugin (main and brokered) and the
+    host's brokered servers (go-plugin ``GRPCDialOptions``), e.g.
+    ``[("grpc.max_receive_message_length", 64 << 20)]``: gRPC's default limit is 4 MiB."""
+    grpc_interceptors: Sequence[Any] = ()
+    """Client interceptors (``grpc.UnaryUnaryClientInterceptor`` ...) on those channels."""
     unix_socket_group: str | None = None
     """go-plugin's ``UnixSocketConfig.Group``: a group (name or gid) that may connect to
     the plugin's unix sockets and to the host's brokered ones (sockets 0660, the socket
@@ -108,6 +119,9 @@ class ClientConfig:
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
         _ = self.socket_gid  # a group that does not exist fails here, not at spawn
+
+    def grpc_hooks(self) -> GRPCHooks:
+        return GRPCHooks(self.grpc_options, channel_interceptors=self.grpc_interceptors)
 
     @functools.cached_property
     def socket_gid(self) -> int | None:
@@ -166,11 +180,7 @@ class Client:
 
     # -- context manager
     def __enter__(self) -> Client:
-        try:
-            self.start()
-        except BaseException:
-            self.kill()
-            raise
+        self.start()
         return self
 
     def __exit__(
@@ -228,11 +238,21 @@ class Client:
 
     # -- starting
     def start(self) -> None:
-        """Spawn (or find) the plugin, check its handshake and connect."""
-        if self.process is None and self.config.reattach is None:
-            self.spawn()
-        if self.connection is None:
-            self.handshake()
+        """Spawn (or find) the plugin, check its handshake and connect.
+
+        On any failure the plugin is killed before the error propagates (go-plugin's
+        Start does the same), so a failed start leaves no process behind.
+        """
+        if self.config.managed and not self._killed:
+            managed.manage(self)
+        try:
+            if self.process is None and self.config.reattach is None:
+                self.spawn()
+            if self.connection is None:
+                self.handshake()
+        except BaseException:
+            self.kill()
+            raise
 
     def spawn(self) -> int:
         """Prepare own TLS material and start the plugin process; returns its pid."""
@@ -283,6 +303,7 @@ class Client:
                 timeout=self.config.timeout,
                 # The first RPC is a host wait too: bounded by --timeout.
                 rpc_timeout=min(self.config.timeout, self.config.rpc_timeout),
+                hooks=self.config.grpc_hooks(),
             )
         except HostError as exc:
             raise self._failure(str(exc), tail=False) from exc
@@ -308,6 +329,7 @@ class Client:
             network=self.handshake_info.network,
             socket_parent=self.socket_dir,
             socket_group=self.config.socket_gid,
+            hooks=self.config.grpc_hooks(),
         )
         broker.open_stream(self.connection.channel)
         return broker
@@ -327,7 +349,7 @@ class Client:
     def _reattach_handshake(self, reattach: ReattachConfig) -> Handshake:
         versions = sorted(set(self.config.handshake.app_versions))
         if reattach.protocol_version not in versions:
-            raise HostError(
+            raise HostHandshakeError(
                 f"incompatible API version with plugin. Plugin version: "
                 f"{reattach.protocol_version}, Client versions: "
                 f"[{' '.join(str(v) for v in versions)}]"
@@ -355,7 +377,12 @@ class Client:
             return parse_line(line, app_versions=self.config.handshake.app_versions)
         except HandshakeError as exc:
             self.process.settle(0.2)
-            raise self._failure(f"bad handshake line from plugin: {exc}") from exc
+            # start() kills the plugin next: a refused line is never left running.
+            what = str(exc)
+            if not isinstance(exc, IncompatibleVersionError):
+                what = f"bad handshake line from plugin: {exc}"
+            failure = self.process.failure(what, stopping=True)
+            raise HostHandshakeError(str(failure)) from exc
 
     def _failure(self, what: str, *, tail: bool = True) -> HostError:
         if self.process is None:
@@ -397,6 +424,7 @@ class Client:
         if self._killed:
             return self.exit.graceful
         self._killed = True
+        managed.release(self)
         if self.broker is not None:  # go-plugin closes the broker before Shutdown
             self.broker.close()
         verified = self.connection is not None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from soup import pb
+from soup import demopb
 from soup.errors import HostError
 from soup.kvstore import NOT_FOUND_MESSAGE, FileStore, InvalidKeyError, KeyNotFoundError
 from soup.logs import TRACE
@@ -29,13 +29,15 @@ def _message(exc: BaseException, default: str) -> str:
     return str(exc) or default
 
 
-class KVServicer(pb.kv_pb2_grpc.KVServicer):
+class KVServicer(demopb.kv_pb2_grpc.KVServicer):
     """``/proto.KV/Get`` and ``/proto.KV/Put``; errors map to gRPC status codes."""
 
     def __init__(self, store: FileStore) -> None:
         self.store = store
 
-    def Put(self, request: pb.kv_pb2.PutRequest, context: grpc.ServicerContext) -> pb.kv_pb2.Empty:
+    def Put(
+        self, request: demopb.kv_pb2.PutRequest, context: grpc.ServicerContext
+    ) -> demopb.kv_pb2.Empty:
         key: str = request.key
         try:
             self.store.put(key, bytes(request.value))
@@ -43,11 +45,11 @@ class KVServicer(pb.kv_pb2_grpc.KVServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(exc, "invalid key"))
         if _LOG.isEnabledFor(TRACE):  # per call: no record, no dict unless asked for
             _LOG.log(TRACE, "kv put", extra={"key": key, "bytes": len(request.value)})
-        return pb.kv_pb2.Empty()
+        return demopb.kv_pb2.Empty()
 
     def Get(
-        self, request: pb.kv_pb2.GetRequest, context: grpc.ServicerContext
-    ) -> pb.kv_pb2.GetResponse:
+        self, request: demopb.kv_pb2.GetRequest, context: grpc.ServicerContext
+    ) -> demopb.kv_pb2.GetResponse:
         key: str = request.key
         try:
             value = self.store.get(key)
@@ -57,13 +59,13 @@ class KVServicer(pb.kv_pb2_grpc.KVServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, _message(exc, NOT_FOUND_MESSAGE))
         if _LOG.isEnabledFor(TRACE):
             _LOG.log(TRACE, "kv get", extra={"key": key, "bytes": len(value)})
-        return pb.kv_pb2.GetResponse(value=value)
+        return demopb.kv_pb2.GetResponse(value=value)
 
 
 def add_to_server(store: FileStore, server: grpc.Server) -> KVServicer:
     """Register the KV service for ``store`` on ``server``."""
     servicer = KVServicer(store)
-    pb.kv_pb2_grpc.add_KVServicer_to_server(servicer, server)
+    demopb.kv_pb2_grpc.add_KVServicer_to_server(servicer, server)
     return servicer
 
 
@@ -83,14 +85,14 @@ class KVClient:
     ``grpc.RpcError``, see ``soup.host.rpc_code``)."""
 
     def __init__(self, channel: grpc.Channel, timeout: float = 5.0) -> None:
-        self._stub = pb.kv_pb2_grpc.KVStub(channel)
+        self._stub = demopb.kv_pb2_grpc.KVStub(channel)
         self._timeout = timeout
 
     def put(self, key: str, value: bytes) -> None:
-        self._call(self._stub.Put, pb.kv_pb2.PutRequest(key=key, value=value))
+        self._call(self._stub.Put, demopb.kv_pb2.PutRequest(key=key, value=value))
 
     def get(self, key: str) -> bytes:
-        return bytes(self._call(self._stub.Get, pb.kv_pb2.GetRequest(key=key)).value)
+        return bytes(self._call(self._stub.Get, demopb.kv_pb2.GetRequest(key=key)).value)
 
     def _call(self, method: Any, request: Any) -> Any:
         try:

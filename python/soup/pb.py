@@ -1,4 +1,10 @@
-"""The generated protobuf/gRPC stubs (``soup._proto``), imported in one place.
+"""go-plugin's protocol stubs (``soup._proto.plugin``), imported in one place.
+
+Only the protocol's own services (broker, controller, stdio; health comes from
+grpcio-health-checking) load here, because every SDK import loads this module: the
+lab's demo stubs (KV, counter) are in ``soup.demopb`` and load only with the lab, so that
+a user's own ``package proto`` stubs (go-plugin's examples/grpc) fit in protobuf's default
+pool beside the SDK.
 
 The package build generates them from proto/ (setup.py runs scripts/gen_protos.py), typed
 with ``.pyi`` files, so they are not part of the source tree: a wheel carries them and an
@@ -7,7 +13,7 @@ editable install writes them to python/soup/_proto.
 
 from __future__ import annotations
 
-_MISSING = (
+MISSING_STUBS = (
     "soup's generated stubs (soup._proto) are missing: they are made by the package build; "
     "install soup with `pip install .` (or `pip install -e .` in a checkout)"
 )
@@ -15,7 +21,6 @@ _MISSING = (
 try:
     from google.protobuf import empty_pb2
 
-    from soup._proto import counter_pb2, counter_pb2_grpc, kv_pb2, kv_pb2_grpc
     from soup._proto.plugin import (
         grpc_broker_pb2,
         grpc_broker_pb2_grpc,
@@ -27,11 +32,10 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     if not (exc.name or "").startswith("soup._proto"):
         raise
-    raise ImportError(f"{_MISSING} ({exc})") from exc
+    raise ImportError(f"{MISSING_STUBS} ({exc})") from exc
 
 __all__ = [
-    "counter_pb2",
-    "counter_pb2_grpc",
+    "MISSING_STUBS",
     "empty_pb2",
     "grpc_broker_pb2",
     "grpc_broker_pb2_grpc",
@@ -39,6 +43,4 @@ __all__ = [
     "grpc_controller_pb2_grpc",
     "grpc_stdio_pb2",
     "grpc_stdio_pb2_grpc",
-    "kv_pb2",
-    "kv_pb2_grpc",
 ]

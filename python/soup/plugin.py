@@ -33,6 +33,7 @@ import grpc
 from soup import bridge, handshake, logs, policy, version_string
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
+from soup.grpchooks import GRPCHooks
 from soup.listen import (
     Listening,
     listen,
@@ -111,6 +112,23 @@ class ServeConfig:
     """Send every Python logger to stderr as hclog JSON (what a go-plugin host reads)."""
     grace: float = 1.0
     """Seconds in-flight RPCs get to finish on a graceful stop."""
+    grpc_server_options: Sequence[tuple[str, Any]] = ()
+    """gRPC arguments for the plugin's server, its brokered servers and the channels its
+    broker dials (go-plugin's ``GRPCServer`` hook), e.g.
+    ``[("grpc.max_receive_message_length", 64 << 20)]``: gRPC's default limit is 4 MiB."""
+    grpc_server_interceptors: Sequence[Any] = ()
+    """Server interceptors on the plugin's server (``grpc.ServerInterceptor``, or
+    ``grpc.aio.ServerInterceptor`` with ``asyncio``) and, without ``asyncio``, on its
+    brokered servers (those are always threaded ``grpc.server``s)."""
+
+    def grpc_hooks(self) -> GRPCHooks:
+        return GRPCHooks(
+            self.grpc_server_options, server_interceptors=self.grpc_server_interceptors
+        )
+
+    def broker_hooks(self) -> GRPCHooks:
+        interceptors = () if self.asyncio else self.grpc_server_interceptors
+        return GRPCHooks(self.grpc_server_options, server_interceptors=interceptors)
 
     def versions(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.handshake.app_versions) | set(self.plugins)))
@@ -175,6 +193,7 @@ class _Run:
             network=config.transport,
             socket_gid=socket_gid,
             log=self.log,
+            hooks=config.broker_hooks(),
         )
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
@@ -320,7 +339,12 @@ def _stdio_to_host(run: _Run) -> Iterator[None]:
 
 def _serve_threads(run: _Run) -> None:
     executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
-    server = grpc.server(executor, options=_SERVER_OPTIONS)
+    hooks = run.config.grpc_hooks()
+    server = grpc.server(
+        executor,
+        options=hooks.with_options(_SERVER_OPTIONS),
+        interceptors=list(hooks.server_interceptors),
+    )
     try:
         line = run.setup(server)
         server.start()
@@ -338,7 +362,12 @@ def _serve_threads(run: _Run) -> None:
 
 async def _serve_asyncio(run: _Run) -> None:
     executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
-    server = grpc.aio.server(migration_thread_pool=executor, options=_SERVER_OPTIONS)
+    hooks = run.config.grpc_hooks()
+    server = grpc.aio.server(
+        migration_thread_pool=executor,
+        options=hooks.with_options(_SERVER_OPTIONS),
+        interceptors=hooks.server_interceptors,
+    )
     loop = asyncio.get_running_loop()
     try:
         line = run.setup(server)

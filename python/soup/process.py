@@ -189,13 +189,17 @@ class PluginProcess:
                 thread.join(min(0.5, within))
 
     # -- error text
-    def failure(self, what: str, *, tail: bool = True) -> ProcessError:
-        """``what`` plus the exit status and (if ``tail``) the last stderr lines."""
+    def failure(self, what: str, *, tail: bool = True, stopping: bool = False) -> ProcessError:
+        """``what`` plus the exit status and (if ``tail``) the last stderr lines.
+
+        ``stopping``: the caller kills a running plugin next, so do not call it running.
+        """
         parts = [what]
         code = self.peek_exit()
         if code is None:
             if tail:
-                parts.append(f"plugin still running (pid {self.pid})")
+                state = "stopped by the host" if stopping else "still running"
+                parts.append(f"plugin {state} (pid {self.pid})")
         elif code < 0:
             parts.append(f"plugin killed by signal {-code}")
         else:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from soup import pb
 from soup.broker import BrokerTLS, GRPCBroker
+from soup.grpchooks import GRPCHooks
 from soup.handshake import ENV_UNIX_SOCKET_DIR
 from soup.listen import ServerTLS
 from soup.stdio import StdioHub
@@ -38,7 +39,11 @@ class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
 
 
 def _broker(
-    server_tls: ServerTLS | None, env: Mapping[str, str], network: str, socket_gid: int | None
+    server_tls: ServerTLS | None,
+    env: Mapping[str, str],
+    network: str,
+    socket_gid: int | None,
+    hooks: GRPCHooks,
 ) -> GRPCBroker:
     """The plugin's GRPCBroker (also ``ServeContext.broker``): brokered connections use
     the main connection's TLS material and backend (none: plaintext like the main one)
@@ -54,6 +59,7 @@ def _broker(
         network=network,
         socket_parent=Path(parent) if parent else None,
         socket_group=socket_gid,
+        hooks=hooks,
     )
 
 
@@ -70,6 +76,7 @@ class Internal:
         network: str,
         socket_gid: int | None,
         log: logging.Logger,
+        hooks: GRPCHooks,
     ) -> None:
         self.hub = StdioHub()
         self.health = health.HealthServicer()
@@ -80,7 +87,7 @@ class Internal:
             _Controller(stop, log), server
         )
         pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
-        self.broker = _broker(server_tls, env, network, socket_gid)
+        self.broker = _broker(server_tls, env, network, socket_gid, hooks)
         pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(self.broker.servicer(), server)
 
     def begin_stop(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import pytest
 
-from soup import certs, pb, tls
+from soup import certs, demopb, pb, tls
 from soup.broker import (
     BrokerError,
     BrokerTLS,
@@ -161,8 +161,8 @@ def _sum_via(listener: GRPCBroker, dialer: GRPCBroker, a: int, b: int) -> tuple[
     served = listener.accept_and_serve(service_id, helper.register)
     try:
         with dialer.dial(service_id) as channel:
-            stub = pb.counter_pb2_grpc.AddHelperStub(channel)
-            r = int(stub.Sum(pb.counter_pb2.SumRequest(a=a, b=b), timeout=10.0).r)
+            stub = demopb.counter_pb2_grpc.AddHelperStub(channel)
+            r = int(stub.Sum(demopb.counter_pb2.SumRequest(a=a, b=b), timeout=10.0).r)
     finally:
         served.stop()
     assert served.stopped
@@ -220,8 +220,8 @@ def test_unix_sockets_are_shared_with_the_socket_group(make_pair: Any, backend: 
             [(path.name, 0o660)] + ([("backends", 0o700)] if backend == "openssl" else [])
         )
         with pair.host.dial(service_id) as channel:
-            stub = pb.counter_pb2_grpc.AddHelperStub(channel)
-            assert stub.Sum(pb.counter_pb2.SumRequest(a=2, b=3), timeout=10.0).r == 5
+            stub = demopb.counter_pb2_grpc.AddHelperStub(channel)
+            assert stub.Sum(demopb.counter_pb2.SumRequest(a=2, b=3), timeout=10.0).r == 5
     finally:
         served.stop()
 

@@ -91,6 +91,35 @@ def test_manual_mode_needs_all_files(missing: str, capsys: pytest.CaptureFixture
     assert f"--tls-mode manual requires {missing}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage", "reason"),
+    [
+        (
+            ["rpc", "client", "test", "--server", "x", "--tls-mode", "manual"],
+            "usage: soup rpc client test ",
+            "soup rpc client test: error: --tls-mode manual requires --cert-file",
+        ),
+        (
+            ["rpc", "kv", "get", "k", "--server", "x", "--keep-running"],
+            "usage: soup rpc kv get ",
+            "soup rpc kv get: error: --keep-running needs --reattach",
+        ),
+        (
+            ["rpc", "client", "bench", "--server", "x", "--count", "0"],
+            "usage: soup rpc client bench ",
+            "soup rpc client bench: error: argument --count: must be >= 1, got 0",
+        ),
+    ],
+)
+def test_usage_errors_after_parsing_print_the_subcommands_usage(
+    argv: list[str], usage: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert reason in err
+
+
 def test_parser_defaults() -> None:
     args = build_parser().parse_args(["rpc", "server-start"])
     assert (args.tls_mode, args.key_type, args.transport, args.tls_backend) == (

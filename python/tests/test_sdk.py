@@ -52,11 +52,17 @@ def test_version_negotiation(make_client: Any, asked: tuple[int, ...], negotiate
 def test_version_none_in_common_fails_with_go_plugins_words(make_client: Any) -> None:
     config = soup.HandshakeConfig(app_versions=(7,))
     client = make_client(plugin_cmd("--protocol-versions", "5,6"), config=config)
-    with pytest.raises(soup.HostError) as err:
+    with pytest.raises(soup.HandshakeError) as err:
         client.start()
-    assert "incompatible API version with plugin. Plugin version: 5, Client versions: [7]" in str(
-        err.value
+    text = str(err.value)
+    assert isinstance(err.value, soup.HostError)
+    assert text.startswith(
+        "incompatible API version with plugin. Plugin version: 5, Client versions: [7]"
     )
+    assert "bad handshake line" not in text
+    assert f"plugin stopped by the host (pid {client.pid})" in text
+    # A failed start() (not only the `with` form) kills the plugin, as go-plugin's Start.
+    assert group_left_after(client.pid) == []
 
 
 @pytest.mark.parametrize(("asked", "negotiated"), [("5", 5), ("6", 6), ("5,6", 6)])
