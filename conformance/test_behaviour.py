@@ -215,6 +215,82 @@ def test_store_round_trip_across_plugins(
 
 
 # ---------------------------------------------------------------------------------------
+# 2b. opening a store removes only the temporary files the store itself made, never blocks
+# on what it finds, and a read-only store still opens for reading
+
+STALE_TEMP = ".soup-put-0123456789abcdef"  # what a Put killed before its rename leaves
+USER_FILES = [".tmp-notes", ".tmp-0123456789abcdef", ".soup-put-0123456789ABCDEF"]
+SYMLINK, FIFOS = ".soup-put-000000000000000a", [".soup-put-000000000000000b", ".tmp-fifo"]
+
+
+def store_with_leftovers(directory: Path) -> None:
+    """A store holding key `k`, the store's own stale temp file and what a user put there."""
+    directory.mkdir(mode=0o700)
+    (directory / filename("k")).write_bytes(b"acknowledged")
+    (directory / STALE_TEMP).write_bytes(b"interrupted put")
+    for name in USER_FILES:
+        (directory / name).write_bytes(b"the user's")
+    (directory / "target").write_bytes(b"a symlink's target")
+    (directory / SYMLINK).symlink_to("target")
+    for name in FIFOS:
+        os.mkfifo(directory / name)  # opening one blocks until a writer comes
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("server", IMPLS)
+def test_opening_a_store_keeps_what_it_did_not_make(
+    server: str, impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "kv"
+    store_with_leftovers(store)
+    r = run(kv(impls, server, ["get", "k"], plugin_cmd(impls, server, "--kv-dir", str(store))))
+    # Before: the user's files were removed, and soup-go blocked on a FIFO before its
+    # handshake line (the host gave up after --timeout).
+    expect(r, r.returncode == 0 and r.stdout == b"acknowledged", "get k must succeed")
+    expected = sorted({filename("k"), *USER_FILES, "target", SYMLINK, *FIFOS})
+    expect(r, listing(store) == expected, f"only {STALE_TEMP} removed: {listing(store)}")
+    for name in USER_FILES:
+        assert (store / name).read_bytes() == b"the user's"
+    assert (store / SYMLINK).is_symlink()
+    assert (store / "target").read_bytes() == b"a symlink's target"
+
+
+def read_only(directory: Path, command: list[str]) -> str:
+    """command run where `directory` is mounted read-only (its own mount namespace: a real
+    EROFS, also for root, and nothing changes outside the process)."""
+    mount_ro = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return shlex.join(["unshare", "--map-root-user", "--mount", "sh", "-c", mount_ro,
+                       str(directory), *command])  # fmt: skip
+
+
+@pytest.mark.parametrize("server", IMPLS)
+def test_a_read_only_store_with_a_stale_temp_file_serves_reads(
+    server: str, impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "kv"
+    store.mkdir(mode=0o700)
+    (store / filename("k")).write_bytes(b"acknowledged")
+    (store / STALE_TEMP).write_bytes(b"interrupted put")
+    plugin = read_only(store, [*impls[server], "rpc", "server-start", "--kv-dir", str(store)])
+    # Before: both refused to start (removing the stale file failed).
+    got = run(kv(impls, server, ["get", "k"], plugin))
+    expect(got, got.returncode == 0 and got.stdout == b"acknowledged", "get k must succeed")
+    put = run(kv(impls, server, ["put", "k", "new"], plugin))
+    expect(
+        put,
+        put.returncode == 1
+        and len(put.errors) == 1
+        and "read-only file system" in put.errors[0].lower(),
+        "put must fail with one error line naming the read-only file system",
+    )
+    assert listing(store) == sorted([filename("k"), STALE_TEMP])
+    assert (store / filename("k")).read_bytes() == b"acknowledged"
+
+
+# ---------------------------------------------------------------------------------------
 # 3. the plugin started by hand (no magic cookie): go-plugin's own message, byte for byte
 
 NOT_A_PLUGIN = (
