@@ -129,7 +129,10 @@ def go_tools(session: nox.Session) -> None:
     stamp.write_text(json.dumps(wanted, indent=1))
 
 
-def gen_go(session: nox.Session) -> None:
+def gen_go(session: nox.Session, *, check: bool = False) -> None:
+    """Write the committed Go stubs (go/soup-go/kvpb) with the pinned generators, or with
+    ``check`` only fail if the committed ones differ from what they make. Only protos
+    writes them: a session on another grpcio line would change their protoc header."""
     go_tools(session)
     session.run(
         "python",
@@ -138,13 +141,13 @@ def gen_go(session: nox.Session) -> None:
         str(GO_DIR / "kvpb"),
         "--go-plugins",
         str(TOOL_BIN),
-        silent=True,
+        *(["--check"] if check else []),
+        silent=not check,
     )
 
 
 def build_soup_go(session: nox.Session, *, cover: bool = False) -> Path:
-    """Generate the Go stubs and build soup-go (optionally instrumented for coverage)."""
-    gen_go(session)
+    """Build soup-go (optionally instrumented for coverage) with the committed Go stubs."""
     out = SOUP_GO_COVER if cover else SOUP_GO
     args = ["go", "build", *(["-cover"] if cover else []), "-o", str(out), "."]
     with session.chdir(GO_DIR):
@@ -158,7 +161,6 @@ def build_soup_go_release(session: nox.Session, go_plugin: str) -> Path:
     release's build tags for API differences. The default release is build_soup_go's."""
     if go_plugin == GO_DEFAULT:
         return build_soup_go(session)
-    gen_go(session)
     release = next(r for r in GO_RELEASES if r["go_plugin"] == go_plugin)
     mod_dir = BUILD / "go-plugin" / f"v{go_plugin}"
     mod_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +244,7 @@ def build(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict, actionlint on the workflows, gofmt and go vet."""
     install_soup(session, extras="test,lint")
-    gen_go(session)
+    gen_go(session, check=True)  # the committed Go stubs are fresh
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -293,7 +295,6 @@ def ensure_chromium(session: nox.Session) -> None:
 
 def run_unit(session: nox.Session, grpc: str) -> None:
     install_soup(session, grpc_line=grpc)
-    gen_go(session)
     ensure_chromium(session)
     session.run(
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",

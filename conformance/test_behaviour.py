@@ -15,11 +15,14 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -212,6 +215,82 @@ def test_store_round_trip_across_plugins(
     for (key, value), r in zip(ROUND_TRIP, parallel(get, ROUND_TRIP), strict=True):
         expect(r, r.returncode == 0 and not r.errors, f"get {key!r} through {reader} failed")
         expect(r, r.stdout == value, f"get {key!r}: expected exactly {value!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# 2b. opening a store removes only the temporary files the store itself made, never blocks
+# on what it finds, and a read-only store still opens for reading
+
+STALE_TEMP = ".soup-put-0123456789abcdef"  # what a Put killed before its rename leaves
+USER_FILES = [".tmp-notes", ".tmp-0123456789abcdef", ".soup-put-0123456789ABCDEF"]
+SYMLINK, FIFOS = ".soup-put-000000000000000a", [".soup-put-000000000000000b", ".tmp-fifo"]
+
+
+def store_with_leftovers(directory: Path) -> None:
+    """A store holding key `k`, the store's own stale temp file and what a user put there."""
+    directory.mkdir(mode=0o700)
+    (directory / filename("k")).write_bytes(b"acknowledged")
+    (directory / STALE_TEMP).write_bytes(b"interrupted put")
+    for name in USER_FILES:
+        (directory / name).write_bytes(b"the user's")
+    (directory / "target").write_bytes(b"a symlink's target")
+    (directory / SYMLINK).symlink_to("target")
+    for name in FIFOS:
+        os.mkfifo(directory / name)  # opening one blocks until a writer comes
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("server", IMPLS)
+def test_opening_a_store_keeps_what_it_did_not_make(
+    server: str, impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "kv"
+    store_with_leftovers(store)
+    r = run(kv(impls, server, ["get", "k"], plugin_cmd(impls, server, "--kv-dir", str(store))))
+    # Before: the user's files were removed, and soup-go blocked on a FIFO before its
+    # handshake line (the host gave up after --timeout).
+    expect(r, r.returncode == 0 and r.stdout == b"acknowledged", "get k must succeed")
+    expected = sorted({filename("k"), *USER_FILES, "target", SYMLINK, *FIFOS})
+    expect(r, listing(store) == expected, f"only {STALE_TEMP} removed: {listing(store)}")
+    for name in USER_FILES:
+        assert (store / name).read_bytes() == b"the user's"
+    assert (store / SYMLINK).is_symlink()
+    assert (store / "target").read_bytes() == b"a symlink's target"
+
+
+def read_only(directory: Path, command: list[str]) -> str:
+    """command run where `directory` is mounted read-only (its own mount namespace: a real
+    EROFS, also for root, and nothing changes outside the process)."""
+    mount_ro = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return shlex.join(["unshare", "--map-root-user", "--mount", "sh", "-c", mount_ro,
+                       str(directory), *command])  # fmt: skip
+
+
+@pytest.mark.parametrize("server", IMPLS)
+def test_a_read_only_store_with_a_stale_temp_file_serves_reads(
+    server: str, impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "kv"
+    store.mkdir(mode=0o700)
+    (store / filename("k")).write_bytes(b"acknowledged")
+    (store / STALE_TEMP).write_bytes(b"interrupted put")
+    plugin = read_only(store, [*impls[server], "rpc", "server-start", "--kv-dir", str(store)])
+    # Before: both refused to start (removing the stale file failed).
+    got = run(kv(impls, server, ["get", "k"], plugin))
+    expect(got, got.returncode == 0 and got.stdout == b"acknowledged", "get k must succeed")
+    put = run(kv(impls, server, ["put", "k", "new"], plugin))
+    expect(
+        put,
+        put.returncode == 1
+        and len(put.errors) == 1
+        and "read-only file system" in put.errors[0].lower(),
+        "put must fail with one error line naming the read-only file system",
+    )
+    assert listing(store) == sorted([filename("k"), STALE_TEMP])
+    assert (store / filename("k")).read_bytes() == b"acknowledged"
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,3 +752,94 @@ def test_debug_refuses_auto_tls(impls: dict[str, list[str]]) -> None:
     for r in runs.values():
         expect(r, r.returncode == 1 and r.stdout == b"", "expected exit 1 and no reattach line")
         expect(r, DEBUG_AUTO in r.stderr, "expected the contract's message")
+
+
+# ---------------------------------------------------------------------------------------
+# 9. the plugin's unix socket: private under any umask when the host names no directory
+# (stock go-plugin hosts send no PLUGIN_UNIX_SOCKET_DIR), nothing left after a shutdown;
+# a directory too long for a socket path is named with the limit and the fix
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A TMPDIR short enough for sockets (pytest's tmp_path is too long: /tmp is used)."""
+    path = Path(tempfile.mkdtemp(prefix="soup-t-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("server", IMPLS)
+def test_socket_is_private_under_umask_000_without_a_host_directory(
+    server: str,
+    impls: dict[str, list[str]],
+    debug_plugins: Callable[[list[str]], DebugPlugin],
+    short_tmpdir: Path,
+) -> None:
+    tmpdir = short_tmpdir
+    env = plugin_env("BASIC_PLUGIN=hello", f"TMPDIR={tmpdir}", unset=["PLUGIN_UNIX_SOCKET_DIR"])
+    umask_000 = ["sh", "-c", 'umask 000 && exec "$@"', "sh"]
+    plugin = debug_plugins(
+        [*umask_000, *env, *impls[server], "rpc", "server-start", "--tls-mode", "disabled"]
+    )
+    fields = plugin.line.split("|")
+    assert fields[:3] == ["1", "1", "unix"], plugin.line
+    socket_path = Path(fields[3])
+    # Before: the Python plugin's socket sat in TMPDIR itself, mode 0777.
+    assert socket_path.parent.parent == tmpdir, plugin.line
+    parent = socket_path.parent.stat()
+    assert (parent.st_mode & 0o777, parent.st_uid) == (0o700, os.geteuid()), oct(parent.st_mode)
+    # A graceful shutdown (the host's Controller.Shutdown) leaves nothing in TMPDIR.
+    reattach = {
+        "Protocol": "grpc", "ProtocolVersion": 1, "Pid": plugin.proc.pid, "Test": True,
+        "Addr": {"Network": "unix", "String": str(socket_path)},
+    }  # fmt: skip
+    argv = [*impls[server], "rpc", "client", "test", "--json", *HOST_TIMEOUT]
+    r = run([*argv, "--tls-mode", "disabled", "--reattach", json.dumps(reattach)])
+    expect(r, r.returncode == 0 and result_of(r)["ok"] is True, "client test must pass")
+    try:
+        plugin.proc.wait(timeout=DEBUG_LINE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the plugin did not exit within {DEBUG_LINE_TIMEOUT_S} s of the shutdown")
+    assert plugin.proc.returncode == 0, plugin.close()
+    assert listing(tmpdir) == [], "left in TMPDIR after a graceful shutdown"
+
+
+TOO_LONG = re.compile(
+    r"unix socket path in (?P<dir>\S+) is too long: (?P<n>\d+) bytes "
+    r"\(at most 107 on linux\); set a shorter TMPDIR or PLUGIN_UNIX_SOCKET_DIR"
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the limit asserted is Linux's")
+def test_a_socket_directory_too_long_is_named_with_the_limit(
+    impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    long_dir = tmp_path / ("d" * (120 - len(str(tmp_path))))
+    long_dir.mkdir()
+    env = plugin_env("BASIC_PLUGIN=hello", f"PLUGIN_UNIX_SOCKET_DIR={long_dir}")
+    argvs = [[*env, *impls[i], "rpc", "server-start", "--tls-mode", "disabled"] for i in IMPLS]
+    runs = dict(zip(IMPLS, parallel(run, argvs), strict=True))
+    # Before: soup-go said "bind: invalid argument", the Python plugin nothing at all.
+    for r in runs.values():
+        messages = [json.loads(line)["@message"] for line in r.stderr.splitlines()]
+        found = [m for m in (TOO_LONG.fullmatch(m) for m in messages) if m is not None]
+        expect(r, r.returncode == 1 and len(found) == 1, "expected exit 1 and the reason")
+        expect(r, found[0]["dir"].startswith(str(long_dir)), "the reason names the directory")
+        expect(r, int(found[0]["n"]) > 107, "the reason gives the length")
+        expect(r, r.stdout == b"", "no handshake line")
+    assert listing(long_dir) == []
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_a_long_tmpdir_falls_back_to_tmp(
+    pair: tuple[str, str], impls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    # Host and plugin both make their directories in /tmp when TMPDIR's are too long.
+    client, server = pair
+    long_tmp = tmp_path / ("t" * (100 - len(str(tmp_path))))
+    long_tmp.mkdir()
+    argv = kv(impls, client, ["get", "k"], plugin_cmd(impls, server))
+    r = run(["env", f"TMPDIR={long_tmp}", *argv])
+    # Before: a soup-go host's plugin failed to bind its socket.
+    expect(r, r.returncode == 1 and r.errors == ["error: NOT_FOUND: key not found"], "get ran")
+    assert listing(long_tmp) == []

@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import fakes
 import hygiene
 from soup import bridge, certs, demopb
+from soup.kvstore import is_temp_name
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "hostile.toml"
@@ -488,7 +489,7 @@ def attack_kv_writers(case: Case, env: Env) -> Outcome:
             ))  # fmt: skip
         final = stub.Get(kv.GetRequest(key="contended"), timeout=MAX_BOUND_S).value
         seconds = time.monotonic() - started
-        temps = [q.name for q in kv_dir.iterdir() if q.name.startswith(".tmp-")]
+        temps = [q.name for q in kv_dir.iterdir() if is_temp_name(q.name)]
         failed = [r for r in results if r != "OK"]
         observed = (
             "one writer's value"
@@ -528,7 +529,7 @@ def attack_kv_crash(case: Case, env: Env) -> Outcome:
             fakes.wait_until(lambda: len(acked) >= 50, MAX_BOUND_S)
             os.killpg(p.proc.pid, signal.SIGKILL)
         seconds = time.monotonic() - started
-    temps_after_crash = [q.name for q in kv_dir.iterdir() if q.name.startswith(".tmp-")]
+    temps_after_crash = [q.name for q in kv_dir.iterdir() if is_temp_name(q.name)]
     with _kv_plugin(case, env, kv_dir) as p, fakes.channel(p, None) as chan:
         stub = fakes.kv_stub(chan)
         started = time.monotonic()
@@ -537,15 +538,17 @@ def attack_kv_crash(case: Case, env: Env) -> Outcome:
             for k, v in acked.items()
             if stub.Get(kv.GetRequest(key=k), timeout=MAX_BOUND_S).value != v
         ]
-        temps = [q.name for q in kv_dir.iterdir() if q.name.startswith(".tmp-")]
+        temps = [q.name for q in kv_dir.iterdir() if is_temp_name(q.name)]
         health = fakes.health(chan)
         seconds += time.monotonic() - started
     observed = (
-        "every acknowledged put read back, no .tmp-* left"
+        "every acknowledged put read back, no temp file left"
         if acked and not wrong and not temps
-        else f"acked {len(acked)}, wrong {len(wrong)}, .tmp-* left after restart: {len(temps)}"
+        else f"acked {len(acked)}, wrong {len(wrong)}, temp files left after restart: {len(temps)}"
     )
-    note = f"health after restart: {health}; .tmp-* right after the kill: {len(temps_after_crash)}"
+    note = (
+        f"health after restart: {health}; temp files right after the kill: {len(temps_after_crash)}"
+    )
     return Outcome(observed, health == "SERVING", note, seconds)
 
 

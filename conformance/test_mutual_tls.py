@@ -2,7 +2,8 @@
 
 Real processes on loopback: each soup host (Python, Go) against a fake plugin that serves
 TLS without requesting a client certificate (fakes/lax_plugin.py), and against a soup
-plugin of the other language, which must refuse both probes with a TLS alert.
+plugin of the other language, which must refuse both probes with a TLS alert. The
+verdict is the CLI's own (exit 1, the evidence printed), and the matrix runner's.
 """
 
 from __future__ import annotations
@@ -30,11 +31,19 @@ def impls(request: pytest.FixtureRequest) -> dict[str, list[str]]:
     return {impl: matrix.impl_command(impl, matrix.load(), paths) for impl in HOSTS}
 
 
-def client_test(host: list[str], server: list[str], key: str) -> dict[str, Any]:
-    argv = [*host, "rpc", "client", "test", "--json", "--key-type", key]
+def run_client_test(
+    host: list[str], server: list[str], key: str, *extra: str
+) -> tuple[int | None, str]:
+    argv = [*host, "rpc", "client", "test", "--key-type", key, *extra]
     code, out, err = matrix.run_bounded([*argv, "--server", shlex.join(server)], 60)
     assert code is not None, f"client test did not finish: {err[-2000:]}"
+    return code, out
+
+
+def client_test(host: list[str], server: list[str], key: str) -> dict[str, Any]:
+    code, out = run_client_test(host, server, key, "--json")
     result: dict[str, Any] = json.loads(out)
+    assert code == (0 if result["ok"] else 1), f"exit {code} for ok={result['ok']}"
     return result
 
 
@@ -42,9 +51,16 @@ def client_test(host: list[str], server: list[str], key: str) -> dict[str, Any]:
 def test_a_plugin_that_does_not_ask_for_the_host_certificate_fails_the_check(
     host: str, impls: dict[str, list[str]], tmp_path: Path
 ) -> None:
-    result = client_test(impls[host], [sys.executable, str(LAX_PLUGIN), str(tmp_path)], "ec-p256")
-    # Every RPC works: only the evidence tells one-way from mutual TLS.
-    assert result["ok"] is True, result["error"]
+    lax = [sys.executable, str(LAX_PLUGIN), str(tmp_path)]
+    result = client_test(impls[host], lax, "ec-p256")
+    # Every step works: only the evidence tells one-way from mutual TLS, and the verdict
+    # (ok, exit code) follows it. Before, both CLIs said PASS and exited 0.
+    assert all(step["ok"] for step in result["steps"]), result["steps"]
+    assert result["ok"] is False
+    assert result["error"].startswith(
+        "mutual_tls: " + mutual.PLUGIN_DID_NOT_VERIFY + ": no_client_cert: served"
+    ), result["error"]
+    assert mutual.HOST_DID_NOT_VERIFY not in result["error"]
     evidence = result["mutual_tls"]
     assert evidence["plugin_verified_client"] is False
     assert "no_client_cert: served: the plugin answered HTTP/2" in evidence["plugin_evidence"]
@@ -53,6 +69,16 @@ def test_a_plugin_that_does_not_ask_for_the_host_certificate_fails_the_check(
     found = mutual.problems("auto", result)
     assert len(found) == 1
     assert found[0].startswith(mutual.PLUGIN_DID_NOT_VERIFY + ": no_client_cert: served")
+    # The human form prints the evidence and the reason.
+    code, out = run_client_test(impls[host], lax, "ec-p256")
+    assert code == 1, out
+    lines = out.splitlines()
+    assert any(
+        line.startswith("mutual TLS: plugin verified the host: NO (no_client_cert: served")
+        for line in lines
+    ), out
+    assert any(line.startswith("mutual TLS: host verified the plugin: yes (") for line in lines)
+    assert lines[-1].startswith("RESULT: FAIL: mutual_tls: " + mutual.PLUGIN_DID_NOT_VERIFY), out
 
 
 @pytest.mark.parametrize(("host", "plugin"), [("python", "go"), ("go", "python")])
@@ -69,3 +95,7 @@ def test_a_soup_plugin_refuses_both_probes_with_an_alert(
     assert "foreign_client_cert: refused: alert unknown ca" in evidence["plugin_evidence"]
     assert "refused by the host's verifier" in evidence["host_evidence"]
     assert mutual.problems("auto", result) == []
+    code, out = run_client_test(impls[host], server, "ec-p521")
+    assert code == 0, out
+    assert "mutual TLS: plugin verified the host: yes (no_client_cert: refused: alert" in out
+    assert out.splitlines()[-1] == "RESULT: PASS", out

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -59,7 +60,9 @@ func peerEvidence(p *peer.Peer, r *Result) error {
 // runTest is `rpc client test`: spawn, handshake, put, get, get_missing,
 // health, shutdown. It stops at the first failing step and always ends the
 // plugin; a reattached one only with Shutdown, and with --keep-running not
-// at all (the shutdown step then passes as "skipped").
+// at all (the shutdown step then passes as "skipped"). With TLS the verdict
+// also needs both-ways mutual-TLS evidence, gathered before the shutdown: a
+// plugin that never verifies the host fails although every step passed.
 func runTest(opts hostOptions, logOut io.Writer) *Result {
 	res := newResult(opts.tls.mode)
 	if opts.tls.mode != "disabled" {
@@ -179,6 +182,9 @@ func runTest(opts hostOptions, logOut io.Writer) *Result {
 		return detail, nil
 	})
 	res.OK = ok
+	if oneWay := mutualTLSProblems(opts.tls.mode, res.MutualTLS); ok && len(oneWay) > 0 {
+		res.fail("mutual_tls: " + strings.Join(oneWay, "; "))
+	}
 	return res
 }
 

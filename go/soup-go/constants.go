@@ -32,9 +32,10 @@ const (
 	// keyNotFoundMsg is the NOT_FOUND message both implementations send.
 	keyNotFoundMsg = "key not found"
 
-	// tmpFilePrefix names a Put's temporary file in the store directory; the
+	// tmpFilePrefix starts a Put's temporary file name in the store directory:
+	// the prefix and 16 lowercase hex digits, nothing else (tmpFileName). The
 	// Python store uses the same, so either removes the other's leftovers.
-	tmpFilePrefix = ".tmp-"
+	tmpFilePrefix = ".soup-put-"
 
 	// runDirPattern names the plugin's own temporary directory (socket and
 	// temporary KV store), removed on every exit path.

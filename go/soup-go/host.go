@@ -157,7 +157,7 @@ func (h *host) configureLaunch() error {
 		}
 		h.cfg.TLSConfig = manualClientTLS(cert, ca)
 	}
-	dir, err := os.MkdirTemp("", hostSocketPattern)
+	dir, err := privateTempDir("", hostSocketPattern)
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,7 @@ func (r *Result) writeHuman(w io.Writer, serverCmd string) {
 	fmt.Fprintf(w, "server key %s %s\n", s(r.TLS.ServerKey), s(r.TLS.ServerFingerprint))
 	fmt.Fprintf(w, "transport  %s %s\n", s(r.Transport), s(r.Address))
 	writeSteps(w, r.Steps, 11)
+	writeMutualTLS(w, r.MutualTLS)
 	if r.OK {
 		fmt.Fprintln(w, "RESULT: PASS")
 		return
@@ -125,4 +126,24 @@ func (r *Result) writeHuman(w io.Writer, serverCmd string) {
 		}
 	}
 	fmt.Fprintf(w, "RESULT: FAIL: %s\n", s(r.Error))
+}
+
+// writeMutualTLS prints who verified whom with the probes' evidence (the
+// Python CLI prints the same lines).
+func writeMutualTLS(w io.Writer, m *MutualTLS) {
+	if m == nil {
+		return
+	}
+	said := func(b *bool) string {
+		switch {
+		case b == nil:
+			return "-"
+		case *b:
+			return "yes"
+		default:
+			return "NO"
+		}
+	}
+	fmt.Fprintf(w, "mutual TLS: plugin verified the host: %s (%s)\n", said(m.PluginVerifiedClient), m.PluginEvidence)
+	fmt.Fprintf(w, "mutual TLS: host verified the plugin: %s (%s)\n", said(m.HostVerifiedPlugin), m.HostEvidence)
 }

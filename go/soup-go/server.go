@@ -196,8 +196,13 @@ func pluginTLS(tf tlsFlags, clientCert string) (func() (*tls.Config, error), err
 // stop with the gRPC muxer), so removing this directory at exit removes
 // whatever it left.
 func privateRunDir() (string, error) {
-	dir, err := os.MkdirTemp(os.Getenv(envUnixSocketDir), runDirPattern)
+	dir, err := privateTempDir(os.Getenv(envUnixSocketDir), runDirPattern)
 	if err != nil {
+		return "", err
+	}
+	// go-plugin's socket goes in here: say why its bind would fail before it does.
+	if err := unixPathTooLong(dir, len(dir)+goPluginSocketName); err != nil {
+		_ = os.RemoveAll(dir)
 		return "", err
 	}
 	// A host in another user's group must reach the socket in here too.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"syscall"
 )
 
@@ -45,51 +47,87 @@ type fileStore struct {
 	dir string
 }
 
+// tmpFileName matches exactly the names createLockedTemp gives (a key's
+// base64url name has no '.', so no key can match).
+var tmpFileName = regexp.MustCompile(`^` + regexp.QuoteMeta(tmpFilePrefix) + `[0-9a-f]{16}$`)
+
 // openFileStore opens the store in dir and removes the temporary files of
-// Puts that died (a SIGKILL mid-Put leaves a full-size .tmp-* file). A
+// Puts that died (a SIGKILL mid-Put leaves a full-size temporary file). A
 // writer holds an exclusive flock on its temporary file, so a file nobody
-// holds is stale; another live plugin's file in progress is left alone.
+// holds is stale; another live plugin's file in progress is left alone. Only
+// what the store can prove it made goes: a name tmpFileName matches, a
+// regular file (by lstat: never a symlink, FIFO or directory, and nothing
+// that could block is opened), owned by this user. A file the store may not
+// remove (a read-only directory) stays, and the store opens for reading.
 func openFileStore(dir string) (*fileStore, error) {
 	s := &fileStore{dir: dir}
-	matches, err := filepath.Glob(filepath.Join(dir, tmpFilePrefix+"*"))
-	if err != nil {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // Put makes a missing one
 		return nil, err
 	}
-	for _, path := range matches {
-		if err := removeIfUnlocked(path); err != nil {
+	for _, entry := range entries {
+		if !tmpFileName.MatchString(entry.Name()) || !entry.Type().IsRegular() {
+			continue
+		}
+		if err := removeIfUnlocked(filepath.Join(dir, entry.Name())); err != nil {
 			return nil, fmt.Errorf("removing stale temporary file: %w", err)
 		}
 	}
 	return s, nil
 }
 
-// removeIfUnlocked removes path unless a live writer holds its lock.
+// cannotRemove: the store may not remove a leftover here (housekeeping only).
+func cannotRemove(err error) bool {
+	return errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS)
+}
+
+// isOwnFile: a regular file of this user's.
+func isOwnFile(st *syscall.Stat_t) bool {
+	return st.Mode&syscall.S_IFMT == syscall.S_IFREG && int(st.Uid) == os.Geteuid()
+}
+
+// removeIfUnlocked removes path unless a live writer holds its lock. O_NONBLOCK
+// and O_NOFOLLOW: should the name have become a FIFO or a symlink since the
+// directory was listed, the open neither blocks nor follows; fstat then rules
+// it out.
 func removeIfUnlocked(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // renamed or removed meanwhile
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ELOOP) || cannotRemove(err) {
+		return nil // renamed or removed meanwhile, now a symlink, or not ours to read
 	}
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	defer func() { _ = syscall.Close(fd) }()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if !isOwnFile(&st) {
+		return nil
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil // a Put in progress
 		}
 		return err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) && !cannotRemove(err) {
 		return err
 	}
 	return nil
 }
 
-// createLockedTemp creates a .tmp-* file and locks it. If a store opening
-// at that moment removed it before the lock was taken, it is created anew.
+// createLockedTemp creates a temporary file (tmpFileName) and locks it. If a
+// store opening at that moment removed it before the lock was taken, it is
+// created anew; a name already taken only costs another name.
 func createLockedTemp(dir string) (*os.File, error) {
 	for {
-		f, err := os.CreateTemp(dir, tmpFilePrefix+"*")
+		name := filepath.Join(dir, fmt.Sprintf("%s%016x", tmpFilePrefix, rand.Uint64()))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -122,11 +122,11 @@ func mustOpen(t *testing.T, dir string) *fileStore {
 	return s
 }
 
-// A Put that died leaves a .tmp-* file nobody holds: opening removes it. A
+// A Put that died leaves a temporary file nobody holds: opening removes it. A
 // Put in progress (its writer holds the lock) is left alone, and so are keys.
 func TestOpenRemovesStaleTempFiles(t *testing.T) {
 	dir := t.TempDir()
-	stale := filepath.Join(dir, ".tmp-123")
+	stale := filepath.Join(dir, tmpFilePrefix+"0123456789abcdef")
 	if err := os.WriteFile(stale, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestCreateLockedTempIsLinked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if !strings.HasPrefix(filepath.Base(f.Name()), tmpFilePrefix) {
+	if !tmpFileName.MatchString(filepath.Base(f.Name())) {
 		t.Fatalf("name %q", f.Name())
 	}
 	if err := removeIfUnlocked(f.Name()); err != nil {
@@ -169,4 +169,60 @@ func TestCreateLockedTempIsLinked(t *testing.T) {
 	if _, err := os.Stat(f.Name()); err != nil {
 		t.Fatalf("locked temp file removed: %v", err)
 	}
+}
+
+// Opening a store removes only what it made: a user's files, a symlink, a
+// FIFO (opening it would block), a directory with a name of the store's own
+// pattern, and names close to it all stay, and opening returns.
+func TestOpenLeavesWhatTheStoreDidNotMake(t *testing.T) {
+	dir := t.TempDir()
+	userFiles := []string{
+		".tmp-notes", ".tmp-0123456789abcdef", tmpFilePrefix, tmpFilePrefix + "0123456789ABCDEF",
+		tmpFilePrefix + "0123456789abcdef0", tmpFilePrefix + "0123456789abcdef.bak",
+	}
+	for _, name := range userFiles {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("the user's"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("a symlink's target"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, tmpFilePrefix+"000000000000000a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, tmpFilePrefix+"000000000000000b"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, tmpFilePrefix+"000000000000000c")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "inside"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := dirNames(t, dir)
+	mustOpen(t, dir) // with the old open of every .tmp-* name this blocked on the FIFO
+	if after := dirNames(t, dir); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Errorf("opening changed the directory:\nbefore %q\nafter  %q", before, after)
+	}
+	for _, name := range userFiles {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != "the user's" {
+			t.Errorf("%s: %q, %v", name, got, err)
+		}
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -183,6 +183,31 @@ func judgeMutualTLS(mode string, probes []Probe) *MutualTLS {
 	return m
 }
 
+const (
+	pluginDidNotVerify = "plugin did not verify the host's certificate"
+	hostDidNotVerify   = "host did not verify the plugin's certificate"
+)
+
+// mutualTLSProblems is what is missing for both-ways verification (empty:
+// both sides verified, or TLS is disabled); the verdict of `client test`
+// needs it empty, as verify.py's problems() says in the same words.
+func mutualTLSProblems(mode string, m *MutualTLS) []string {
+	if mode == "disabled" {
+		return nil
+	}
+	if m == nil {
+		return []string{"no mutual_tls evidence in the result (cannot tell mutual from one-way TLS)"}
+	}
+	var out []string
+	if m.PluginVerifiedClient == nil || !*m.PluginVerifiedClient {
+		out = append(out, pluginDidNotVerify+": "+m.PluginEvidence)
+	}
+	if m.HostVerifiedPlugin == nil || !*m.HostVerifiedPlugin {
+		out = append(out, hostDidNotVerify+": "+m.HostEvidence)
+	}
+	return out
+}
+
 // checkMutualTLS is the evidence for a connected host (call while the plugin serves).
 func checkMutualTLS(h *host) *MutualTLS {
 	cfg := h.cfg.TLSConfig

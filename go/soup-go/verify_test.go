@@ -59,3 +59,26 @@ func TestKVProfiles(t *testing.T) {
 		t.Fatal("a value for a missing key accepted")
 	}
 }
+
+// The verdict's rule, in verify.py's words (test_verify.py checks the same).
+func TestMutualTLSProblems(t *testing.T) {
+	refused := []Probe{
+		{"no_client_cert", true, "refused: alert certificate required"},
+		{"foreign_client_cert", true, "refused: alert unknown ca"},
+		{"foreign_trust", true, "refused by the host's verifier: x509: certificate signed by unknown authority"},
+	}
+	if got := mutualTLSProblems("auto", judgeMutualTLS("auto", refused)); len(got) != 0 {
+		t.Fatalf("both verified, yet %q", got)
+	}
+	if got := mutualTLSProblems("disabled", nil); len(got) != 0 {
+		t.Fatalf("disabled, yet %q", got)
+	}
+	lax := append([]Probe{{"no_client_cert", false, "served: the plugin answered HTTP/2 (9 bytes)"}}, refused[1:]...)
+	want := "plugin did not verify the host's certificate: no_client_cert: served: the plugin answered HTTP/2 (9 bytes); foreign_client_cert: refused: alert unknown ca"
+	if got := mutualTLSProblems("manual", judgeMutualTLS("manual", lax)); len(got) != 1 || got[0] != want {
+		t.Fatalf("got %q, want [%q]", got, want)
+	}
+	if got := mutualTLSProblems("auto", judgeMutualTLS("auto", nil)); len(got) != 2 || !strings.HasPrefix(got[1], hostDidNotVerify+": ") {
+		t.Fatalf("no probes: %q", got)
+	}
+}

@@ -2,6 +2,9 @@
 
 spawn (or reattach), handshake, put, get, get_missing, health, shutdown; the run stops
 at the first failure and always ends the plugin (unless reattached with keep_running).
+With TLS, the verdict also needs both-ways mutual-TLS evidence (soup.verify, gathered
+before the shutdown): a plugin that never verifies the host fails although every step
+passed.
 """
 
 from __future__ import annotations
@@ -143,7 +146,10 @@ def run(
             steps.run(name, getattr(steps, name))
         result.mutual_tls = verify.mutual_tls(client)  # while the plugin still serves
         steps.run("shutdown", steps.shutdown)
-        result.ok = True
+        one_way = verify.problems(made.tls.mode, result.mutual_tls)
+        result.ok = not one_way
+        if one_way:
+            result.error = "mutual_tls: " + "; ".join(one_way)
     except _StepFailed:
         result.ok = False
     finally:
@@ -179,6 +185,7 @@ def human_report(plugin: str, result: TestResult) -> str:
     for step in result.steps:
         mark = "PASS" if step.ok else "FAIL"
         out.write(f"{mark} {step.name:<12} {step.ms:8.1f} ms  {step.detail}\n")
+    out.write(_mutual_tls_lines(result.mutual_tls))
     if result.ok:
         out.write("RESULT: PASS\n")
     else:
@@ -189,3 +196,18 @@ def human_report(plugin: str, result: TestResult) -> str:
                 out.write(f"  | {line}\n")
         out.write(f"RESULT: FAIL: {result.error}\n")
     return out.getvalue()
+
+
+def _mutual_tls_lines(evidence: dict[str, object] | None) -> str:
+    """Who verified whom, with the probes' evidence (soup-go prints the same lines)."""
+    if evidence is None:
+        return ""
+    lines = []
+    for who, verified, detail in (
+        ("plugin verified the host", "plugin_verified_client", "plugin_evidence"),
+        ("host verified the plugin", "host_verified_plugin", "host_evidence"),
+    ):
+        value = evidence.get(verified)
+        said = "yes" if value is True else "NO" if value is False else "-"
+        lines.append(f"mutual TLS: {who}: {said} ({evidence.get(detail)})\n")
+    return "".join(lines)

@@ -6,13 +6,18 @@ Semantics shared with soup-go (conformance tests compare both):
 - its file name is the URL-safe base64 of those bytes without padding (only
   ``A-Z a-z 0-9 - _``: no ``.``, no ``/``, so no key can leave the directory or
   collide with a temporary file);
-- a write goes to ``.tmp-<random>`` in the same directory, is fsynced, renamed
-  over the target, and the directory is fsynced; the directory is created
-  (mode 0700, with parents) when missing;
+- a write goes to ``.soup-put-<16 lowercase hex digits>`` in the same directory, is
+  fsynced, renamed over the target, and the directory is fsynced; the directory is
+  created (mode 0700, with parents) when missing;
 - a writer holds an exclusive ``flock`` on its temporary file until the rename; opening
-  a store removes the ``.tmp-*`` files nobody holds: those a killed writer left behind (a
+  a store removes the temporary files nobody holds: those a killed writer left behind (a
   write that was interrupted never happened, so they hold nothing anyone acknowledged),
-  never a write in progress in another process.
+  never a write in progress in another process;
+- only what the store can prove it made is removed: a name of exactly that pattern, a
+  regular file (``lstat``: never a symlink, FIFO, socket or directory, and nothing is
+  opened that could block), owned by this user. Anything else in the directory (a user's
+  ``.tmp-notes``) is left alone. A temporary file the store may not remove (a read-only
+  directory or file system) is left too: the store still opens, for reading.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import errno
 import fcntl
 import os
 import random
+import re
+import stat
 from pathlib import Path
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "FileStore",
     "InvalidKeyError",
     "KeyNotFoundError",
+    "is_temp_name",
     "key_filename",
     "remove_stale_temp_files",
 ]
@@ -40,7 +48,11 @@ __all__ = [
 MAX_KEY_BYTES = 180
 EMPTY_KEY_MESSAGE = "key must not be empty"
 NOT_FOUND_MESSAGE = "key not found"
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".soup-put-"
+# The whole name of a temporary file (a key's name has no '.', so none can match).
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{16}")
+# Removing a leftover is housekeeping: where the store may not remove it, it stays.
+_CANNOT_REMOVE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -94,37 +106,55 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def is_temp_name(name: str) -> bool:
+    """True if ``name`` is one the store gives its temporary files."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def _is_own_file(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
 def _remove_if_unlocked(path: str) -> bool:
-    """Remove ``path`` unless a live writer holds its lock; True if removed."""
+    """Remove ``path`` unless a live writer holds its lock; True if removed.
+
+    O_NONBLOCK and O_NOFOLLOW: should the name have become a FIFO or a symlink since the
+    directory was listed, the open neither blocks nor follows; fstat then rules it out."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False  # renamed or removed meanwhile
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, *_CANNOT_REMOVE):
+            return False  # renamed or removed meanwhile, now a symlink, or not ours to read
+        raise
     try:
+        if not _is_own_file(os.fstat(fd)):
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a Put in progress
         os.unlink(path)
         return True
-    except FileNotFoundError:
-        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, *_CANNOT_REMOVE):
+            return False  # gone meanwhile, or a read-only store: it stays
+        raise
     finally:
         os.close(fd)
 
 
 def remove_stale_temp_files(directory: Path) -> int:
-    """Remove the ``.tmp-*`` files of interrupted writes in ``directory``; how many."""
+    """Remove the temporary files of interrupted writes in ``directory``; how many."""
     removed = 0
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
                 removed += _remove_if_unlocked(entry.path)
     return removed
 
 
 def _create_locked_temp(directory: str) -> tuple[int, str]:
-    """A new ``.tmp-*`` file, locked; made anew if a store opening removed it first."""
+    """A new temporary file, locked; made anew if a store opening removed it first."""
     while True:
         temp = os.path.join(directory, f"{TEMP_PREFIX}{_TEMP_NAMES.getrandbits(64):016x}")
         try:

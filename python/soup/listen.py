@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,9 +42,11 @@ __all__ = [
     "private_dir",
     "remove_orphaned_host_dir",
     "remove_paths",
+    "unix_path_too_long",
 ]
 
-_MAX_UNIX_PATH = 104  # sun_path is 108 bytes on Linux, 104 on macOS
+# sun_path holds 108 bytes on Linux and 104 on macOS, the NUL included.
+_MAX_UNIX_PATH = 103 if sys.platform == "darwin" else 107
 
 
 class _Ports(Protocol):
@@ -161,19 +164,42 @@ def _port_range(env: Mapping[str, str]) -> tuple[int, int]:
     return low, high
 
 
-def _unix_socket_path(env: Mapping[str, str]) -> str:
+def unix_path_too_long(directory: str, path_bytes: int) -> str | None:
+    """Why a socket path of ``path_bytes`` bytes in ``directory`` cannot be bound, or None.
+
+    bind() only says EINVAL; soup-go words this the same."""
+    if path_bytes <= _MAX_UNIX_PATH:
+        return None
+    return (
+        f"unix socket path in {directory} is too long: {path_bytes} bytes (at most "
+        f"{_MAX_UNIX_PATH} on {sys.platform}); set a shorter TMPDIR or {ENV_UNIX_SOCKET_DIR}"
+    )
+
+
+def _check_unix_path(path: str) -> None:
+    reason = unix_path_too_long(os.path.dirname(path), len(os.fsencode(path)))
+    if reason is not None:
+        raise PluginError(reason)
+
+
+def _unix_socket_path(env: Mapping[str, str], listening: Listening, gid: int | None) -> str:
+    """A fresh socket path: in the host's PLUGIN_UNIX_SOCKET_DIR as go-plugin's, else in a
+    0700 directory of our own (go-plugin's would sit in TMPDIR itself, reachable by anyone
+    the umask lets in), removed with the socket."""
     directory = env.get(ENV_UNIX_SOCKET_DIR) or None
+    if directory is None:
+        private = bridge.private_socket_dir("soup-plugin-")
+        listening.cleanup.append(private)
+        directory = str(private)
+        if gid is not None:  # the group may reach the socket, not list the directory
+            _socket_permissions(env, gid, directory, 0o710)
     try:
         fd, path = tempfile.mkstemp(prefix="plugin", dir=directory)
     except OSError as exc:
         raise PluginError(f"cannot create the plugin's unix socket path: {exc}") from exc
     os.close(fd)
     os.unlink(path)
-    if len(path.encode()) >= _MAX_UNIX_PATH:
-        raise PluginError(
-            f"unix socket path {path!r} is too long ({len(path.encode())} bytes); "
-            f"set {ENV_UNIX_SOCKET_DIR} to a shorter directory"
-        )
+    _check_unix_path(path)
     return path
 
 
@@ -208,11 +234,13 @@ def share_with_group(path: str | Path, gid: int, mode: int = 0o660) -> None:
     os.chmod(path, mode)
 
 
-def _socket_permissions(env: Mapping[str, str], gid: int | None, path: str) -> None:
+def _socket_permissions(
+    env: Mapping[str, str], gid: int | None, path: str, mode: int = 0o660
+) -> None:
     if gid is None:
         return
     try:
-        share_with_group(path, gid)
+        share_with_group(path, gid, mode)
     except OSError as exc:
         raise PluginError(f"{ENV_UNIX_SOCKET_GROUP}={env[ENV_UNIX_SOCKET_GROUP]!r}: {exc}") from exc
 
@@ -289,7 +317,7 @@ def _listen_grpc(
     socket_gid: int | None,
 ) -> None:
     if listening.network == "unix":
-        path = _unix_socket_path(env)
+        path = _unix_socket_path(env, listening, socket_gid)
         listening.cleanup.append(Path(path))
         if not add_port(server, "unix:" + path, creds):
             raise PluginError(f"couldn't bind plugin unix listener at {path}")
@@ -326,10 +354,11 @@ def _listen_bridged(
     private = private_dir(env, "soup-")
     listening.cleanup.append(private)
     backend_path = str(private / "grpc.sock")
+    _check_unix_path(backend_path)
     if not add_port(server, "unix:" + backend_path, None):
         raise PluginError(f"couldn't bind the private grpc socket {backend_path}")
     if listening.network == "unix":
-        path = _unix_socket_path(env)
+        path = _unix_socket_path(env, listening, socket_gid)
         listen_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listen_sock.bind(path)

@@ -13,8 +13,11 @@ address:
 - ``foreign_trust``: the host's own verifier, trusting a foreign certificate instead of
   the plugin's, must refuse the plugin (verification is on, not just configured).
 
-Judging the probes is pure (:func:`judge`); the connections are :func:`probe_plugin`.
-The wording (alert names, evidence) is the same in soup-go (verify.go).
+Judging the probes is pure (:func:`judge`), and so is the verdict on the evidence
+(:func:`problems`: ``client test`` fails without both-ways verification, and the matrix
+runner applies the same rule to every host's result); the connections are
+:func:`probe_plugin`. The wording (alert names, evidence) is the same in soup-go
+(verify.go).
 """
 
 from __future__ import annotations
@@ -29,13 +32,26 @@ from soup import certs, tls
 if TYPE_CHECKING:
     from soup.host import Client
 
-__all__ = ["H2_PREFACE", "Probe", "alert_name", "dial", "judge", "mutual_tls", "probe_plugin"]
+__all__ = [
+    "H2_PREFACE",
+    "HOST_DID_NOT_VERIFY",
+    "PLUGIN_DID_NOT_VERIFY",
+    "Probe",
+    "alert_name",
+    "dial",
+    "judge",
+    "mutual_tls",
+    "probe_plugin",
+    "problems",
+]
 
 PROBE_TIMEOUT = 5.0
 ALERT_WAIT = 1.0  # a refusing plugin alerts right after the handshake
 # HTTP/2 client preface and an empty SETTINGS frame: a serving peer answers with its SETTINGS.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _ALERT_PREFIXES = ("TLSV13_ALERT_", "TLSV1_ALERT_", "SSLV3_ALERT_")
+PLUGIN_DID_NOT_VERIFY = "plugin did not verify the host's certificate"
+HOST_DID_NOT_VERIFY = "host did not verify the plugin's certificate"
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,22 @@ def judge(mode: str, probes: list[Probe], pinned_match: bool | None) -> dict[str
         "host_evidence": "; ".join(host_text),
         "probes": [asdict(p) for p in probes],
     }
+
+
+def problems(mode: str, evidence: object) -> list[str]:
+    """What is missing for both-ways verification in a ``mutual_tls`` object (empty: both
+    sides verified, or TLS is disabled). A working RPC alone cannot tell mutual TLS from
+    one-way TLS, so missing evidence is a problem too."""
+    if mode == "disabled":
+        return []
+    if not isinstance(evidence, dict):
+        return ["no mutual_tls evidence in the result (cannot tell mutual from one-way TLS)"]
+    out = []
+    if evidence.get("plugin_verified_client") is not True:
+        out.append(f"{PLUGIN_DID_NOT_VERIFY}: {evidence.get('plugin_evidence')}")
+    if evidence.get("host_verified_plugin") is not True:
+        out.append(f"{HOST_DID_NOT_VERIFY}: {evidence.get('host_evidence')}")
+    return out
 
 
 def mutual_tls(client: Client) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from soup.kvstore import (
     FileStore,
     InvalidKeyError,
     KeyNotFoundError,
+    is_temp_name,
     key_filename,
 )
 
@@ -173,7 +174,7 @@ def test_no_temp_files_left(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     for i in range(20):
         store.put(f"k{i % 3}", os.urandom(100))
-    assert not [n for n in _files(tmp_path) if n.startswith(".tmp-")]
+    assert not [n for n in _files(tmp_path) if n.startswith(TEMP_PREFIX)]
     assert len(_files(tmp_path)) == 3
 
 
@@ -232,10 +233,10 @@ def test_crash_keeps_old_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 def test_leftover_temp_file_is_not_a_key(tmp_path: Path) -> None:
     # A real crash can leave a temp file behind: it never shadows a key.
-    (tmp_path / ".tmp-deadbeef").write_bytes(b"partial")
+    (tmp_path / f"{TEMP_PREFIX}00000000deadbeef").write_bytes(b"partial")
     store = FileStore(tmp_path)
     with pytest.raises(KeyNotFoundError):
-        store.get(".tmp-deadbeef")
+        store.get(f"{TEMP_PREFIX}00000000deadbeef")
 
 
 def test_write_path_calls_fsync_and_replace(
@@ -250,7 +251,7 @@ def test_write_path_calls_fsync_and_replace(
 
     def replace(src: str, dst: str) -> None:
         assert Path(src).parent == Path(dst).parent == tmp_path
-        assert Path(src).name.startswith(".tmp-")
+        assert is_temp_name(Path(src).name)
         calls.append("replace")
         real_replace(src, dst)
 
@@ -277,20 +278,75 @@ def test_property_round_trip(
 
 def test_opening_removes_temp_files_of_interrupted_writes(tmp_path: Path) -> None:
     FileStore(tmp_path).put("kept", b"acknowledged")
-    # What a writer killed between open and rename leaves behind (full size, any name).
+    # What a writer killed between open and rename leaves behind (full size).
     (tmp_path / f"{TEMP_PREFIX}0123456789abcdef").write_bytes(b"x" * 4096)
-    (tmp_path / f"{TEMP_PREFIX}").write_bytes(b"")
-    (tmp_path / f"{TEMP_PREFIX}dir").mkdir()  # not a file the store wrote: left alone
+    (tmp_path / f"{TEMP_PREFIX}fedcba9876543210").write_bytes(b"")
     store = FileStore(tmp_path)
     assert store.removed_temp_files == 2
-    assert _files(tmp_path) == sorted([key_filename("kept"), f"{TEMP_PREFIX}dir"])
+    assert _files(tmp_path) == [key_filename("kept")]
     assert store.get("kept") == b"acknowledged"
+
+
+# Names and kinds the store did not make: all of them stay, and opening never blocks.
+NOT_THE_STORES = [
+    ".tmp-notes",  # a user's file (earlier builds removed every .tmp-* file)
+    ".tmp-0123456789abcdef",
+    f"{TEMP_PREFIX}",
+    f"{TEMP_PREFIX}0123456789ABCDEF",  # upper case: not a name the store gives
+    f"{TEMP_PREFIX}0123456789abcdef0",  # 17 digits
+    f"{TEMP_PREFIX}0123456789abcdef.bak",
+]
+
+
+def test_opening_leaves_what_the_store_did_not_make(tmp_path: Path) -> None:
+    for name in NOT_THE_STORES:
+        (tmp_path / name).write_bytes(b"the user's")
+    (tmp_path / "target").write_bytes(b"a symlink's target")
+    (tmp_path / f"{TEMP_PREFIX}000000000000000a").symlink_to(tmp_path / "target")
+    os.mkfifo(tmp_path / f"{TEMP_PREFIX}000000000000000b")  # opening it would block
+    (tmp_path / f"{TEMP_PREFIX}000000000000000c").mkdir()
+    (tmp_path / f"{TEMP_PREFIX}000000000000000c" / "inside").write_bytes(b"x")
+    before = _files(tmp_path)
+    store = FileStore(tmp_path)
+    assert store.removed_temp_files == 0
+    assert _files(tmp_path) == before
+    for name in NOT_THE_STORES:
+        assert (tmp_path / name).read_bytes() == b"the user's"
+    assert (tmp_path / f"{TEMP_PREFIX}000000000000000a").read_bytes() == b"a symlink's target"
+
+
+# The store opened in a child whose mount namespace sees the directory read-only (a real
+# EROFS, for root too): it opens, reads, refuses a Put, and leaves the stale file.
+READ_ONLY_CHILD = """
+import errno, sys
+from soup.kvstore import FileStore
+store = FileStore(sys.argv[1])
+try:
+    store.put("k", b"new")
+except OSError as exc:
+    put = errno.errorcode[exc.errno]
+print(store.removed_temp_files, store.get("k").decode(), put)
+"""
+
+
+def test_a_read_only_store_with_a_stale_temp_file_opens_for_reading(tmp_path: Path) -> None:
+    FileStore(tmp_path).put("k", b"v")
+    stale = tmp_path / f"{TEMP_PREFIX}0123456789abcdef"
+    stale.write_bytes(b"interrupted")
+    mount_ro = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    argv = ["unshare", "-rm", "sh", "-c", mount_ro, str(tmp_path)]
+    child = subprocess.run(
+        [*argv, sys.executable, "-c", READ_ONLY_CHILD, str(tmp_path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (child.returncode, child.stdout) == (0, "0 v EROFS\n"), child.stderr
+    assert stale.read_bytes() == b"interrupted"
 
 
 def test_opening_leaves_a_write_in_progress_alone(tmp_path: Path) -> None:
     # A writer in another process holds an exclusive flock on its temporary file
     # (as the Go store does): an opening store must not take it for stale.
-    busy = tmp_path / f"{TEMP_PREFIX}busy"
+    busy = tmp_path / f"{TEMP_PREFIX}00000000000b0551"
     busy.write_bytes(b"half a value")
     holder = subprocess.Popen(
         [sys.executable, "-c",

@@ -57,3 +57,24 @@ def test_kv_profiles() -> None:
         kvprofile.check_missing("strict", "k", "UNKNOWN", "no such file")
     with pytest.raises(ValueError, match="got a value"):
         kvprofile.check_missing("lenient", "k", None, "3 bytes")
+
+
+def test_the_verdict_needs_both_sides_verified() -> None:
+    # The rule `client test` and the matrix runner share; soup-go's mutualTLSProblems
+    # words it the same (verify_test.go).
+    assert verify.problems("auto", verify.judge("auto", REFUSED, pinned_match=True)) == []
+    assert verify.problems("disabled", None) == []
+    served = verify.Probe("no_client_cert", False, "served: the plugin answered HTTP/2 (9 bytes)")
+    lax = verify.judge("manual", [served, *REFUSED[1:]], pinned_match=None)
+    assert verify.problems("manual", lax) == [
+        "plugin did not verify the host's certificate: no_client_cert: served: the plugin "
+        "answered HTTP/2 (9 bytes); foreign_client_cert: refused: alert unknown ca"
+    ]
+    both = verify.problems("auto", verify.judge("auto", [], pinned_match=False))
+    assert [p.split(":")[0] for p in both] == [
+        verify.PLUGIN_DID_NOT_VERIFY,
+        verify.HOST_DID_NOT_VERIFY,
+    ]
+    assert verify.problems("auto", None) == [
+        "no mutual_tls evidence in the result (cannot tell mutual from one-way TLS)"
+    ]
