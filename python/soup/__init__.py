@@ -11,6 +11,9 @@ plugin code, and ``import soup`` alone costs nothing.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -77,9 +80,26 @@ def version_string() -> str:
     Here, not in ``soup.result``, so that a plugin does not import the host's result
     types for it; ``sys.version``'s first word is ``platform.python_version()``.
     """
-    from grpc import __version__ as grpcio  # noqa: PLC0415 - `import soup` costs nothing
+    return f"soup {__version__} (python {sys.version.split()[0]}, grpcio {_grpcio_version()})"
 
-    return f"soup {__version__} (python {sys.version.split()[0]}, grpcio {grpcio})"
+
+def _grpcio_version() -> str:
+    """``grpc.__version__``, without importing grpc (some 100 ms) where it is not loaded yet,
+    as for ``soup --version``: grpc takes it from ``grpc/_grpcio_metadata.py``, a file of
+    one assignment, which is read here without running grpc's package ``__init__``."""
+    if "grpc" not in sys.modules:
+        spec = importlib.machinery.PathFinder.find_spec("grpc")
+        for folder in (spec.submodule_search_locations or ()) if spec is not None else ():
+            try:
+                with open(os.path.join(folder, "_grpcio_metadata.py"), encoding="utf-8") as f:
+                    found = re.fullmatch(r'__version__ = """([^"]+)"""\s*', f.read())
+            except OSError:
+                continue
+            if found:
+                return found.group(1)
+    import grpc  # noqa: PLC0415 - loaded already, or its file says it otherwise
+
+    return str(grpc.__version__)
 
 
 def __getattr__(name: str) -> object:

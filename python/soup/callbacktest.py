@@ -22,7 +22,7 @@ from soup.errors import HostError
 from soup.host import Client
 from soup.result import Identity, Step
 
-__all__ = ["CALLBACK_TEST_HELP", "CallbackResult", "run_callback_test", "run_command"]
+__all__ = ["CallbackResult", "run_callback_test", "run_command"]
 
 RPC_TIMEOUT = 10.0  # a Put includes a broker dial (waits up to 5 s) and a Sum
 COUNTER_KEY = "soup-counter"
@@ -173,16 +173,6 @@ def _check_plugin_sum(client: Client, result: CallbackResult, a: int, b: int) ->
     if got != a + b:
         raise _StepFailed(f"the plugin's AddHelper returned Sum({a}, {b}) = {got}")
     return f"the plugin's AddHelper, dialled by the host: Sum({a}, {b}) = {got}"
-
-
-CALLBACK_TEST_HELP = """\
-Start the plugin CMD as a go-plugin host would and prove GRPCBroker callbacks both
-ways with the counter demo (go-plugin's examples/bidirectional): steps spawn,
-handshake, put and put_again (Counter.Put; the plugin calls the host's AddHelper.Sum
-through the broker), get (the total is the sum), host_helper (the host's AddHelper saw
-exactly those Sum calls), plugin_helper (Counter.OpenAdder: the host dials the
-plugin's AddHelper through the broker), shutdown. Every soup and soup-go
-`rpc server-start` plugin serves the counter demo."""
 
 
 def run_command(make_client: Callable[[], Client], tls_mode: str, as_json: bool) -> int:

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from soup.defaults import KEY_TYPES
+
 __all__ = [
     "INCOMPATIBLE_KEY_USAGE",
     "KEY_TYPES",
@@ -48,8 +50,6 @@ __all__ = [
     "validity_problem",
     "write_pair",
 ]
-
-KEY_TYPES: tuple[str, ...] = ("rsa-2048", "rsa-4096", "ec-p256", "ec-p384", "ec-p521", "ed25519")
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey

@@ -6,16 +6,12 @@ Exit codes: 0 ok, 1 the operation failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shlex
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from soup import callbacktest, clienttest, cliplugin, kvprofile, logs
+from soup import cliplugin, kvprofile, version_string
 from soup.cliplugin import (
     COMMAND,
     USAGE_PARSER,
@@ -25,18 +21,13 @@ from soup.cliplugin import (
     add_tls_flags,
     check_tls_args,
     formatter,
-    handshake_config,
-    tls_settings,
+    path_arg,
 )
-from soup.connect import rpc_code, rpc_message
-from soup.errors import HostError
-from soup.handshake import ENV_LOG_LEVEL
-from soup.host import RPC_TIMEOUT, Client, ClientConfig
-from soup.kv import KVClient
-from soup.reattach import ReattachConfig, ReattachError
-from soup.result import BenchResult, RoundTrips, TestResult, version_string
 
-__all__ = ["build_parser", "main", "run_test"]
+if TYPE_CHECKING:
+    from soup.reattach import ReattachConfig
+
+__all__ = ["build_parser", "main"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -65,6 +56,16 @@ examples:
 exit codes: 0 ok, 1 operation failed, 2 usage error.
 log level of host commands: SOUP_LOG_LEVEL (default warn; logs go to stderr).
 """
+
+
+CALLBACK_TEST_HELP = """\
+Start the plugin CMD as a go-plugin host would and prove GRPCBroker callbacks both
+ways with the counter demo (go-plugin's examples/bidirectional): steps spawn,
+handshake, put and put_again (Counter.Put; the plugin calls the host's AddHelper.Sum
+through the broker), get (the total is the sum), host_helper (the host's AddHelper saw
+exactly those Sum calls), plugin_helper (Counter.OpenAdder: the host dials the
+plugin's AddHelper through the broker), shutdown. Every soup and soup-go
+`rpc server-start` plugin serves the counter demo."""
 
 
 def _positive(text: str) -> float:
@@ -101,6 +102,9 @@ def _plugin_command(text: str) -> str:
 
 
 def _reattach(text: str) -> ReattachConfig:
+    # Here, not at the top: only --reattach needs it (and json), not the parser.
+    from soup.reattach import ReattachConfig, ReattachError  # noqa: PLC0415
+
     try:
         return ReattachConfig.from_json(text)
     except ReattachError as exc:
@@ -163,7 +167,7 @@ def _add_client_parsers(rpc_sub: Any) -> None:
     callback = client_sub.add_parser(
         "callback-test",
         help="start a plugin, prove GRPCBroker callbacks both ways (counter demo)",
-        description=callbacktest.CALLBACK_TEST_HELP,
+        description=CALLBACK_TEST_HELP,
         formatter_class=formatter,
     )
     _add_host_flags(callback)
@@ -189,7 +193,7 @@ def _add_kv_parsers(rpc_sub: Any) -> None:
     )
     put.add_argument("key")
     put.add_argument("value", nargs="?", help="the value; '-' reads it from stdin")
-    put.add_argument("--value-file", type=Path, metavar="F", help="read the value from file F")
+    put.add_argument("--value-file", type=path_arg, metavar="F", help="read the value from file F")
     _add_host_flags(put)
     get = kv_sub.add_parser(
         "get", help="Get KEY (prints the value bytes)", formatter_class=formatter
@@ -238,157 +242,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error("KEY is not valid UTF-8")
 
 
-def _configure_host_logging() -> None:
-    logs.configure(sys.stderr, level=os.environ.get(ENV_LOG_LEVEL, "warn"), module="soup.host")
-
-
-def _client_config(args: argparse.Namespace) -> ClientConfig:
-    return ClientConfig(
-        cmd=args.server,
-        reattach=args.reattach,
-        handshake=handshake_config(args),
-        tls=tls_settings(args),
-        timeout=args.timeout,
-        rpc_timeout=min(args.timeout, RPC_TIMEOUT),  # every host wait bounded by --timeout
-        keep_running=args.keep_running,
-    )
-
-
-def run_test(args: argparse.Namespace) -> TestResult:
-    """``rpc client test`` for parsed arguments (see ``soup.clienttest``)."""
-    return clienttest.run(lambda: _client_config(args), args.kv_profile)
-
-
-def _plugin_label(args: argparse.Namespace) -> str:
-    if args.reattach is not None:
-        return f"reattach {args.reattach.to_json()}"
-    return str(args.server)
-
-
-def _cmd_test(args: argparse.Namespace) -> int:
-    _configure_host_logging()
-    result = run_test(args)
-    if args.json:
-        sys.stdout.write(result.to_json() + "\n")
-        sys.stdout.flush()
-    else:
-        sys.stdout.write(clienttest.human_report(_plugin_label(args), result))
-        sys.stdout.flush()
-    return 0 if result.ok else 1
-
-
-# --------------------------------------------------------------------------------------
-# rpc client bench
-
-
-def _bench_rounds(client: Client, args: argparse.Namespace) -> list[float]:
-    kv = KVClient(client.channel, client.config.rpc_timeout)
-    payload = secrets.token_bytes(64)
-    samples: list[float] = []
-    for i in range(args.warmup + args.count):
-        key = f"bench-{i % 16}"
-        started = time.perf_counter()
-        kv.put(key, payload)
-        if kv.get(key) != payload:
-            raise HostError(f"get {key}: other bytes returned")
-        if i >= args.warmup:
-            samples.append((time.perf_counter() - started) * 1e6)
-    return samples
-
-
-def _print_bench(args: argparse.Namespace, result: BenchResult) -> None:
-    if args.json:
-        sys.stdout.write(result.to_json() + "\n")
-    elif result.ok:
-        r = result.round_trip_us
-        sys.stdout.write(
-            f"bench: {result.count} Put+Get round trips, tls {result.tls.mode} "
-            f"{result.tls.backend or '-'}: mean {r.mean:.1f} us, p50 {r.p50:.1f}, "
-            f"p90 {r.p90:.1f}, p99 {r.p99:.1f}, min {r.min:.1f}, max {r.max:.1f}\n"
-        )
-    else:
-        sys.stdout.write(f"bench: FAIL: {result.error}\n")
-    sys.stdout.flush()
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    _configure_host_logging()
-    result = BenchResult(count=args.count)
-    result.tls.mode = args.tls_mode
-    samples: list[float] = []
-    client: Client | None = None
-    try:
-        client = Client(_client_config(args))
-        client.start()
-        samples = _bench_rounds(client, args)
-        result.ok = True
-    except (HostError, ValueError, OSError) as exc:
-        result.error = client.explain(exc) if client is not None else str(exc)
-    finally:
-        if client is not None:
-            client.kill()
-            result.tls = client.tls
-    result.round_trip_us = RoundTrips.from_samples(samples)
-    _print_bench(args, result)
-    return 0 if result.ok else 1
-
-
-# --------------------------------------------------------------------------------------
-# rpc kv put|get
-
-
-def _kv_error(exc: BaseException) -> int:
-    code = rpc_code(exc)
-    if code is not None:
-        sys.stderr.write(f"error: {code.name}: {rpc_message(exc)}\n")
-    else:
-        sys.stderr.write(f"error: {exc}\n")
-    sys.stderr.flush()
-    return 1
-
-
-def _put_value(args: argparse.Namespace) -> bytes:
-    if args.value_file is not None:
-        return bytes(args.value_file.read_bytes())
-    if args.value == "-":
-        return sys.stdin.buffer.read()
-    return os.fsencode(args.value)
-
-
-def _cmd_kv(args: argparse.Namespace) -> int:
-    _configure_host_logging()
-    client: Client | None = None
-    try:
-        value = _put_value(args) if args.kv_command == "put" else b""
-        client = Client(_client_config(args))
-        client.start()
-        kv = KVClient(client.channel, client.config.rpc_timeout)
-        if args.kv_command == "put":
-            kv.put(args.key, value)
-        else:
-            sys.stdout.buffer.write(kv.get(args.key))
-            sys.stdout.buffer.flush()
-    except (HostError, ValueError, OSError) as exc:
-        return _kv_error(exc)
-    finally:
-        if client is not None:
-            client.kill()
-    return 0
-
-
-def _cmd_callback_test(args: argparse.Namespace) -> int:
-    _configure_host_logging()
-    return callbacktest.run_command(lambda: Client(_client_config(args)), args.tls_mode, args.json)
-
-
-def _cmd_client(args: argparse.Namespace) -> int:
-    if args.client_command == "bench":
-        return _cmd_bench(args)
-    if args.client_command == "callback-test":
-        return _cmd_callback_test(args)
-    return _cmd_test(args)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``soup`` / ``python -m soup``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -402,13 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(parser, args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    cliplugin.end_startup()
     if args.command == "version":
         print(version_string())
         return 0
-    if args.rpc_command == "client":
-        return _cmd_client(args)
-    return _cmd_kv(args)
+    # Here, not at the top: the parser alone (--help, --version, usage errors) needs none of
+    # the host's modules (grpc, protobuf, cryptography), which take most of a start-up.
+    from soup import clihost  # noqa: PLC0415
+
+    cliplugin.end_startup()
+    return clihost.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

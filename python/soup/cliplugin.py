@@ -10,12 +10,15 @@ import argparse
 import gc
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from soup import certs, handshake
-from soup.handshake import DEFAULT_KEY_TYPE, HandshakeConfig
-from soup.settings import TLSSettings
+from soup import defaults
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from soup.handshake import HandshakeConfig
+    from soup.settings import TLSSettings
 
 __all__ = [
     "COMMAND",
@@ -29,6 +32,7 @@ __all__ = [
     "formatter",
     "handshake_config",
     "main",
+    "path_arg",
     "run",
     "tls_settings",
 ]
@@ -49,32 +53,41 @@ def formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def path_arg(text: str) -> Path:
+    """argparse type of the file and directory flags: pathlib loads only when one is given
+    (``soup --help`` goes without it)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    return Path(text)
+
+
 def _versions(text: str) -> tuple[int, ...]:
+    from soup.handshake import parse_versions  # noqa: PLC0415 - not for the help alone
+
     try:
-        return handshake.parse_versions(text)
+        return parse_versions(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_handshake_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = HandshakeConfig()
     group = parser.add_argument_group("handshake (must match on host and plugin)")
     group.add_argument(
         "--magic-cookie-key",
-        default=defaults.cookie_key,
+        default=defaults.COOKIE_KEY,
         metavar="K",
-        help=f"environment variable of the magic cookie (default: {defaults.cookie_key})",
+        help=f"environment variable of the magic cookie (default: {defaults.COOKIE_KEY})",
     )
     group.add_argument(
         "--magic-cookie-value",
-        default=defaults.cookie_value,
+        default=defaults.COOKIE_VALUE,
         metavar="V",
-        help=f"its value (default: {defaults.cookie_value})",
+        help=f"its value (default: {defaults.COOKIE_VALUE})",
     )
     group.add_argument(
         "--protocol-versions",
         type=_versions,
-        default=defaults.app_versions,
+        default=defaults.APP_VERSIONS,
         metavar="LIST",
         help="app protocol versions, comma list of positive integers (default: 1); a plugin "
         "serves these (the highest the host asks for wins), a host asks for and accepts these",
@@ -98,14 +111,14 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--key-type",
-        choices=certs.KEY_TYPES,
-        default=DEFAULT_KEY_TYPE,
-        help=f"key type of the own self-signed certificate in auto mode (default: {DEFAULT_KEY_TYPE})",
+        choices=defaults.KEY_TYPES,
+        default=defaults.KEY_TYPE,
+        help=f"key type of the own self-signed certificate in auto mode (default: {defaults.KEY_TYPE})",
     )
-    group.add_argument("--cert-file", type=Path, help="manual mode: own certificate (PEM)")
-    group.add_argument("--key-file", type=Path, help="manual mode: own private key (PEM)")
+    group.add_argument("--cert-file", type=path_arg, help="manual mode: own certificate (PEM)")
+    group.add_argument("--key-file", type=path_arg, help="manual mode: own private key (PEM)")
     group.add_argument(
-        "--ca-file", type=Path, help="manual mode: CA (PEM) that issued the peer's certificate"
+        "--ca-file", type=path_arg, help="manual mode: CA (PEM) that issued the peer's certificate"
     )
     group.add_argument(
         "--tls-backend",
@@ -123,7 +136,7 @@ def _define(server: argparse.ArgumentParser) -> None:
         "--transport", choices=("unix", "tcp"), default="unix", help="listener (default: unix)"
     )
     server.add_argument(
-        "--kv-dir", type=Path, help="KV storage directory (default: a temporary one)"
+        "--kv-dir", type=path_arg, help="KV storage directory (default: a temporary one)"
     )
     server.add_argument(
         "--debug",
@@ -160,6 +173,8 @@ def check_tls_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def handshake_config(args: argparse.Namespace) -> HandshakeConfig:
+    from soup.handshake import HandshakeConfig  # noqa: PLC0415 - not for the help alone
+
     return HandshakeConfig(
         cookie_key=args.magic_cookie_key,
         cookie_value=args.magic_cookie_value,
@@ -168,6 +183,10 @@ def handshake_config(args: argparse.Namespace) -> HandshakeConfig:
 
 
 def tls_settings(args: argparse.Namespace) -> TLSSettings:
+    # Here, not at the top: soup.settings imports cryptography, which the parser (and so
+    # `soup --help`) does without.
+    from soup.settings import TLSSettings  # noqa: PLC0415
+
     return TLSSettings(
         mode=args.tls_mode,
         key_type=args.key_type,

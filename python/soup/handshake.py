@@ -21,6 +21,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from soup import defaults
+
 __all__ = [
     "CORE_PROTOCOL_VERSION",
     "DEFAULT_KEY_TYPE",
@@ -82,7 +84,7 @@ HOST_SOCKET_DIR_PREFIXES = (HOST_SOCKET_DIR_PREFIX, "soup-go-h-")
 ENV_LOG_LEVEL = "SOUP_LOG_LEVEL"
 """soup's own log-level variable, the same in both implementations (trace..error)."""
 
-DEFAULT_KEY_TYPE = "ec-p256"
+DEFAULT_KEY_TYPE = defaults.KEY_TYPE
 """Key type of an AutoMTLS certificate unless configured (go-plugin uses P-256 too)."""
 
 NETWORKS: tuple[str, ...] = ("unix", "tcp")
@@ -136,9 +138,9 @@ class IncompatibleVersionError(HandshakeLineError):
 class HandshakeConfig:
     """What host and plugin must agree on before anything else (go-plugin ``HandshakeConfig``)."""
 
-    cookie_key: str = "BASIC_PLUGIN"
-    cookie_value: str = "hello"
-    app_versions: tuple[int, ...] = (1,)
+    cookie_key: str = defaults.COOKIE_KEY
+    cookie_value: str = defaults.COOKIE_VALUE
+    app_versions: tuple[int, ...] = defaults.APP_VERSIONS
 
 
 class Handshake(NamedTuple):
