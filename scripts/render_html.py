@@ -12,6 +12,8 @@ from collections import Counter
 from html import escape
 from typing import Any
 
+from soup.check.report import STYLE  # one look for every report
+
 OUTCOME_CLASS = {
     "pass": "pass",
     "negative-pass": "pass",
@@ -27,18 +29,6 @@ LABEL = {
     "known": "known failure",
     "unsupported": "unsupported",
 }
-STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #999; padding: 0.2em 0.4em; vertical-align: top; font-size: 0.85em; }
-th { background: #eee; }
-.pass { background: #b7e1b0; } .fail { background: #f28b82; }
-.known { background: #fdd663; } .unsupported { background: #dadce0; color: #555; }
-.stale { background: #c58af9; } .empty { background: #fff; }
-details > summary { cursor: pointer; font-weight: bold; }
-pre { white-space: pre-wrap; max-width: 40em; font-size: 0.9em; }
-.legend span { display: inline-block; padding: 0.2em 0.6em; margin-right: 0.4em; }
-"""
 
 
 def _axes_key(v: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 
 from soup.check.catalogue import FAIL, SKIP, WARN, Outcome, summary
 
-# Shared with the matrix report (scripts/render_html.py): one look for every report.
+# The matrix report (scripts/render_html.py) uses it too: one look for every report.
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
