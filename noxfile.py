@@ -507,6 +507,17 @@ def peers(session: nox.Session) -> None:
     session.run("python", "scripts/peers_table.py", str(REPORTS / "peers.json"))
 
 
+@nox.session(python=DEFAULT_PYTHON)
+def check(session: nox.Session) -> None:
+    """`soup check` proven able to fail: every check against a fake with that fault (check_fakes.toml)."""
+    install_soup(session)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest", "conformance/test_check_fakes.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--junitxml={REPORTS / 'check-fakes.xml'}", *session.posargs,
+    )  # fmt: skip
+
+
 @nox.session
 @nox.parametrize(["python", "grpc", "go_plugin"], ci_shards.matrix_shards(PYPROJECT, MATRIX))
 def matrix(session: nox.Session, grpc: str, go_plugin: str) -> None:

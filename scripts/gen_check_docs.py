@@ -59,6 +59,9 @@ soup check host   [--cookie KEY=VALUE] [--versions 1,2] [--only ID ...] [--skip 
   `check.xml`. On a terminal, a progress line per check goes to stderr.
 - A failing *advisory* check is reported as `warn` and does not fail the run; a `skip`
   says why the check does not apply and is never counted as a pass.
+- Every check is proven able to fail: `nox -s check` runs it against a fake plugin or host
+  with one fault each (`conformance/broken_plugin.py`, `conformance/broken_host.py`) and
+  asserts that exactly the checks listed in `conformance/check_fakes.toml` do not pass.
 
 Examples:
 

@@ -117,6 +117,9 @@ class HostLab:
         events = probe.read_events(script.parent)
         for start in [e for e in events if e["event"] == "start"]:
             _kill_probe(int(start["pid"]))
+        for private in [Path(e["path"]) for e in events if e["event"] == "private"]:
+            if private.name.startswith(probe.PRIVATE_PREFIX):
+                shutil.rmtree(private, ignore_errors=True)
         return HostRun(code, output.decode("utf-8", "replace"), events)
 
 
@@ -169,8 +172,8 @@ def auto_mtls(lab: HostLab) -> Verdict:
         key = certs.key_type_of(certs.load_cert_pem(pem.encode()))
     except ValueError as exc:
         return failed(f"{handshake.ENV_CLIENT_CERT} is not a PEM certificate: {exc}")
-    tls = run.of("tls")
-    versions = tls[0]["versions"] if tls else []
+    versions = {v for e in run.of("tls") for v in e["versions"]}
+    versions |= {v for e in run.of("rpc") for v in e.get("tls", [])}
     refused = [e["reason"] for e in run.of("tls-refused")]
     if not versions:
         return failed(

@@ -34,6 +34,8 @@ CALL_TIMEOUT_S = 5.0
 # A TLS record header announcing a 512-byte ClientHello, and a little of it: never finished.
 PARTIAL_CLIENT_HELLO = bytes.fromhex("160301020001000200fc0303")
 GARBAGE = bytes(range(256)) * 16
+# OpenSSL's reason when the checker itself refused the plugin's certificate.
+UNVERIFIED = "CERTIFICATE_VERIFY_FAILED"
 
 
 # -- helpers
@@ -67,6 +69,12 @@ def _tls_refusal(lab: Lab, context: Callable[[peer.Plugin], ssl.SSLContext], wha
         answer = peer.tls_attempt(plugin, context(plugin))
     if answer == peer.ACCEPTED:
         return failed(f"{what}: the plugin completed the handshake and answered HTTP/2")
+    if UNVERIFIED in answer:
+        # The checker gave up on the plugin's certificate: the plugin never got to judge ours.
+        return failed(
+            f"{what}: not judged, the served certificate does not verify against field 6 "
+            f"(see tls.cert-matches-handshake): {answer}"
+        )
     return passed(f"{what}: refused ({answer})")
 
 
@@ -80,11 +88,11 @@ def _alert(answer: str) -> bool:
 def cookie(lab: Lab) -> Verdict:
     plugin = lab.start(cookie=False)
     try:
+        if plugin.line:
+            return failed(f"printed a line without the cookie: {plugin.line[:120]!r}")
         code = plugin.wait_exit(lab.target.timeout)
         if code is None:
             return failed(f"still running {lab.target.timeout:g} s after a start without cookie")
-        if plugin.line:
-            return failed(f"printed a line without the cookie: {plugin.line[:120]!r}")
         if code == 0:
             return failed("exited 0 without the cookie (go-plugin exits 1)")
         if COOKIE_MESSAGE not in plugin.stderr_text():

@@ -43,6 +43,7 @@ PROBE_KEY_TYPE = "ec-p256"  # verifiable by every host, grpcio's included
 STDOUT_MARKER = b"soup check probe: written to stdout after the handshake\n"
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
+PRIVATE_PREFIX = "soup-probe-"  # the sockets' directory, removed by the checker if we are killed
 VARIANTS = ("good", "cert-mismatch", "plaintext", "malformed-line", "core-version", "app-version")
 
 
@@ -52,6 +53,7 @@ class Recorder:
     def __init__(self, directory: Path) -> None:
         self._file = (directory / EVENTS).open("a", encoding="utf-8")
         self._lock = threading.Lock()
+        self.tls_versions: Callable[[], list[str]] = list  # the TLS listener's, once there is one
 
     def __call__(self, event: str, **data: Any) -> None:
         with self._lock:
@@ -77,7 +79,8 @@ class _Recording(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self._record = record
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        self._record("rpc", method=details.method)
+        # The TLS connections so far go with every call: a host may SIGKILL the probe next.
+        self._record("rpc", method=details.method, tls=self._record.tls_versions())
         return continuation(details)
 
 
@@ -143,11 +146,16 @@ def _watch_bridge(
     listener: bridge.TLSListenerBridge, record: Recorder, done: threading.Event
 ) -> None:
     seen: str | None = None
+    accepted = 0
     while not done.wait(0.05):
         error = listener.last_error
         if error and error != seen:
             record("tls-refused", reason=error)
             seen = error
+        versions = listener.tls_versions
+        if len(versions) > accepted:  # as it happens: a host may SIGKILL the probe
+            record("tls", versions=versions[accepted:])
+            accepted = len(versions)
         if os.getppid() == 1:  # the host is gone
             record("host-gone")
             done.set()
@@ -158,7 +166,8 @@ def _serve(config: dict[str, Any], record: Recorder, directory: Path) -> None:
     versions = tuple(config["versions"])
     offered = os.environ.get(handshake.ENV_PROTOCOL_VERSIONS, "")
     app = handshake.negotiate_version(offered, versions)
-    private = bridge.private_socket_dir("soup-probe-")
+    private = bridge.private_socket_dir(PRIVATE_PREFIX)
+    record("private", path=str(private))  # a host may SIGKILL us: the checker removes it
     done = threading.Event()
     server = _grpc_server(record, done, str(private / "grpc.sock"))
     client_pem = os.environ.get(handshake.ENV_CLIENT_CERT, "").encode()
@@ -182,6 +191,7 @@ def _serve(config: dict[str, Any], record: Recorder, directory: Path) -> None:
                 listen, tls.server_ssl_context(own, client_pem), str(private / "grpc.sock")
             )
             listener.start()
+            record.tls_versions = lambda: listener.tls_versions if listener else []
             threading.Thread(
                 target=_watch_bridge, args=(listener, record, done), daemon=True
             ).start()
@@ -192,7 +202,6 @@ def _serve(config: dict[str, Any], record: Recorder, directory: Path) -> None:
         record("shutdown" if os.getppid() != 1 else "host-gone")
     finally:
         if listener is not None:
-            record("tls", versions=listener.tls_versions, last_error=listener.last_error)
             listener.close()
         server.stop(0.5)
         shutil.rmtree(private, ignore_errors=True)
