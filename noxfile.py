@@ -300,7 +300,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
         "pytest", "python/tests", "conformance/test_cells.py", "conformance/test_report.py",
         "conformance/test_report_html.py",
         "conformance/test_dist.py", "conformance/test_broker_cells.py",
-        "conformance/test_merge.py", "conformance/test_ci.py",
+        "conformance/test_merge.py", "conformance/test_ci.py", "conformance/test_check_targets.py",
         f"--deselect={MERGE_REAL_SHARDS}",  # the releases session runs it: it needs soup-go builds
         "-n", "2", "-p", "no:cacheprovider",
         *session.posargs,
@@ -509,13 +509,20 @@ def peers(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def check(session: nox.Session) -> None:
-    """`soup check` proven able to fail: every check against a fake with that fault (check_fakes.toml)."""
+    """`soup check` on every real target (check_targets.toml, the README's table) and its fakes."""
     install_soup(session)
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
         "pytest", "conformance/test_check_fakes.py", "-n", "2", "-p", "no:cacheprovider",
         f"--junitxml={REPORTS / 'check-fakes.xml'}", *session.posargs,
     )  # fmt: skip
+    for release in GO_RELEASES:
+        build_soup_go_release(session, str(release["go_plugin"]))
+    session.run("python", "scripts/setup_peers.py")
+    provider = BUILD / "bin" / "terraform-provider-soupexample"
+    with session.chdir(ROOT / "go" / "tfprovider"):
+        session.run("go", "build", "-o", str(provider), ".", external=True)
+    session.run("python", "scripts/check_targets.py", f"--readme={ROOT / 'README.md'}")
 
 
 @nox.session

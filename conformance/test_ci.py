@@ -9,6 +9,7 @@ import ci_shards
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+README = (ROOT / "README.md").read_text()
 PYPROJECT, MATRIX = ci_shards.read(ROOT)
 JOBS = ci_shards.ci_jobs(ROOT)
 
@@ -65,3 +66,12 @@ def test_the_planned_sessions_are_exactly_the_ones_nox_lists() -> None:
         j["session"] for j in JOBS["shards"]
     ]
     assert sorted(planned) == sorted(listing)
+
+
+def test_readme_states_the_go_minimum_of_every_go_mod() -> None:
+    heading = re.search(r"^## Set up and run \(fresh machine: .*?Go (\d+\.\d+)\+", README, re.M)
+    assert heading is not None, "the set-up heading states no Go minimum"
+    for go_mod in sorted((ROOT / "go").glob("*/go.mod")):
+        wanted = re.search(r"^go (\d+\.\d+)", go_mod.read_text(), re.M)
+        assert wanted is not None, go_mod
+        assert heading[1] == wanted[1], f"README says Go {heading[1]}+, {go_mod} needs {wanted[1]}"

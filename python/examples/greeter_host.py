@@ -14,6 +14,7 @@ PLUGIN = [sys.executable, str(Path(__file__).with_name("greeter_plugin.py"))]
 logging.basicConfig(level=logging.INFO)  # the plugin's log lines arrive here at their level
 config = soup.ClientConfig(cmd=PLUGIN, handshake=HANDSHAKE)
 with soup.Client(config) as client:
-    greet = client.channel.unary_unary("/greeter.Greeter/Greet")
+    # raw bytes both ways, as the plugin's generic handler: no (de)serializer
+    greet = client.channel.unary_unary("/greeter.Greeter/Greet", None, None)
     answer = greet(b"Gopher", timeout=5).decode()
     print(f"v{client.protocol_version}: {answer}", flush=True)

@@ -5,6 +5,8 @@ no generated code; with your own .proto you would call ``add_GreeterServicer_to_
 from the code grpcio-tools generated for it instead.
 """
 
+from __future__ import annotations
+
 import logging
 import sys
 
@@ -18,7 +20,7 @@ HANDSHAKE = soup.HandshakeConfig(
 log = logging.getLogger("greeter")  # reaches the host as hclog, like every logger
 
 
-def greeter(greeting: str) -> grpc.GenericRpcHandler:
+def greeter(greeting: str) -> grpc.GenericRpcHandler[bytes, bytes]:
     def greet(name: bytes, context: grpc.ServicerContext) -> bytes:
         log.info("greeting", extra={"who": name.decode()})
         return f"{greeting}, {name.decode()}!".encode()

@@ -19,14 +19,14 @@ class MemoryKV(kv_pb2_grpc.KVServicer):
         self.values: dict[str, bytes] = {}
         self.lock = threading.Lock()
 
-    def Put(self, request, context):
+    def Put(self, request: kv_pb2.PutRequest, context: grpc.ServicerContext) -> kv_pb2.Empty:
         if not request.key:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key must not be empty")
         with self.lock:
             self.values[request.key] = request.value
         return kv_pb2.Empty()
 
-    def Get(self, request, context):
+    def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
         with self.lock:
             value = self.values.get(request.key)
         if value is None:

@@ -98,9 +98,12 @@ class Plugin:
         self.proc.wait(KILL_WAIT_S)
         for reader in self._readers:
             reader.join(2)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        # A reader still blocked in read1 holds the pipe's lock and close() would wait for it:
+        # a process outside the group (a grandchild in a session of its own) keeps it open.
+        if not any(reader.is_alive() for reader in self._readers):
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         if self.private_dir is not None:
             shutil.rmtree(self.private_dir, ignore_errors=True)
 

@@ -292,26 +292,40 @@ def shutdown(lab: Lab) -> Verdict:
 
 
 def _stream_status(open_stream: Callable[[grpc.Channel], Iterator[object]], lab: Lab) -> Verdict:
-    """Open a server stream for STREAM_PROBE_S: served (open or ended) or UNIMPLEMENTED."""
+    """Open a server stream for STREAM_PROBE_S: served (open or ended) or UNIMPLEMENTED.
+
+    We cancel the call ourselves rather than give it a deadline: with a deadline, a Go
+    server may reset the stream (CANCELLED) just before our own DEADLINE_EXCEEDED."""
     with _tls_plugin(lab) as (plugin, problem):
         if problem:
             return failed(problem)
         got = 0
         with peer.channel(plugin, lab.own) as chan:
+            call = open_stream(chan)
+            stopped = threading.Event()
+
+            def stop() -> None:
+                stopped.set()
+                call.cancel()  # type: ignore[attr-defined]  # a grpc call is also a Future
+
+            stopper = threading.Timer(STREAM_PROBE_S, stop)
+            stopper.start()
             try:
-                for _ in open_stream(chan):
+                for _ in call:
                     got += 1
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                if not (code == grpc.StatusCode.CANCELLED and stopped.is_set()):
                     return failed(f"{code.name}: {exc.details()}")
+            finally:
+                stopper.cancel()
     return passed(f"served; {got} message(s) in {STREAM_PROBE_S:g} s")
 
 
 def stdio(lab: Lab) -> Verdict:
     def open_stream(chan: grpc.Channel) -> Iterator[object]:
         stub = pb.grpc_stdio_pb2_grpc.GRPCStdioStub(chan)
-        return stub.StreamStdio(pb.empty_pb2.Empty(), timeout=STREAM_PROBE_S)  # type: ignore[return-value]
+        return stub.StreamStdio(pb.empty_pb2.Empty())  # type: ignore[return-value]
 
     return _stream_status(open_stream, lab)
 
@@ -326,7 +340,7 @@ def broker(lab: Lab) -> Verdict:
 
     def open_stream(chan: grpc.Channel) -> Iterator[object]:
         stub = pb.grpc_broker_pb2_grpc.GRPCBrokerStub(chan)
-        return stub.StartStream(nothing(), timeout=STREAM_PROBE_S)  # type: ignore[return-value]
+        return stub.StartStream(nothing())  # type: ignore[return-value]
 
     try:
         return _stream_status(open_stream, lab)
@@ -413,10 +427,10 @@ def host_death(lab: Lab) -> Verdict:
             )
         return failed(f"still running {HOST_DEATH_WAIT_S:g} s after its host was SIGKILLed")
     finally:
-        host.kill()
-        if pid > 0:
+        if pid > 0:  # first: it holds the shim's stderr open
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 9)
+        host.kill()
 
 
 def _left_in(directory: Path) -> list[str]:
