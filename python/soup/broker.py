@@ -270,8 +270,8 @@ class GRPCBroker:
     in a private directory inside ``socket_parent``; ``tcp``: 127.0.0.1, a free port).
     ``socket_group``: a gid that may connect to those unix sockets, as go-plugin's broker
     honours ``PLUGIN_UNIX_SOCKET_GROUP`` (sockets 0660, their directory 0710; None: 0700).
-    The host side calls :meth:`open_stream` on its main channel; the plugin side
-    serves :meth:`servicer`.
+    The host side calls :meth:`_open_stream` on its main channel; the plugin side
+    registers ``BrokerServicer(broker)`` on its main server.
     """
 
     def __init__(
@@ -289,9 +289,9 @@ class GRPCBroker:
             raise ValueError(f"unknown network {network!r} (expected unix or tcp)")
         if tls is not None and tls.backend not in ("native", "openssl"):
             raise ValueError(f"unknown TLS backend {tls.backend!r} (expected native or openssl)")
-        self.tls = tls
-        self.network = network
-        self.log = logger or _LOG
+        self._tls = tls
+        self._network = network
+        self._log = logger or _LOG
         self._hooks = hooks or GRPCHooks()
         self._socket_parent = socket_parent
         self._socket_group = socket_group
@@ -354,7 +354,7 @@ class GRPCBroker:
             served.stop(0)
             raise BrokerError("the broker is closed")
         self._send(served.endpoint)
-        self.log.debug(
+        self._log.debug(
             "brokered server listening",
             extra={"service_id": service_id, "network": served.endpoint.network},
         )
@@ -367,9 +367,9 @@ class GRPCBroker:
         """
         endpoint = self._wait_endpoint(service_id, timeout)
         dialer = None
-        if self.tls is None:
+        if self._tls is None:
             inner = grpc.insecure_channel(endpoint.grpc_target, options=self._channel_options())
-        elif self.tls.backend == "native":
+        elif self._tls.backend == "native":
             inner = self._native_channel(endpoint)
         else:
             dialer, inner = self._bridged_channel(endpoint)
@@ -410,12 +410,8 @@ class GRPCBroker:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = self._backends = None
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
     # -- the stream, host side
-    def open_stream(self, channel: grpc.Channel) -> None:
+    def _open_stream(self, channel: grpc.Channel) -> None:
         """Host side: open ``StartStream`` on the main channel (go-plugin does it on connect)."""
         with self._cond:
             if self._stream_open:
@@ -426,10 +422,6 @@ class GRPCBroker:
         self._start_reader(self._call, "plugin")
 
     # -- the stream, plugin side
-    def servicer(self) -> BrokerServicer:
-        """Plugin side: the ``plugin.GRPCBroker`` servicer to register on the main server."""
-        return BrokerServicer(self)
-
     def _serve_stream(
         self, request_iterator: Iterator[Any], context: grpc.ServicerContext
     ) -> Iterator[Any]:
@@ -441,7 +433,7 @@ class GRPCBroker:
             self._stream_open = True
 
         self._start_reader(request_iterator, "host")
-        self.log.debug("host opened the GRPCBroker stream")
+        self._log.debug("host opened the GRPCBroker stream")
         yield from self._outgoing_messages(rpc_active(context))
 
     # -- internals
@@ -485,13 +477,13 @@ class GRPCBroker:
                 int(info.service_id), str(info.network), str(info.address), info.HasField("knock")
             )
         except BrokerError as exc:
-            self.log.warning("ignoring a GRPCBroker message: %s", exc)
+            self._log.warning("ignoring a GRPCBroker message: %s", exc)
             return
         with self._cond:
             kept = self._pending.offer(endpoint, time.monotonic())
             self._cond.notify_all()
         if not kept:
-            self.log.warning(
+            self._log.warning(
                 "dropping a second ConnInfo for a service id still waiting for a dial",
                 extra={"service_id": endpoint.service_id},
             )
@@ -501,7 +493,7 @@ class GRPCBroker:
             self._stream_ended = reason
             self._cond.notify_all()
         if not self._closed.is_set():
-            self.log.debug("GRPCBroker stream ended", extra={"reason": reason})
+            self._log.debug("GRPCBroker stream ended", extra={"reason": reason})
 
     def _check_usable(self) -> None:
         if self._closed.is_set():
@@ -582,10 +574,10 @@ class GRPCBroker:
             ) from exc
 
     def _listen(self, service_id: int, server: grpc.Server) -> _Listening:
-        if self.tls is not None and self.tls.backend == "openssl":
+        if self._tls is not None and self._tls.backend == "openssl":
             return self._listen_bridged(service_id, server)
-        creds = None if self.tls is None else self._server_credentials(self.tls)
-        if self.network == "unix":
+        creds = None if self._tls is None else self._server_credentials(self._tls)
+        if self._network == "unix":
             path = self._private_dir()
             if not add_port(server, "unix:" + str(path), creds):
                 raise BrokerError(f"cannot listen on unix socket {path}")
@@ -604,7 +596,7 @@ class GRPCBroker:
         if not add_port(server, "unix:" + str(backend), None):
             raise BrokerError(f"cannot listen on the private unix socket {backend}")
         paths = [backend]
-        if self.network == "unix":
+        if self._network == "unix":
             path = self._private_dir()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -647,11 +639,11 @@ class GRPCBroker:
         )
 
     def _native_channel(self, endpoint: Endpoint) -> grpc.Channel:
-        assert self.tls is not None
+        assert self._tls is not None
         creds = grpc.ssl_channel_credentials(
-            root_certificates=self.tls.trusted_pem,
-            private_key=self.tls.own.key_pem,
-            certificate_chain=self.tls.own.cert_pem,
+            root_certificates=self._tls.trusted_pem,
+            private_key=self._tls.own.key_pem,
+            certificate_chain=self._tls.own.cert_pem,
         )
         options = [*self._channel_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
         return grpc.secure_channel(endpoint.grpc_target, creds, options=options)
@@ -675,12 +667,12 @@ class GRPCBroker:
 
     def _ssl_context(self, role: str) -> ssl.SSLContext:
         """One Python ssl context per role, built once (the OpenSSL backend)."""
-        assert self.tls is not None
+        assert self._tls is not None
         with self._cond:
             context = self._contexts.get(role)
             if context is None:
                 make = tls.server_ssl_context if role == "server" else tls.client_ssl_context
-                context = make(self.tls.own, self.tls.trusted_pem)
+                context = make(self._tls.own, self._tls.trusted_pem)
                 self._contexts[role] = context
             return context
 

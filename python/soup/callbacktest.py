@@ -143,7 +143,7 @@ def run_callback_test(client: Client, result: CallbackResult) -> None:
 
 
 def _handshake(client: Client, result: CallbackResult) -> str:
-    info = client.handshake()
+    info = client._handshake()
     result.transport = info.network
     backend = client.tls.backend or "plaintext"
     return f"{info.network} {info.address} backend {backend}; broker stream open"

@@ -58,7 +58,7 @@ class _Steps:
         return spawn_step(self.client)
 
     def handshake(self) -> str:
-        info = self.client.handshake()
+        info = self.client._handshake()
         self.kv = KVClient(self.client.channel, self.client.config.rpc_timeout)
         evidence = self.client.tls
         tls_text = "plaintext"
@@ -112,7 +112,7 @@ def spawn_step(client: Client) -> str:
     reattach = client.config.reattach
     if reattach is not None:
         return f"reattach to pid {reattach.pid} at {reattach.network} {reattach.address}"
-    return f"pid {client.spawn()}"
+    return f"pid {client._spawn()}"
 
 
 def run(

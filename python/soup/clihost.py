@@ -111,7 +111,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         samples = _bench_rounds(client, args)
         result.ok = True
     except (HostError, ValueError, OSError) as exc:
-        result.error = client.explain(exc) if client is not None else str(exc)
+        result.error = client._explain(exc) if client is not None else str(exc)
     finally:
         if client is not None:
             client.kill()

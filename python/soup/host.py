@@ -52,7 +52,7 @@ from soup.listen import group_id, share_with_group
 from soup.process import PluginProcess, ProcessError, split_command, wait_pid_gone
 from soup.reattach import ReattachConfig
 from soup.result import TLSEvidence
-from soup.settings import TLSSettings
+from soup.settings import TLSSettings, own_material
 
 __all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
 
@@ -118,13 +118,13 @@ class ClientConfig:
             raise ValueError(REATTACH_WITH_AUTO)
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
-        _ = self.socket_gid  # a group that does not exist fails here, not at spawn
+        _ = self._socket_gid  # a group that does not exist fails here, not at spawn
 
-    def grpc_hooks(self) -> GRPCHooks:
+    def _grpc_hooks(self) -> GRPCHooks:
         return GRPCHooks(self.grpc_options, channel_interceptors=self.grpc_interceptors)
 
     @functools.cached_property
-    def socket_gid(self) -> int | None:
+    def _socket_gid(self) -> int | None:
         """The gid of ``unix_socket_group`` (None if unset), looked up once."""
         if not self.unix_socket_group:
             return None
@@ -152,28 +152,28 @@ class Client:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         try:
-            self.argv = split_command(config.cmd) if config.cmd is not None else []
+            self._argv = split_command(config.cmd) if config.cmd is not None else []
         except ProcessError as exc:
             raise HostError(str(exc)) from None
-        self.log = config.logger or logging.getLogger("soup.host")
-        self.plugin_log = logging.getLogger("soup.host.plugin")
+        self._log = config.logger or logging.getLogger("soup.host")
+        self._plugin_log = logging.getLogger("soup.host.plugin")
         self.tls = TLSEvidence(mode=config.tls.mode)
-        self.process: PluginProcess | None = None
+        self._process: PluginProcess | None = None
         self.handshake_info: Handshake | None = None
-        self.connection: Connection | None = None
+        self._connection: Connection | None = None
         self.broker: GRPCBroker | None = None
         """go-plugin's GRPCBroker to this plugin (set once connected)."""
         self.exit = Exit()
-        self.socket_dir: Path | None = None
+        self._socket_dir: Path | None = None
         self.stdio: deque[tuple[str, bytes]] = deque(maxlen=256)
         """Recent chunks the plugin wrote to stdout/stderr after the handshake (GRPCStdio)."""
         self.server_impl: str | None = None
         self.server_version: str | None = None
         """Who serves, as the plugin's own log said (hclog fields ``impl`` and ``version``
         of its first such line); None if it never said: identity is not on the wire."""
-        self.own: certs.CertKey | None = None
+        self._own: certs.CertKey | None = None
         """Own certificate and key (None in plaintext)."""
-        self.trusted_pem: bytes | None = None
+        self._trusted_pem: bytes | None = None
         """The only root trusted for the plugin: its pinned certificate, or the manual CA."""
         self._stdio: stdio.StdioReader | None = None
         self._killed = False
@@ -195,9 +195,9 @@ class Client:
     @property
     def channel(self) -> grpc.Channel:
         """The verified channel to the plugin's services."""
-        if self.connection is None:
+        if self._connection is None:
             raise HostError("not connected to the plugin")
-        return self.connection.channel
+        return self._connection.channel
 
     @property
     def protocol_version(self) -> int:
@@ -208,28 +208,28 @@ class Client:
 
     @property
     def pid(self) -> int | None:
-        if self.process is not None:
-            return self.process.pid
+        if self._process is not None:
+            return self._process.pid
         return self.config.reattach.pid if self.config.reattach is not None else None
 
     def stderr_tail(self) -> str:
         """The last ~4 KiB the plugin wrote to its real stderr (empty on reattach)."""
-        return self.process.stderr_tail() if self.process is not None else ""
+        return self._process.stderr_tail() if self._process is not None else ""
 
-    def explain(self, exc: BaseException) -> str:
+    def _explain(self, exc: BaseException) -> str:
         """``exc``'s text, plus the plugin's exit status and last stderr line if it died.
 
         A call that fails because the plugin died says only what gRPC saw (e.g.
         "UNAVAILABLE: Stream removed"); this names the cause.
         """
-        if self.process is None:
+        if self._process is None:
             return str(exc)
-        self.process.settle(DEATH_WAIT)
-        code = self.process.peek_exit()
+        self._process.settle(DEATH_WAIT)
+        code = self._process.peek_exit()
         if code is None:
             return str(exc)
         status = f"signal {-code}" if code < 0 else f"exit code {code}"
-        last = self.process.last_stderr_line()
+        last = self._process.last_stderr_line()
         return f"{exc}; plugin exited ({status}); its last stderr line: {last}"
 
     def health_check(self, service: str = "plugin") -> str:
@@ -246,19 +246,19 @@ class Client:
         if self.config.managed and not self._killed:
             managed.manage(self)
         try:
-            if self.process is None and self.config.reattach is None:
-                self.spawn()
-            if self.connection is None:
-                self.handshake()
+            if self._process is None and self.config.reattach is None:
+                self._spawn()
+            if self._connection is None:
+                self._handshake()
         except BaseException:
             self.kill()
             raise
 
-    def spawn(self) -> int:
+    def _spawn(self) -> int:
         """Prepare own TLS material and start the plugin process; returns its pid."""
         self._prepare_tls()
         env = dict(os.environ if self.config.env is None else self.config.env)
-        client_pem = self.own.cert_pem if self.config.tls.mode == "auto" and self.own else None
+        client_pem = self._own.cert_pem if self.config.tls.mode == "auto" and self._own else None
         socket_dir = None
         if not env.get(ENV_UNIX_SOCKET_DIR):
             socket_dir = str(self._make_socket_dir())
@@ -273,16 +273,16 @@ class Client:
         if client_pem is None:
             env.pop(ENV_CLIENT_CERT, None)  # never inherit one from our own env
         try:
-            self.process = PluginProcess(
-                self.argv, env, plugin_log=self.plugin_log, on_record=self._identity
+            self._process = PluginProcess(
+                self._argv, env, plugin_log=self._plugin_log, on_record=self._identity
             )
         except ProcessError as exc:
             self._remove_socket_dir()
             raise HostError(str(exc)) from exc
-        self.log.debug("plugin started", extra={"pid": self.process.pid, "cmd": self.argv})
-        return self.process.pid
+        self._log.debug("plugin started", extra={"pid": self._process.pid, "cmd": self._argv})
+        return self._process.pid
 
-    def handshake(self) -> Handshake:
+    def _handshake(self) -> Handshake:
         """Read and check the handshake line (or the reattach config), then connect."""
         if self.config.reattach is not None:
             info = self._reattach_handshake(self.config.reattach)
@@ -292,18 +292,18 @@ class Client:
         self.handshake_info = info
         try:
             pinned = pinned_server_pem(self.config.tls, info.server_cert_der, self.tls)
-            self.trusted_pem = pinned or self.trusted_pem
-            self.connection = open_connection(
+            self._trusted_pem = pinned or self._trusted_pem
+            self._connection = open_connection(
                 info.network,
                 info.address,
                 self.config.tls,
-                own=self.own,
-                trusted_pem=self.trusted_pem,
+                own=self._own,
+                trusted_pem=self._trusted_pem,
                 evidence=self.tls,
                 timeout=self.config.timeout,
                 # The first RPC is a host wait too: bounded by --timeout.
                 rpc_timeout=min(self.config.timeout, self.config.rpc_timeout),
-                hooks=self.config.grpc_hooks(),
+                hooks=self.config._grpc_hooks(),
             )
         except HostError as exc:
             raise self._failure(str(exc), tail=False) from exc
@@ -319,30 +319,30 @@ class Client:
         Brokered connections use the main connection's TLS material and backend
         (plaintext only when it is plaintext) and listen on its network.
         """
-        assert self.connection is not None
+        assert self._connection is not None
         assert self.handshake_info is not None
         material = None
-        if self.own is not None and self.trusted_pem is not None and self.tls.backend is not None:
-            material = BrokerTLS(self.own, self.trusted_pem, self.tls.backend)
+        if self._own is not None and self._trusted_pem is not None and self.tls.backend is not None:
+            material = BrokerTLS(self._own, self._trusted_pem, self.tls.backend)
         broker = GRPCBroker(
             tls=material,
             network=self.handshake_info.network,
-            socket_parent=self.socket_dir,
-            socket_group=self.config.socket_gid,
-            hooks=self.config.grpc_hooks(),
+            socket_parent=self._socket_dir,
+            socket_group=self.config._socket_gid,
+            hooks=self.config._grpc_hooks(),
         )
-        broker.open_stream(self.connection.channel)
+        broker._open_stream(self._connection.channel)
         return broker
 
     def _prepare_tls(self) -> None:
-        if self.own is not None or self.config.tls.mode == "disabled":
+        if self._own is not None or self.config.tls.mode == "disabled":
             return
         try:
-            own, self.trusted_pem = self.config.tls.own_material()
+            own, self._trusted_pem = own_material(self.config.tls)
         except ValueError as exc:
             raise HostError(str(exc)) from exc
         if own is not None:
-            self.own = own
+            self._own = own
             self.tls.client_key = own.key_type
             self.tls.client_fingerprint = own.fingerprint
 
@@ -363,10 +363,10 @@ class Client:
         )
 
     def _read_handshake(self) -> Handshake:
-        if self.process is None:
+        if self._process is None:
             raise HostError("plugin not started")
         try:
-            line = self.process.first_line(self.config.timeout)
+            line = self._process.first_line(self.config.timeout)
         except ProcessError as exc:
             raise HostError(str(exc)) from None
         if not line:
@@ -376,18 +376,18 @@ class Client:
         try:
             return parse_line(line, app_versions=self.config.handshake.app_versions)
         except HandshakeError as exc:
-            self.process.settle(0.2)
+            self._process.settle(0.2)
             # start() kills the plugin next: a refused line is never left running.
             what = str(exc)
             if not isinstance(exc, IncompatibleVersionError):
                 what = f"bad handshake line from plugin: {exc}"
-            failure = self.process.failure(what, stopping=True)
+            failure = self._process.failure(what, stopping=True)
             raise HostHandshakeError(str(failure)) from exc
 
     def _failure(self, what: str, *, tail: bool = True) -> HostError:
-        if self.process is None:
+        if self._process is None:
             return HostError(what)
-        return HostError(str(self.process.failure(what, tail=tail)))
+        return HostError(str(self._process.failure(what, tail=tail)))
 
     def _identity(self, record: dict[str, object]) -> None:
         impl = record.get("impl")
@@ -406,7 +406,7 @@ class Client:
             self.config.on_stdio(channel, data)
         if stream is None and self.config.on_stdio is None:
             text = data.decode("utf-8", "replace").rstrip("\n")
-            self.plugin_log.debug("%s", text, extra={"plugin_stdio": channel})
+            self._plugin_log.debug("%s", text, extra={"plugin_stdio": channel})
 
     # -- stopping
     def kill(self) -> bool:
@@ -427,12 +427,12 @@ class Client:
         managed.release(self)
         if self.broker is not None:  # go-plugin closes the broker before Shutdown
             self.broker.close()
-        verified = self.connection is not None
+        verified = self._connection is not None
         # Stopped or hung: no exit wait, SIGKILL at once (a stopped process ignores SIGTERM).
         hung = verified and not self.config.keep_running and not self._send_shutdown()
-        if self.connection is not None:
-            self.connection.close()
-        if self.process is not None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._process is not None:
             self._end_process(verified, hung=hung)
         elif self.config.reattach is not None and verified and not self.config.keep_running:
             self.exit.graceful = wait_pid_gone(self.config.reattach.pid, SHUTDOWN_WAIT)
@@ -446,23 +446,23 @@ class Client:
             stub.Shutdown(pb.grpc_controller_pb2.Empty(), timeout=SHUTDOWN_ANSWER)
         except grpc.RpcError as exc:
             if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                self.log.warning(
+                self._log.warning(
                     "plugin did not answer Shutdown within %g s (stopped or hung); killing it",
                     SHUTDOWN_ANSWER,
                 )
                 return False
-            self.log.debug("Shutdown RPC failed (ignored)", extra={"error": rpc_detail(exc)})
+            self._log.debug("Shutdown RPC failed (ignored)", extra={"error": rpc_detail(exc)})
         return True
 
     def _end_process(self, verified: bool, *, hung: bool) -> None:
-        process = self.process
+        process = self._process
         assert process is not None
         if hung:
             self.exit.graceful = False
         elif verified:
             self.exit.graceful = process.wait_exit(SHUTDOWN_WAIT)
             if not self.exit.graceful:
-                self.log.warning(
+                self._log.warning(
                     "plugin did not exit within %g s; killing its process group", SHUTDOWN_WAIT
                 )
         else:
@@ -470,7 +470,7 @@ class Client:
             if not self.exit.graceful:
                 process.signal_group(signal.SIGTERM)
                 if not process.wait_exit(TERM_WAIT):
-                    self.log.debug(
+                    self._log.debug(
                         "plugin did not exit within %g s of SIGTERM; killing its process group",
                         TERM_WAIT,
                     )
@@ -480,19 +480,19 @@ class Client:
     def _make_socket_dir(self) -> Path:
         """A directory of our own for the plugin's socket (and its private files), removed
         in kill(), so nothing is left behind even after SIGKILL; the group's, if one is set."""
-        self.socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
-        if self.config.socket_gid is not None:
+        self._socket_dir = bridge.private_socket_dir(HOST_SOCKET_DIR_PREFIX, _MAX_SOCKET_DIR)
+        if self.config._socket_gid is not None:
             try:
-                share_with_group(self.socket_dir, self.config.socket_gid, 0o710)
+                share_with_group(self._socket_dir, self.config._socket_gid, 0o710)
             except OSError as exc:
                 self._remove_socket_dir()
                 raise HostError(
                     f"cannot give the plugin's socket directory to group "
                     f"{self.config.unix_socket_group!r} (unix_socket_group): {exc}"
                 ) from exc
-        return self.socket_dir
+        return self._socket_dir
 
     def _remove_socket_dir(self) -> None:
-        if self.socket_dir is not None:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
-            self.socket_dir = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None

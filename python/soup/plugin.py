@@ -121,16 +121,16 @@ class ServeConfig:
     ``grpc.aio.ServerInterceptor`` with ``asyncio``) and, without ``asyncio``, on its
     brokered servers (those are always threaded ``grpc.server``s)."""
 
-    def grpc_hooks(self) -> GRPCHooks:
+    def _grpc_hooks(self) -> GRPCHooks:
         return GRPCHooks(
             self.grpc_server_options, server_interceptors=self.grpc_server_interceptors
         )
 
-    def broker_hooks(self) -> GRPCHooks:
+    def _broker_hooks(self) -> GRPCHooks:
         interceptors = () if self.asyncio else self.grpc_server_interceptors
         return GRPCHooks(self.grpc_server_options, server_interceptors=interceptors)
 
-    def versions(self) -> tuple[int, ...]:
+    def _versions(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.handshake.app_versions) | set(self.plugins)))
 
 
@@ -175,7 +175,7 @@ class _Run:
         """TLS, services, listener; returns the line to print on stdout."""
         config = self.config
         version = handshake.negotiate_version(
-            self.env.get(handshake.ENV_PROTOCOL_VERSIONS), config.versions()
+            self.env.get(handshake.ENV_PROTOCOL_VERSIONS), config._versions()
         )
         server_tls = policy.server_tls(config, self.env, self.log)
         self.backend = server_tls.backend if server_tls is not None else "none"
@@ -193,7 +193,7 @@ class _Run:
             network=config.transport,
             socket_gid=socket_gid,
             log=self.log,
-            hooks=config.broker_hooks(),
+            hooks=config._broker_hooks(),
         )
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
@@ -339,7 +339,7 @@ def _stdio_to_host(run: _Run) -> Iterator[None]:
 
 def _serve_threads(run: _Run) -> None:
     executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
-    hooks = run.config.grpc_hooks()
+    hooks = run.config._grpc_hooks()
     server = grpc.server(
         executor,
         options=hooks.with_options(_SERVER_OPTIONS),
@@ -362,7 +362,7 @@ def _serve_threads(run: _Run) -> None:
 
 async def _serve_asyncio(run: _Run) -> None:
     executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
-    hooks = run.config.grpc_hooks()
+    hooks = run.config._grpc_hooks()
     server = grpc.aio.server(
         migration_thread_pool=executor,
         options=hooks.with_options(_SERVER_OPTIONS),

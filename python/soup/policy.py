@@ -16,6 +16,7 @@ from soup import certs, tls
 from soup.errors import PluginError
 from soup.handshake import ENV_CLIENT_CERT
 from soup.listen import ServerTLS
+from soup.settings import own_material
 
 if TYPE_CHECKING:
     from soup.plugin import ServeConfig
@@ -68,7 +69,7 @@ def server_tls(
         peer_key_type = certs.key_type_of(host_cert)
         refusal = certs.pinned_peer_problem(host_cert, "client")
     try:
-        own, trusted = settings.own_material()
+        own, trusted = own_material(settings)
         backend = tls.choose_backend(settings.backend, peer_key_type, refusal)
     except ValueError as exc:
         raise PluginError(str(exc)) from exc

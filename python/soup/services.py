@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from soup import pb
-from soup.broker import BrokerTLS, GRPCBroker
+from soup.broker import BrokerServicer, BrokerTLS, GRPCBroker
 from soup.grpchooks import GRPCHooks
 from soup.handshake import ENV_UNIX_SOCKET_DIR
 from soup.listen import ServerTLS
@@ -88,7 +88,9 @@ class Internal:
         )
         pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
         self.broker = _broker(server_tls, env, network, socket_gid, hooks)
-        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(self.broker.servicer(), server)
+        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(
+            BrokerServicer(self.broker), server
+        )
 
     def begin_stop(self) -> None:
         """End the long-lived streams and report NOT_SERVING before the server stops;

@@ -13,7 +13,7 @@ from typing import Literal
 from soup import certs, tls
 from soup.handshake import DEFAULT_KEY_TYPE
 
-__all__ = ["TLS_MODES", "TRANSPORTS", "TLSMode", "TLSSettings", "Transport"]
+__all__ = ["TLS_MODES", "TRANSPORTS", "TLSMode", "TLSSettings", "Transport", "own_material"]
 
 TLSMode = Literal["auto", "manual", "disabled"]
 Transport = Literal["unix", "tcp"]
@@ -58,10 +58,11 @@ class TLSSettings:
                 flags = ", ".join("--" + name.replace("_", "-") for name in missing)
                 raise ValueError(f"--tls-mode manual requires {flags}")
 
-    def own_material(self) -> tuple[certs.CertKey | None, bytes | None]:
-        """Own certificate and (manual mode) the trusted CA PEM; ``ValueError`` says why not."""
-        if self.mode == "auto":
-            return certs.self_signed(self.key_type), None
-        if self.mode == "manual":
-            return certs.load_manual(self.cert_file, self.key_file, self.ca_file)
-        return None, None
+
+def own_material(settings: TLSSettings) -> tuple[certs.CertKey | None, bytes | None]:
+    """Own certificate and (manual mode) the trusted CA PEM; ``ValueError`` says why not."""
+    if settings.mode == "auto":
+        return certs.self_signed(settings.key_type), None
+    if settings.mode == "manual":
+        return certs.load_manual(settings.cert_file, settings.key_file, settings.ca_file)
+    return None, None

@@ -192,7 +192,7 @@ def problems(mode: str, evidence: object) -> list[str]:
 def mutual_tls(client: Client) -> dict[str, Any]:
     """Evidence for a connected :class:`soup.host.Client` (while the plugin serves)."""
     mode = client.config.tls.mode
-    info, own, trusted = client.handshake_info, client.own, client.trusted_pem
+    info, own, trusted = client.handshake_info, client._own, client._trusted_pem
     if mode == "disabled" or info is None or own is None or trusted is None:
         return judge(mode, [], None)
     probes = probe_plugin(info.network, info.address, own, trusted)

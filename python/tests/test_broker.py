@@ -26,6 +26,7 @@ import pytest
 from soup import certs, demopb, pb, tls
 from soup.broker import (
     BrokerError,
+    BrokerServicer,
     BrokerTLS,
     Endpoint,
     GRPCBroker,
@@ -133,12 +134,12 @@ def make_pair(tmp_path: Path) -> Iterator[Any]:
         )
         host = GRPCBroker(tls=host_tls, network=network)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(plugin.servicer(), server)
+        pb.grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(BrokerServicer(plugin), server)
         main = tmp_path / f"main{len(made)}.sock"
         assert server.add_insecure_port(f"unix:{main}")
         server.start()
         channel = grpc.insecure_channel(f"unix:{main}")
-        host.open_stream(channel)
+        host._open_stream(channel)
         pair = Pair(host, plugin, host_own, plugin_own)
         made.append((pair, server, channel))
         return pair

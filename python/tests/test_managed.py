@@ -43,7 +43,7 @@ def _host(opt_in: str) -> subprocess.Popen[str]:
         f"{opt_in}\n"
         f"c = soup.Client(soup.ClientConfig(cmd={_STAYING_PLUGIN!r}, managed=True, timeout=20))\n"
         "c.start()\n"
-        "print(c.pid, c.socket_dir, flush=True)\n"
+        "print(c.pid, c._socket_dir, flush=True)\n"
         "time.sleep(60)\n"
     )
     return subprocess.Popen(

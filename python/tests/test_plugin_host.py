@@ -184,8 +184,8 @@ def test_disabled_mode(make_client: Any) -> None:
 def test_sigterm_stops_gracefully_and_sigint_is_ignored(make_client: Any) -> None:
     client = make_client(plugin_cmd("--transport", "tcp"))
     client.start()
-    assert client.process is not None
-    proc = client.process.proc
+    assert client._process is not None
+    proc = client._process.proc
     proc.send_signal(2)  # SIGINT: ignored like Go plugins
     time.sleep(0.3)
     assert client.health_check() == "SERVING"

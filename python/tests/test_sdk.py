@@ -209,10 +209,10 @@ def test_unix_socket_group_reaches_the_plugin_and_the_hosts_broker(
     client = make_client(plugin_cmd(), unix_socket_group=str(gid), tls_backend=backend)
     client.start()
     assert client.tls.backend == backend
-    assert client.socket_dir is not None
-    assert _mode_and_gid(client.socket_dir) == (0o710, gid)  # the group may enter, not list
+    assert client._socket_dir is not None
+    assert _mode_and_gid(client._socket_dir) == (0o710, gid)  # the group may enter, not list
     plugin_socket = Path(client.handshake_info.address)
-    assert plugin_socket.parent == client.socket_dir
+    assert plugin_socket.parent == client._socket_dir
     assert _mode_and_gid(plugin_socket) == (0o660, gid)
     served = client.broker.accept_and_serve(client.broker.next_id(), AddHelperServicer().register)
     try:
@@ -343,7 +343,7 @@ def test_plugin_exits_when_its_host_is_killed(tmp_path: Path) -> None:
         "import sys, time, soup\n"
         f"c = soup.Client(soup.ClientConfig(cmd={plugin_cmd()!r}))\n"
         "c.start()\n"
-        "print(c.pid, c.socket_dir, flush=True)\n"
+        "print(c.pid, c._socket_dir, flush=True)\n"
         "time.sleep(60)\n"
     )
     host = subprocess.Popen(
