@@ -45,6 +45,7 @@ FAULTS = {
     "no-stdio": "does not serve GRPCStdio",
     "no-broker": "does not serve GRPCBroker",
     "multiplex-maybe": "field 7 'maybe' when PLUGIN_MULTIPLEX_GRPC=true",
+    "multiplex-claimed": "field 7 'true' when PLUGIN_MULTIPLEX_GRPC=true, but no yamux",
     "ignores-socket-group": "leaves its socket in its own group and mode",
     "outlives-host": "keeps running when its host dies",
     "litters-tmpdir": "leaves a file in TMPDIR after Shutdown",
@@ -177,8 +178,8 @@ def _line(fault: str, address: str, cert_der: bytes) -> bytes:
     line = handshake.format_line(
         handshake.Handshake(1, app, "unix", address, protocol, server_cert_der=shown)
     )
-    if os.environ.get(handshake.ENV_MULTIPLEX_GRPC) == "true" and fault == "multiplex-maybe":
-        line = line.rstrip(b"\n") + b"|maybe\n"
+    if os.environ.get(handshake.ENV_MULTIPLEX_GRPC) == "true" and fault.startswith("multiplex-"):
+        line = line.rstrip(b"\n") + (b"|maybe\n" if fault == "multiplex-maybe" else b"|true\n")
     return line
 
 

@@ -602,6 +602,9 @@ class TLSDialerBridge(_BridgeBase):
     (parked, its early bytes buffered) for the first grpcio connection: the plugin
     then sees exactly one connection, and the handshake whose result was reported is
     the very connection grpcio uses. Later grpcio connections (reconnects) dial afresh.
+
+    ``dial(timeout)``, when given, opens each connection instead of connecting to
+    ``address`` (a yamux stream, for go-plugin's multiplexing); ``address`` then only names it.
     """
 
     def __init__(
@@ -613,8 +616,10 @@ class TLSDialerBridge(_BridgeBase):
         server_hostname: str = "localhost",
         logger: logging.Logger | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        dial: Callable[[float], socket.socket] | None = None,
     ) -> None:
         super().__init__("dialer", logger, handshake_timeout)
+        self._open_stream = dial
         self._network = network
         self._address = address
         self._context = ssl_context
@@ -765,6 +770,11 @@ class TLSDialerBridge(_BridgeBase):
         return _Connection(pipe, self._where(), plain=plain)
 
     def _dial(self, timeout: float) -> socket.socket:
+        if self._open_stream is not None:
+            try:
+                return self._open_stream(timeout)
+            except Exception as exc:  # the opener's own error, named in the bridge's
+                raise _Failed(f"open stream: {exc}") from exc
         if self._family == socket.AF_UNIX:
             assert isinstance(self._sockaddr, str)
             sock = _connect_unix(self._sockaddr, timeout, self.log)

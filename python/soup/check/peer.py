@@ -271,11 +271,15 @@ def target(plugin: Plugin) -> str:
 
 @contextlib.contextmanager
 def channel(
-    plugin: Plugin, own: certs.CertKey | None, trusted: bytes | None = None
+    plugin: Plugin,
+    own: certs.CertKey | None,
+    trusted: bytes | None = None,
+    dial: Callable[[float], socket.socket] | None = None,
 ) -> Iterator[grpc.Channel]:
     """A gRPC channel: plaintext, or TLS through soup's OpenSSL dialer (every key type).
 
     TLS trusts ``trusted`` (manual mode: the CA), else the certificate in field 6.
+    ``dial`` opens the TLS connections instead of the plugin's address (yamux streams).
     """
     options = [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0)]
     if own is None:
@@ -284,7 +288,7 @@ def channel(
         return
     context = tls.client_ssl_context(own, trusted or plugin.cert_pem())
     dialer = bridge.TLSDialerBridge(
-        plugin.network, plugin.address, context, server_hostname=tls.SERVER_NAME
+        plugin.network, plugin.address, context, server_hostname=tls.SERVER_NAME, dial=dial
     )
     try:
         local = dialer.start()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from soup import certs, handshake, pb, process
+from soup import bridge, certs, handshake, muxsession, pb, process
 from soup.check import peer
 from soup.check.catalogue import Verdict, failed, passed, skipped
 from soup.check.target import COOKIE_MESSAGE, Lab, TargetError
@@ -350,21 +350,58 @@ def broker(lab: Lab) -> Verdict:
 
 def multiplex(lab: Lab) -> Verdict:
     with lab.running(extra={handshake.ENV_MULTIPLEX_GRPC: "true"}) as plugin:
-        fields = plugin.fields
-        if not plugin.line:
-            return failed(f"no handshake line with {handshake.ENV_MULTIPLEX_GRPC}=true")
-        if len(fields) < 7:
-            return passed(
-                "field 7 absent: the plugin does not multiplex (a host that needs it refuses clearly)"
-            )
-        if fields[6] == "false":
-            return passed("field 7 'false': the plugin does not multiplex")
-        if fields[6] != "true":
-            return failed(f"field 7 is {fields[6]!r}, neither 'true' nor 'false'")
-        return skipped(
-            "field 7 'true': the plugin multiplexes; this checker cannot yet speak yamux to "
-            "verify a brokered connection over the main listener"
+        verdict = _field7(plugin)
+        if verdict is not None:
+            return verdict
+        try:
+            line = _parse(plugin, lab.target.versions)
+        except handshake.HandshakeError as exc:
+            return failed(f"field 7 'true', but the line is not valid: {exc}")
+        if line.server_cert_der is None:
+            return failed("field 7 'true', but no certificate in field 6 (see tls.auto)")
+        return _over_yamux(plugin, lab)
+
+
+def _field7(plugin: peer.Plugin) -> Verdict | None:
+    """The verdict on a plugin that does not say 'true' in field 7 (None when it does)."""
+    fields = plugin.fields
+    if not plugin.line:
+        return failed(f"no handshake line with {handshake.ENV_MULTIPLEX_GRPC}=true")
+    if len(fields) < 7:
+        return passed(
+            "field 7 absent: the plugin does not multiplex (a host that needs it refuses clearly)"
         )
+    if fields[6] == "false":
+        return passed("field 7 'false': the plugin does not multiplex")
+    if fields[6] != "true":
+        return failed(f"field 7 is {fields[6]!r}, neither 'true' nor 'false'")
+    return None
+
+
+def _over_yamux(plugin: peer.Plugin, lab: Lab) -> Verdict:
+    """go-plugin's host muxer: one connection, a yamux session, gRPC on its streams.
+
+    Two channels, so two streams, each with its own mutual TLS: the plugin must give
+    every stream that comes without a knock to its main gRPC server.
+    """
+    try:
+        raw = peer.connect(plugin.network, plugin.address, CALL_TIMEOUT_S)
+    except OSError as exc:
+        return failed(f"connect to the main listener: {peer.reason(exc)}")
+    answers = []
+    with muxsession.MuxSession(raw, client=True).start() as session:
+        for _ in range(2):
+            try:
+                with peer.channel(plugin, lab.own, dial=session.open) as chan:
+                    answers.append(peer.health(chan, CALL_TIMEOUT_S))
+            except (OSError, bridge.BridgeError) as exc:
+                answers.append(peer.reason(exc))
+        ended = session.ended
+    said = ", ".join(answers)
+    if answers != ["SERVING", "SERVING"]:
+        why = f" (yamux session: {ended})" if ended else ""
+        return failed(f"field 7 'true', but Check over yamux streams -> {said}{why}")
+    return passed(f"field 7 'true'; two yamux streams on one connection, each mTLS: {said}")
 
 
 # -- process and files
