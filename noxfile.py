@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -278,19 +279,31 @@ def unit_versions(session: nox.Session, grpc: str) -> None:
     run_unit(session, grpc)
 
 
+def ensure_debian_package(session: nox.Session, program: str, package: str, why: str) -> None:
+    """Install Debian's ``package`` when ``program`` is not on PATH (we may run as root on a
+    fresh machine); a clear error naming the package when that cannot be done."""
+    if shutil.which(program):
+        return
+    fix = f"install Debian's `{package}` package (apt-get install {package})"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.error(f"{why} needs {program}: {fix}")
+    try:
+        session.run("apt-get", "update", "-q", external=True)
+        session.run(
+            "apt-get", "install", "-y", "-q", "--no-install-recommends", package, external=True
+        )
+    except CommandFailed:
+        session.error(f"{why} needs {program} and `apt-get install {package}` failed: {fix}")
+    if not shutil.which(program):
+        session.error(f"{why} needs {program}: package {package} installed no {program} on PATH")
+
+
 def ensure_chromium(session: nox.Session) -> None:
     """The HTML report test opens the report in Chromium: install Debian's if it is missing."""
-    if os.environ.get("SOUP_CHROMIUM") or shutil.which("chromium"):
+    if os.environ.get("SOUP_CHROMIUM"):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        session.error(
-            "the HTML report test needs Chromium: install Debian's `chromium` package "
-            "(apt-get install chromium) or set SOUP_CHROMIUM to a Chromium binary"
-        )
-    session.run("apt-get", "update", "-q", external=True)
-    session.run(
-        "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", external=True
-    )
+    why = "the HTML report test (or set SOUP_CHROMIUM to a Chromium binary)"
+    ensure_debian_package(session, "chromium", "chromium", why)
 
 
 def run_unit(session: nox.Session, grpc: str) -> None:
@@ -549,7 +562,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks as ratios against Go->Go in the same run; writes build/reports/bench.*."""
     install_soup(session, extras="bench")
     build_soup_go(session)
-    session.run("python", "scripts/bench.py", "--soup-go", str(SOUP_GO), *session.posargs)
+    # Lifecycles are timed from outside, as whole processes, by hyperfine.
+    ensure_debian_package(session, "hyperfine", "hyperfine", "the bench's lifecycle section")
+    readme = f"--readme={ROOT / 'README.md'}"  # not rewritten by --quick or a refused run
+    session.run("python", "scripts/bench.py", "--soup-go", str(SOUP_GO), readme, *session.posargs)
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -13,6 +13,13 @@ Sections (each run count and min/median/max is in the report):
   machine speed hits both sides of a ratio alike.
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
   host's own per-step split.
+* lifecycle from outside: `soup-go rpc kv put` as a whole process, timed by hyperfine
+  (`--export-json`), against soup-go's own plugin (the Go->Go baseline), the floor, and
+  soup's plugin plaintext and with AutoMTLS (soup-go presents a P-521 certificate, as
+  stock go-plugin hosts do, so soup's plugin serves through its OpenSSL bridge). Every
+  case once per round in one hyperfine run, the order reversed every other round. The
+  README quotes this section (--readme). soup-go's own `rpc client test` steps against the
+  TLS cases check the baseline (bench_report.outside_problems) and the bridge path.
 * cold start of the Python plugin: spawn to handshake line, broken down into the bare
   interpreter, imports (`-X importtime`, top items listed), key generation and the rest;
   against the floor plugin without TLS and with AutoMTLS (what cryptography adds).
@@ -53,6 +60,7 @@ sys.path.insert(0, str(ROOT / "conformance"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_process  # noqa: E402 - a sibling script module
 import bench_report  # noqa: E402 - a sibling script module
+import readme_section  # noqa: E402 - a sibling script module
 from cells import run_bounded  # noqa: E402 - the conformance runner's bounded process runner
 
 PY = sys.executable
@@ -150,6 +158,14 @@ LIFECYCLE = (
     Case("Python->Python", "python", Plugin("soup", "python")),
 )
 LOAD_PLUGINS = (GO_PLUGIN, PY_NATIVE, PY_OPENSSL, FLOOR_PLUGIN)
+OUTSIDE = (
+    Case(GO_GO, "go", GO_PLUGIN),
+    Case(bench_report.FLOOR, "go", FLOOR_PLUGIN),
+    Case(bench_report.OUTSIDE_PLAIN, "go", PY_PLAIN),
+    # soup's plugin as a stock host starts it: AutoMTLS, its backend chosen by the host's
+    # key (soup-go's default, ec-p521, as go-plugin's own).
+    Case(bench_report.OUTSIDE_AUTO_MTLS, "go", Plugin("soup", "python")),
+)
 
 
 class BenchError(Exception):
@@ -200,15 +216,13 @@ class Bench:
             f"bench ({time.monotonic() - self.started:.0f} s): {text}", file=sys.stderr, flush=True
         )
 
-    def host_command(self, case: Case, sub: str, *extra: str) -> list[str]:
+    def host_command(self, case: Case, *command: str) -> list[str]:
+        """The host's ``rpc COMMAND`` (e.g. ``client test --json``) against the case's plugin."""
         plugin = shlex.join(case.plugin.argv(self.soup_go, self.kv_dir()))
         return [
             *case.host_argv(self.soup_go),
             "rpc",
-            "client",
-            sub,
-            "--json",
-            *extra,
+            *command,
             *case.plugin.host_args,
             *case.host_args,
             "--server",
@@ -224,7 +238,14 @@ class Bench:
             for case in ROUND_TRIPS if round_no % 2 else ROUND_TRIPS[::-1]:
                 self.say(f"round trips {round_no}/{a.repeat}: {case.name}")
                 argv = self.host_command(
-                    case, "bench", "--count", str(a.count), "--warmup", str(a.warmup)
+                    case,
+                    "client",
+                    "bench",
+                    "--json",
+                    "--count",
+                    str(a.count),
+                    "--warmup",
+                    str(a.warmup),
                 )
                 runs[case.name].append(run_json(argv, a.run_timeout))
         rows = []
@@ -242,7 +263,9 @@ class Bench:
                     "mean_us_by_round": [float(r["round_trip_us"]["mean"]) for r in results],
                     "p50_us": spread([float(r["round_trip_us"]["p50"]) for r in results]),
                     "command": shlex.join(
-                        self.host_command(case, "bench", "--count", str(a.count))
+                        self.host_command(
+                            case, "client", "bench", "--json", "--count", str(a.count)
+                        )
                     ).replace(str(self.scratch), "SCRATCH"),
                 }
             )
@@ -271,20 +294,91 @@ class Bench:
         for round_no in range(1, self.args.lifecycle_repeat + 1):
             for case in LIFECYCLE:
                 self.say(f"lifecycle {round_no}/{self.args.lifecycle_repeat}: {case.name}")
-                argv = self.host_command(case, "test")
+                argv = self.host_command(case, "client", "test", "--json")
                 started = time.perf_counter()
                 result = run_json(argv, self.args.run_timeout)
                 walls[case.name].append((time.perf_counter() - started) * 1000)
-                for step in result.get("steps", []):
-                    steps[case.name].setdefault(step["name"], []).append(float(step["ms"]))
+                _add_steps(steps[case.name], result)
         return [
-            {
-                "case": c.name,
-                "wall_ms": spread(walls[c.name]),
-                "steps_ms": {k: round(statistics.median(v), 1) for k, v in steps[c.name].items()},
-            }
+            {"case": c.name, "wall_ms": spread(walls[c.name]), "steps_ms": _medians(steps[c.name])}
             for c in LIFECYCLE
         ]
+
+    # -- lifecycle from outside
+    def lifecycle_outside(self) -> dict[str, Any]:
+        """`soup-go rpc kv put` per case as whole processes, timed by hyperfine in rounds;
+        per round also soup-go's own steps against the TLS cases (the evidence the report
+        checks) and a process's first key and certificate (what AutoMTLS may add)."""
+        a = self.args
+        hyperfine = shutil.which("hyperfine")
+        if hyperfine is None:
+            raise BenchError(
+                "hyperfine is not on PATH: install Debian's hyperfine (nox -s bench does)"
+            )
+        names = [c.name for c in OUTSIDE]
+        times: dict[str, list[float]] = {name: [] for name in names}
+        by_round: dict[str, list[float]] = {name: [] for name in names}
+        steps: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+        evidence: dict[str, dict[str, Any]] = {}
+        first_key = []
+        for round_no in range(1, a.lifecycle_repeat + 1):
+            order = OUTSIDE if round_no % 2 else OUTSIDE[::-1]
+            for case in (c for c in order if c.tls):
+                self.say(
+                    f"lifecycle from outside {round_no}/{a.lifecycle_repeat}: steps {case.name}"
+                )
+                result = run_json(
+                    self.host_command(case, "client", "test", "--json"), a.run_timeout
+                )
+                _add_steps(steps[case.name], result)
+                evidence[case.name] = _tls_evidence(result)
+            first_key.append(_first_key_ms())
+            self.say(f"lifecycle from outside {round_no}/{a.lifecycle_repeat}: hyperfine")
+            for name, ms in self._hyperfine(hyperfine, order, round_no).items():
+                times[name] += ms
+                by_round[name].append(round(statistics.median(ms), 2))
+        rows = [
+            {
+                "case": c.name,
+                "wall_ms": spread(times[c.name]),
+                "wall_ms_by_round": by_round[c.name],
+                "steps_ms": _medians(steps[c.name]),
+                "tls": evidence.get(c.name),
+                "command": shlex.join(self.kv_put(c)).replace(str(self.scratch), "SCRATCH"),
+            }
+            for c in OUTSIDE
+        ]
+        version = subprocess.run(
+            [hyperfine, "--version"], check=True, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        return {
+            "hyperfine": version,
+            "rounds": a.lifecycle_repeat,
+            "runs_per_round": a.outside_runs,
+            "first_key_ms": spread(first_key),
+            "first_key_type": PY_KEY[1],
+            "rows": rows,
+        }
+
+    def kv_put(self, case: Case) -> list[str]:
+        return self.host_command(case, "kv", "put", "bench-key", "bench-value")
+
+    def _hyperfine(
+        self, hyperfine: str, cases: tuple[Case, ...], round_no: int
+    ) -> dict[str, list[float]]:
+        """One hyperfine run of every case's `kv put` (--runs each, one warm-up): its wall
+        times in ms per case. hyperfine fails (and so the bench) when a run exits non-zero."""
+        export = self.scratch / f"hyperfine-{round_no}.json"
+        argv = [hyperfine, "--shell=none", "--style=none", f"--export-json={export}"]
+        argv += [f"--runs={self.args.outside_runs}", "--warmup=1"]
+        for case in cases:
+            argv += ["--command-name", case.name, shlex.join(self.kv_put(case))]
+        returncode, _, stderr = run_bounded(argv, self.args.run_timeout)
+        if returncode != 0:
+            why = "timed out" if returncode is None else f"exit {returncode}"
+            raise BenchError(f"hyperfine {why}: {shlex.join(argv)}\n{stderr[-2000:]}")
+        results = json.loads(export.read_text())["results"]
+        return {r["command"]: [t * 1000 for t in r["times"]] for r in results}
 
     # -- cold start
     def cold_start(self) -> dict[str, Any]:
@@ -294,9 +388,6 @@ class Bench:
         plugin = [*SOUP, "rpc", "server-start", "--kv-dir", str(self.kv_dir()), *PY_KEY]
         floor_argv = FLOOR_PLUGIN.argv(self.soup_go, self.kv_dir())
         floor_tls_argv = FLOOR_MTLS.argv(self.soup_go, self.kv_dir())
-        # The plugin's own certificate as a plugin makes it: a process's first, so with
-        # the OpenSSL set-up a first key and signature cost (later ones take under 1 ms).
-        first_cert = f"certs.self_signed({PY_KEY[1]!r})"
         measures: dict[str, Callable[[], float]] = {
             "spawn_to_handshake_ms": lambda: _time_to_handshake(plugin, cert, self.scratch),
             "floor_spawn_to_handshake_ms": lambda: _time_to_handshake(
@@ -309,7 +400,7 @@ class Bench:
             # What `soup rpc server-start` imports, untraced (the traced run only ranks
             # them), timed inside the process: its exit (module teardown) is not a start.
             "imports_ms": lambda: _ms_in_process("", PLUGIN_IMPORTS),
-            "keygen_ms": lambda: _ms_in_process("from soup import certs", first_cert),
+            "keygen_ms": _first_key_ms,
         }
         # Every start and part once per round, the order reversed every other round (as
         # the round trips): a drift in machine speed hits them alike, and the rest of a
@@ -426,6 +517,42 @@ def _time_to_handshake(
             bench_process.end_group(proc)
 
 
+def _first_key_ms() -> float:
+    """The plugin's own certificate as a plugin makes it: a process's first, so with the
+    OpenSSL set-up a first key and signature cost (later ones take under 1 ms)."""
+    return _ms_in_process("from soup import certs", f"certs.self_signed({PY_KEY[1]!r})")
+
+
+def _add_steps(steps: dict[str, list[float]], result: dict[str, Any]) -> None:
+    """Append a host's `rpc client test` step times (ms) to ``steps``, by step name."""
+    for step in result.get("steps", []):
+        steps.setdefault(step["name"], []).append(float(step["ms"]))
+
+
+def _medians(steps: dict[str, list[float]]) -> dict[str, float]:
+    return {name: round(statistics.median(ms), 1) for name, ms in steps.items()}
+
+
+def _tls_evidence(result: dict[str, Any]) -> dict[str, Any]:
+    """Which keys the TLS of an `rpc client test` run took, and the backend soup's plugin
+    logged it serves with (its "plugin serving" line; soup-go's plugin logs none)."""
+    tls = result.get("tls") or {}
+    backend = None
+    for line in str(result.get("plugin_stderr_tail") or "").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("@message") == "plugin serving":
+            backend = entry.get("backend")
+    return {
+        "version": tls.get("version"),
+        "client_key": tls.get("client_key"),
+        "server_key": tls.get("server_key"),
+        "plugin_backend": backend,
+    }
+
+
 def _time_to_exit(argv: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(argv, check=True, timeout=30, stdout=subprocess.DEVNULL)
@@ -478,6 +605,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100, help="untimed Put+Get per run (100)")
     parser.add_argument("--repeat", type=int, default=5, help="round-trip rounds (5)")
     parser.add_argument("--lifecycle-repeat", type=int, default=5, help="lifecycle rounds (5)")
+    parser.add_argument(
+        "--outside-runs",
+        type=int,
+        default=10,
+        help="kv put runs per case per round, from outside (10)",
+    )
     parser.add_argument("--startup-repeat", type=int, default=7, help="cold starts (7)")
     parser.add_argument("--keygen-repeat", type=int, default=5, help="keys per type (5)")
     parser.add_argument(
@@ -500,11 +633,18 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (for tests)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "reports")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="rewrite this README's lifecycle-from-outside section (not after --quick, nor "
+        "when the section was refused)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.count, args.warmup, args.repeat = 20, 5, 1
         args.lifecycle_repeat = args.startup_repeat = args.keygen_repeat = 1
         args.load_count = args.throughput_count = 10
+        args.outside_runs = 2
     return args
 
 
@@ -537,6 +677,8 @@ def main() -> None:
             doc["kv_store_us"] = bench.kv_store()
         if "lifecycle" in sections:
             doc["lifecycle"] = bench.lifecycle()
+        if "lifecycle_outside" in sections:
+            doc["lifecycle_outside"] = bench.lifecycle_outside()
         if "cold_start" in sections:
             doc["cold_start"] = bench.cold_start()
         if "throughput" in sections:
@@ -551,6 +693,11 @@ def main() -> None:
     doc["load_average"] = list(os.getloadavg())
     doc["seconds"] = round(time.monotonic() - bench.started, 1)
     print(bench_report.write(doc, args.out))
+    if doc["problems"]:
+        sys.exit("bench: refused: " + "; ".join(doc["problems"]))
+    if args.readme and doc.get("lifecycle_outside") and not args.quick:
+        lines = bench_report.outside_lines(doc)[2:]  # without its heading
+        readme_section.rewrite(args.readme, *bench_report.README_MARKERS, "\n".join(lines))
 
 
 def _scratch_root() -> str | None:

@@ -1,4 +1,4 @@
-"""Rendering of the bench's results: ratios, issue-10 targets, Markdown, JSON and a chart.
+"""Rendering of the bench's results: ratios, targets, checks, Markdown, JSON and a chart.
 
 Pure functions of the results document that scripts/bench.py builds (no processes
 here), so the rendering is tested on synthetic data (python/tests/test_bench_report.py).
@@ -12,13 +12,29 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("round_trips", "lifecycle", "cold_start", "throughput", "keygen")
+SECTIONS = ("round_trips", "lifecycle", "lifecycle_outside", "cold_start", "throughput", "keygen")
 GO_GO = "Go->Go"
 FLOOR = "Go->floor (grpcio minimum), plaintext"
 FLOOR_DURABLE = "Go->floor with soup's durable store (reference)"
 FLOOR_RELAYED = "Go->floor with soup's store, behind a minimal Python relay (reference)"
 FLOOR_HOST = "host floor (grpcio minimum)->Go, plaintext (reference)"
 FLOOR_HOST_RELAYED = "host floor behind a minimal Python relay->Go, plaintext (reference)"
+OUTSIDE_PLAIN = "Go->Python plaintext"
+OUTSIDE_AUTO_MTLS = "Go->Python AutoMTLS (P-521 host: OpenSSL bridge)"
+# What `soup-go rpc kv put` does, as soup-go's `rpc client test` times its steps: spawn
+# (its own key and certificate, the plugin's start to its handshake line), handshake (the
+# connection), put, shutdown (the plugin's exit). The Go->Go baseline from outside must be
+# within BASELINE_FACTOR of their sum (either way), or its ratios are withheld.
+BASELINE_STEPS = ("spawn", "handshake", "put", "shutdown")
+BASELINE_FACTOR = 2.0
+# soup-go's default AutoMTLS key (as every stock go-plugin host's), which grpcio cannot
+# verify: soup's plugin must serve it through its OpenSSL bridge.
+BRIDGE_EVIDENCE = {"client_key": "ec-p521", "plugin_backend": "openssl"}
+# The README's lifecycle-from-outside section, which `bench.py --readme` rewrites.
+README_MARKERS = (
+    "<!-- bench-outside:start (nox -s bench writes this section) -->",
+    "<!-- bench-outside:end -->",
+)
 MIB = 1024
 
 
@@ -71,6 +87,68 @@ def _paired_ratio(
     return round(_median(row, key) / _median(ref, ref_key), 2)
 
 
+def baseline_check(outside: dict[str, Any]) -> dict[str, Any]:
+    """Is the Go->Go lifecycle from outside consistent with soup-go's own spawn-to-handshake
+    and RPC steps against the same plugin in the same run? ``reason`` says why not."""
+    rows = {r["case"]: r for r in outside.get("rows", [])}
+    base = rows.get(GO_GO)
+    if base is None:
+        return {"ok": False, "reason": f"no {GO_GO} row: no baseline to take ratios to"}
+    steps = base.get("steps_ms") or {}
+    missing = [name for name in BASELINE_STEPS if name not in steps]
+    if missing:
+        return {
+            "ok": False,
+            "reason": f"{GO_GO}: soup-go's own steps lack {', '.join(missing)}: nothing to check "
+            "the baseline against",
+        }
+    parts = round(sum(float(steps[name]) for name in BASELINE_STEPS), 1)
+    wall = _median(base, "wall_ms")
+    ratio = round(wall / parts, 2) if parts > 0 else float("inf")
+    found = {"lifecycle_ms": wall, "parts_ms": parts, "ratio": ratio}
+    if 1 / BASELINE_FACTOR <= ratio <= BASELINE_FACTOR:
+        return {**found, "ok": True, "reason": None}
+    split = " + ".join(f"{name} {steps[name]:g}" for name in BASELINE_STEPS)
+    return {
+        **found,
+        "ok": False,
+        "reason": f"{GO_GO} lifecycle from outside {wall:g} ms is x{ratio:g} of soup-go's own "
+        f"spawn-to-handshake plus RPCs ({split} = {parts:g} ms), outside "
+        f"x{1 / BASELINE_FACTOR:g}-x{BASELINE_FACTOR:g}: the baseline measures something else, "
+        f"so no ratio to it is reported",
+    }
+
+
+def bridge_check(outside: dict[str, Any]) -> str | None:
+    """Why the AutoMTLS row did not take the path stock hosts take (None: it did)."""
+    row = next((r for r in outside.get("rows", []) if r["case"] == OUTSIDE_AUTO_MTLS), None)
+    if row is None:
+        return None
+    tls = row.get("tls") or {}
+    wrong = [
+        f"{k} {tls.get(k)!r} (not {v!r})" for k, v in BRIDGE_EVIDENCE.items() if tls.get(k) != v
+    ]
+    return f"{OUTSIDE_AUTO_MTLS}: {', '.join(wrong)}" if wrong else None
+
+
+def outside_problems(doc: dict[str, Any]) -> list[str]:
+    """Reasons the lifecycle-from-outside section cannot be quoted (empty: it can)."""
+    outside = doc.get("lifecycle_outside")
+    if not outside:
+        return []
+    found = [baseline_check(outside)["reason"], bridge_check(outside)]
+    return [reason for reason in found if reason]
+
+
+def _outside_ratios(outside: dict[str, Any]) -> None:
+    outside["baseline"] = baseline_check(outside)
+    rows = {r["case"]: r for r in outside["rows"]}
+    go = rows.get(GO_GO) if outside["baseline"]["ok"] else None
+    for row in rows.values():
+        row["ratio_vs_go"] = _paired_ratio(row, "wall_ms", go)
+        row["ratio_vs_floor"] = _paired_ratio(row, "wall_ms", rows.get(FLOOR))
+
+
 def ratios(doc: dict[str, Any]) -> None:
     """Add ratio_vs_go / ratio_vs_floor to the rows: per-round ratios of the same run."""
     trips = {r["case"]: r for r in doc.get("round_trips", [])}
@@ -83,6 +161,8 @@ def ratios(doc: dict[str, Any]) -> None:
         row["ratio_vs_go"] = (
             round(_median(row, "wall_ms") / _median(base, "wall_ms"), 2) if base else None
         )
+    if doc.get("lifecycle_outside"):
+        _outside_ratios(doc["lifecycle_outside"])
     load = doc.get("throughput", [])
     for row in load:
         ref = next(
@@ -139,7 +219,7 @@ def _target(
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 10's targets, judged on this run's medians (None: not measured this run)."""
+    """Issue 10's and 18's targets, judged on this run's medians (None: not measured)."""
     trips = {r["case"]: r for r in doc.get("round_trips", [])}
 
     def trip(case: str, key: str) -> float | None:
@@ -181,6 +261,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             6.0,
         )
     )
+    found += _outside_targets(doc.get("lifecycle_outside"))
     at_32 = [r for r in doc.get("throughput", []) if r["host"] == "go" and r["concurrency"] == 32]
     floor_32 = next((r["vs_soup_go"] for r in at_32 if r["plugin"] == "floor"), None)
     for row in at_32:
@@ -199,6 +280,30 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 _target(f"c=32 {row['plugin']} RSS growth (MiB)", round(growth / MIB, 1), 10)
             )
     return found
+
+
+def _outside_targets(outside: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 18's lifecycle targets: `kv put` with soup's plugin against the floor."""
+    rows = {r["case"]: r for r in (outside or {}).get("rows", [])}
+    plain, auto, floor = rows.get(OUTSIDE_PLAIN), rows.get(OUTSIDE_AUTO_MTLS), rows.get(FLOOR)
+    first_key = (outside or {}).get("first_key_ms")
+    extra = None
+    if auto and floor:
+        # Paired: the median over the rounds of AutoMTLS less the floor within a round.
+        pairs = zip(auto["wall_ms_by_round"], floor["wall_ms_by_round"], strict=True)
+        extra = round(float(statistics.median(a - b for a, b in pairs)), 1)
+    return [
+        _target(
+            "kv put from outside: soup plaintext vs floor",
+            plain.get("ratio_vs_floor") if plain else None,
+            1.05,
+        ),
+        _target(
+            "kv put from outside: soup AutoMTLS less the floor (ms), at most a first key",
+            extra,
+            first_key["median"] if first_key else 0.0,
+        ),
+    ]
 
 
 def _spread(s: dict[str, Any], unit: str = "") -> str:
@@ -262,6 +367,58 @@ def _lifecycle_lines(doc: dict[str, Any]) -> list[str]:
     return _table("Lifecycle (`rpc client test`: host spawn to exit)", [], headers, rows)
 
 
+def outside_lines(doc: dict[str, Any]) -> list[str]:
+    """The lifecycle-from-outside table (the README quotes it as it is)."""
+    outside = doc["lifecycle_outside"]
+    base = outside.get("baseline") or baseline_check(outside)
+    if base["ok"]:
+        check = (
+            f"Go->Go baseline checked: x{base['ratio']:g} of soup-go's own spawn-to-handshake "
+            f"plus RPCs ({' + '.join(BASELINE_STEPS)} = {base['parts_ms']:g} ms, allowed "
+            f"x{1 / BASELINE_FACTOR:g}-x{BASELINE_FACTOR:g})."
+        )
+    else:
+        check = f"**Go->Go baseline refused**: {base['reason']}."
+    bridge = bridge_check(outside)
+    key = outside["first_key_ms"]
+    intro = [
+        f"`soup-go rpc kv put` as a whole process (host start to exit, the plugin's start, "
+        f"connection, one Put, shutdown), timed by {outside['hyperfine']} (`--shell=none`): "
+        f"{outside['runs_per_round']} runs per case in each of {outside['rounds']} rounds, "
+        "every case in each round, the order reversed every other round; ratios are medians "
+        "of the ratios within a round. TLS: soup-go's own keys (host / plugin) and the "
+        f"backend soup's plugin logged. {check}"
+        + (f" **Not the bridge path**: {bridge}." if bridge else ""),
+        f"A process's first key and certificate ({outside['first_key_type']}, soup.certs): "
+        f"{_spread(key, ' ms')}.",
+        "Targets (issue 18): "
+        + "; ".join(
+            f"{t['target']}: {'-' if t['value'] is None else t['value']} "
+            f"(limit {t['limit']}: {_VERDICTS[t['met']]})"
+            for t in _outside_targets(outside)
+        )
+        + ".",
+    ]
+    rows = []
+    for r in outside["rows"]:
+        tls = r.get("tls")
+        keys = "plaintext" if tls is None else f"{tls['client_key']} / {tls['server_key']}"
+        if tls and tls.get("plugin_backend"):
+            keys += f", {tls['plugin_backend']}"
+        rows.append(
+            [
+                r["case"],
+                _spread(r["wall_ms"]),
+                _ratio(r.get("ratio_vs_go")),
+                _ratio(r.get("ratio_vs_floor")),
+                keys,
+            ]
+        )
+    headers = ["plugin of `soup-go rpc kv put`", "wall ms: median (min-max, runs)"]
+    headers += ["vs Go->Go", "vs floor", "TLS keys (host / plugin), plugin backend"]
+    return _table("Lifecycle from outside (hyperfine)", intro, headers, rows)
+
+
 def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
     s = doc["cold_start"]
     intro = [
@@ -323,14 +480,16 @@ def _keygen_lines(doc: dict[str, Any]) -> list[str]:
     return _table("Key generation (soup.certs.self_signed, in process)", [], headers, rows)
 
 
+_VERDICTS = {True: "yes", False: "**no**", None: "not measured"}
+
+
 def _target_lines(found: list[dict[str, Any]]) -> list[str]:
-    verdicts = {True: "yes", False: "**no**", None: "not measured"}
     rows = [
         [
             t["target"],
             "-" if t["value"] is None else t["value"],
             t["limit"],
-            verdicts[t["met"]],
+            _VERDICTS[t["met"]],
             "-" if t.get("bound") is None else f"{t['bound']:g}: {t['bound_row']}",
             _ratio(t.get("vs_bound")),
         ]
@@ -344,7 +503,7 @@ def _target_lines(found: list[dict[str, Any]]) -> list[str]:
         "round, not value / bound."
     ]
     headers = ["target", "value", "limit", "met", "bound (reference)", "soup / bound"]
-    return _table("Issue 10 targets (this run)", intro, headers, rows)
+    return _table("Targets of issues 10 and 18 (this run)", intro, headers, rows)
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -359,10 +518,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "Round-trip ratios are medians of the ratios within each round of this run; the "
         "others are ratios of medians.",
         "",
+        *[f"**Refused:** {problem}." for problem in doc.get("problems", [])],
+        *([""] if doc.get("problems") else []),
     ]
     renderers = {
         "round_trips": _round_trip_lines,
         "lifecycle": _lifecycle_lines,
+        "lifecycle_outside": outside_lines,
         "cold_start": _cold_start_lines,
         "throughput": _throughput_lines,
         "keygen": _keygen_lines,
@@ -412,6 +574,7 @@ def write(doc: dict[str, Any], out: Path) -> str:
     """Add ratios and targets, write bench.json, bench.md and bench.png; returns the Markdown."""
     ratios(doc)
     doc["targets"] = targets(doc)
+    doc["problems"] = outside_problems(doc)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     markdown = render_markdown(doc)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import ci_shards
+import readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -119,12 +120,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     )  # fmt: skip
 
 
-def rewrite_readme(readme: Path, md: str) -> None:
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + md + text[end:], encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soup-go", type=Path, default=BUILD / "bin" / "soup-go")
@@ -145,7 +140,7 @@ def main() -> int:
     (args.reports / "check-targets.json").write_text(json.dumps(rows, indent=1))
     (args.reports / "check-targets.md").write_text(md)
     if args.readme:
-        rewrite_readme(args.readme, md)
+        readme_section.rewrite(args.readme, README_START, README_END, md)
     bad = [r["name"] for r in rows if r.get("error") or r.get("problems")]
     print(md)
     if bad:

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import bench_report
+import readme_section
 
 
 def spread(median: float) -> dict[str, Any]:
@@ -197,3 +200,131 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
     assert "outside the steps (process start/exit) 19" in markdown  # 30 - (10 + 1)
     assert "per Put+Get (x0.10 the floor row)." in markdown  # 70 / 700
     assert "floor plugin with AutoMTLS" in markdown
+
+
+def outside_row(
+    case: str, by_round: list[float], steps: dict[str, float] | None = None
+) -> dict[str, Any]:
+    return {
+        "case": case,
+        "wall_ms": spread(sorted(by_round)[len(by_round) // 2]),
+        "wall_ms_by_round": by_round,
+        "steps_ms": steps or {},
+        "tls": None,
+    }
+
+
+def outside(go_wall: float, go_steps: dict[str, float]) -> dict[str, Any]:
+    """A lifecycle-from-outside section: the Go->Go row's wall (three rounds alike) and
+    soup-go's own steps against it, the floor at 100 ms, soup at x1.1 / +40 ms of it."""
+    auto = outside_row(bench_report.OUTSIDE_AUTO_MTLS, [140.0, 150.0, 130.0])
+    auto["tls"] = {
+        "version": "TLSv1.3",
+        "client_key": "ec-p521",
+        "server_key": "ec-p256",
+        "plugin_backend": "openssl",
+    }
+    return {
+        "hyperfine": "hyperfine 1.15.0",
+        "rounds": 3,
+        "runs_per_round": 10,
+        "first_key_ms": spread(45.0),
+        "first_key_type": "ec-p256",
+        "rows": [
+            outside_row(bench_report.GO_GO, [go_wall] * 3, go_steps),
+            outside_row(bench_report.FLOOR, [100.0, 110.0, 90.0]),
+            outside_row(bench_report.OUTSIDE_PLAIN, [110.0, 121.0, 99.0]),
+            auto,
+        ],
+    }
+
+
+# soup-go's own steps against its plugin: 20 + 10 + 2 + 3 = 35 ms.
+GO_STEPS = {"spawn": 20.0, "handshake": 10.0, "put": 2.0, "get": 0.5, "shutdown": 3.0}
+
+
+def test_outside_ratios_and_targets_with_a_consistent_baseline() -> None:
+    doc = {"lifecycle_outside": outside(50.0, GO_STEPS)}  # x1.43 of 35 ms: consistent
+    bench_report.ratios(doc)
+    section = doc["lifecycle_outside"]
+    assert section["baseline"] == {
+        "ok": True,
+        "reason": None,
+        "lifecycle_ms": 50.0,
+        "parts_ms": 35.0,
+        "ratio": 1.43,
+    }
+    rows = {r["case"]: r for r in section["rows"]}
+    assert rows[bench_report.OUTSIDE_PLAIN]["ratio_vs_floor"] == 1.1  # paired by round
+    assert rows[bench_report.OUTSIDE_PLAIN]["ratio_vs_go"] == 2.2
+    assert bench_report.outside_problems(doc) == []
+    found = {t["target"]: t for t in bench_report.targets(doc)}
+    plain = found["kv put from outside: soup plaintext vs floor"]
+    assert (plain["value"], plain["met"]) == (1.1, False)
+    auto = found["kv put from outside: soup AutoMTLS less the floor (ms), at most a first key"]
+    assert (auto["value"], auto["limit"], auto["met"]) == (40.0, "<= 45", True)
+    lines = "\n".join(bench_report.outside_lines(doc))
+    assert "Go->Go baseline checked: x1.43" in lines
+    assert f"| {bench_report.OUTSIDE_AUTO_MTLS} | 140 (126-168, n=3) | x2.80 | x1.40 | " in lines
+    assert "ec-p521 / ec-p256, openssl |" in lines
+    assert "soup plaintext vs floor: 1.1 (limit <= 1.05: **no**)" in lines
+
+
+def test_an_inconsistent_baseline_is_refused_with_its_reason() -> None:
+    # The issue-18 case: a Go->Go lifecycle inflated by the harness (132 ms) against the
+    # 35 ms soup-go's own steps add up to: every ratio to it would look x3.8 better.
+    doc = {"lifecycle_outside": outside(132.0, GO_STEPS)}
+    bench_report.ratios(doc)
+    section = doc["lifecycle_outside"]
+    assert section["baseline"]["ok"] is False
+    assert section["baseline"]["ratio"] == 3.77
+    reason = (
+        "Go->Go lifecycle from outside 132 ms is x3.77 of soup-go's own spawn-to-handshake "
+        "plus RPCs (spawn 20 + handshake 10 + put 2 + shutdown 3 = 35 ms), outside x0.5-x2: "
+        "the baseline measures something else, so no ratio to it is reported"
+    )
+    assert section["baseline"]["reason"] == reason
+    assert bench_report.outside_problems(doc) == [reason]
+    # No ratio to the refused baseline; the floor's ratios stand.
+    assert all(r["ratio_vs_go"] is None for r in section["rows"])
+    assert section["rows"][2]["ratio_vs_floor"] == 1.1
+    assert f"**Go->Go baseline refused**: {reason}." in "\n".join(bench_report.outside_lines(doc))
+
+
+def test_a_baseline_faster_than_its_parts_or_without_them_is_refused() -> None:
+    fast = {"lifecycle_outside": outside(15.0, GO_STEPS)}  # x0.43: below x0.5
+    assert "is x0.43 of soup-go's own" in bench_report.outside_problems(fast)[0]
+    no_steps = {"lifecycle_outside": outside(50.0, {"spawn": 20.0})}
+    assert bench_report.outside_problems(no_steps) == [
+        "Go->Go: soup-go's own steps lack handshake, put, shutdown: nothing to check the "
+        "baseline against"
+    ]
+
+
+def test_an_auto_mtls_row_off_the_bridge_is_refused(tmp_path: Path) -> None:
+    doc = synthetic()
+    doc["lifecycle_outside"] = outside(50.0, GO_STEPS)
+    auto = doc["lifecycle_outside"]["rows"][3]
+    auto["tls"].update(client_key="ec-p256", plugin_backend="native")
+    markdown = bench_report.write(doc, tmp_path)
+    reason = (
+        f"{bench_report.OUTSIDE_AUTO_MTLS}: client_key 'ec-p256' (not 'ec-p521'), "
+        "plugin_backend 'native' (not 'openssl')"
+    )
+    assert doc["problems"] == [reason]
+    assert f"**Refused:** {reason}." in markdown
+    assert json.loads((tmp_path / "bench.json").read_text())["problems"] == [reason]
+
+
+def test_readme_section_rewritten_between_its_markers(tmp_path: Path) -> None:
+    start, end = bench_report.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{start}\nold table\n{end}\nrest\n")
+    readme_section.rewrite(readme, start, end, "new table\n")
+    assert readme.read_text() == f"intro\n{start}\nnew table\n{end}\nrest\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no '<!-- bench-outside:start"):
+        readme_section.rewrite(readme, start, end, "new table\n")
+    # The project's README carries the section `nox -s bench` rewrites.
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert text.index(start) < text.index(end)
