@@ -2,7 +2,8 @@
 
 - build/peers/tofusoup: a venv with TofuSoup and pyvider-rpcplugin at the versions of
   pyproject [tool.soup.peers] (their `soup` command stays inside that venv);
-- build/peers/goplugin: go-plugin's examples/grpc host and plugin-go-grpc, built from the
+- build/peers/goplugin: the hosts and plugin-go-grpc of go-plugin's examples/grpc (kv,
+  kv-go-grpc) and examples/bidirectional (counter, counter-go-grpc), built from the
   go-plugin module at [tool.soup] go-plugin as the Go module proxy serves it, plus a
   copy of plugin-python; build/peers/goplugin-python: its venv with the requirements it pins.
 Nothing of theirs is committed: it is all under build/.
@@ -42,18 +43,20 @@ def goplugin_examples() -> None:
     version = TOOLS["go-plugin"]
     out = OUT / "goplugin"
     stamp = out / "VERSION"
-    wanted = f"go-plugin {version} examples/grpc"
+    wanted = f"go-plugin {version} examples/grpc examples/bidirectional"
     if stamp.exists() and stamp.read_text().strip() == wanted:
         return
     info = json.loads(
         run("go", "mod", "download", "-json", f"github.com/hashicorp/go-plugin@{version}")
     )
-    example = Path(info["Dir"]) / "examples" / "grpc"
+    examples = Path(info["Dir"]) / "examples"
+    example = examples / "grpc"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    env_flags = ("-mod=mod",)
-    run("go", "build", *env_flags, "-o", str(out / "kv"), ".", cwd=example)
-    run("go", "build", *env_flags, "-o", str(out / "kv-go-grpc"), "./plugin-go-grpc", cwd=example)
+    for directory, host in ((example, "kv"), (examples / "bidirectional", "counter")):
+        # Each example: its host and its Go gRPC plugin (HOST-go-grpc).
+        for package, name in ((".", host), ("./plugin-go-grpc", f"{host}-go-grpc")):
+            run("go", "build", "-mod=mod", "-o", str(out / name), package, cwd=directory)
     shutil.copytree(example / "plugin-python", out / "plugin-python")
     for path in (out / "plugin-python").rglob("*"):
         path.chmod(0o700 if path.is_dir() else 0o600)
