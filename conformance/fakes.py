@@ -17,7 +17,6 @@ from soup import bridge, demopb
 from soup.check.peer import (
     Plugin,
     channel,
-    client_context,
     good_call,
     health,
     plaintext_attempt,
@@ -28,6 +27,7 @@ from soup.check.peer import (
     wait_until,
     without_go_plugin_vars,
 )
+from soup.verify import client_context
 
 __all__ = [
     "Plugin",

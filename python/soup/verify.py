@@ -38,7 +38,9 @@ __all__ = [
     "PLUGIN_DID_NOT_VERIFY",
     "Probe",
     "alert_name",
+    "client_context",
     "dial",
+    "first_answer",
     "judge",
     "mutual_tls",
     "probe_plugin",
@@ -71,13 +73,28 @@ def alert_name(reason: str) -> str:
     return reason.lower().replace("_", " ")
 
 
-def _client_context(own: certs.CertKey | None, trusted_pem: bytes) -> ssl.SSLContext:
+def client_context(
+    own: certs.CertKey | None,
+    trusted_pem: bytes,
+    *,
+    max_version: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    """A host-side probe context; without ``own`` it presents no client certificate.
+
+    ``max_version`` offers only protocol versions up to it (TLS 1.0/1.1 probes).
+    """
     if own is not None:
-        return tls.client_ssl_context(own, trusted_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
-    context.set_alpn_protocols(["h2"])
+        context = tls.client_ssl_context(own, trusted_pem)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
+        context.set_alpn_protocols(["h2"])
+    if max_version is not None:
+        # Old protocol versions need the lowest security level to be offered at all.
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = max_version
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
 
 
@@ -92,16 +109,20 @@ def dial(network: str, address: str, timeout: float) -> socket.socket:
     return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 
-def _first_answer(conn: ssl.SSLSocket) -> bytes:
+def first_answer(
+    conn: ssl.SSLSocket, alert_wait: float = ALERT_WAIT, timeout: float = PROBE_TIMEOUT
+) -> bytes:
     """Read first (a refusing plugin's alert is already on its way), then send the preface.
 
-    Writing first can make the plugin close before its alert is read (EOF, no alert).
+    In TLS 1.3 the server judges the client certificate after the client's handshake is
+    done, so a refusal shows up on the first read as the server's alert. Writing first can
+    make the kernel drop that alert, and the refusal would look like a bare EOF.
     """
-    conn.settimeout(ALERT_WAIT)
+    conn.settimeout(alert_wait)
     try:
         return conn.recv(64)
     except TimeoutError:
-        conn.settimeout(PROBE_TIMEOUT)
+        conn.settimeout(timeout)
         conn.sendall(H2_PREFACE)
         return conn.recv(64)
 
@@ -113,7 +134,7 @@ def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> 
             dial(network, address, PROBE_TIMEOUT) as raw,
             context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
         ):
-            data = _first_answer(conn)
+            data = first_answer(conn)
     except ssl.SSLCertVerificationError as exc:
         return Probe(name, True, f"refused by the host's verifier: {exc.verify_message}")
     except ssl.SSLError as exc:
@@ -131,9 +152,9 @@ def probe_plugin(network: str, address: str, own: certs.CertKey, trusted_pem: by
     """The three extra connections (see the module doc), against a serving plugin."""
     foreign = certs.self_signed(own.key_type)
     return [
-        _attempt("no_client_cert", network, address, _client_context(None, trusted_pem)),
-        _attempt("foreign_client_cert", network, address, _client_context(foreign, trusted_pem)),
-        _attempt("foreign_trust", network, address, _client_context(own, foreign.cert_pem)),
+        _attempt("no_client_cert", network, address, client_context(None, trusted_pem)),
+        _attempt("foreign_client_cert", network, address, client_context(foreign, trusted_pem)),
+        _attempt("foreign_trust", network, address, client_context(own, foreign.cert_pem)),
     ]
 
 

@@ -27,7 +27,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, handshake, pb, tls, verify
+from soup import bridge, certs, handshake, muxsession, pb, tls, verify
 
 # Every variable a host may give a plugin: never inherited from the checker's environment.
 GO_PLUGIN_VARS = (
@@ -39,8 +39,6 @@ GO_PLUGIN_VARS = (
     handshake.ENV_MIN_PORT,
     handshake.ENV_MAX_PORT,
 )
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 LOOPBACK = "127.0.0.1"
 # How long a TLS attempt waits for the server's verdict before it sends anything.
 ALERT_WAIT_S = 0.5
@@ -189,27 +187,6 @@ def connect(network: str, address: str, timeout: float) -> socket.socket:
     return verify.dial(network, address, timeout)
 
 
-def client_context(
-    own: certs.CertKey | None,
-    trusted_pem: bytes,
-    *,
-    max_version: ssl.TLSVersion | None = None,
-) -> ssl.SSLContext:
-    """A host-side context; without ``own`` it presents no client certificate."""
-    if own is not None:
-        context = tls.client_ssl_context(own, trusted_pem)
-    else:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
-        context.set_alpn_protocols(["h2"])
-    if max_version is not None:
-        # Old protocol versions need the lowest security level to be offered at all.
-        context.minimum_version = ssl.TLSVersion.TLSv1
-        context.maximum_version = max_version
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    return context
-
-
 def reason(exc: BaseException) -> str:
     """An exception as evidence: OpenSSL's reason name first (``TLSV1_ALERT_UNKNOWN_CA: ...``)."""
     if isinstance(exc, ssl.SSLError):
@@ -225,23 +202,11 @@ ACCEPTED = "accepted"
 
 
 def tls_attempt(plugin: Plugin, context: ssl.SSLContext, timeout: float = 3.0) -> str:
-    """Handshake, send the HTTP/2 preface, read the answer: ``"accepted"`` or the refusal.
-
-    In TLS 1.3 the server judges the client certificate after the client's handshake
-    is done, so a refusal shows up on the first read as the server's alert. Read first
-    (``ALERT_WAIT_S``): data sent into a connection the server is refusing can make the
-    kernel drop the alert, and the refusal would look like a bare EOF.
-    """
+    """Handshake, then the first answer (verify.first_answer): ``"accepted"`` or the refusal."""
     raw = connect(plugin.network, plugin.address, timeout)
     try:
         with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
-            conn.settimeout(ALERT_WAIT_S)
-            try:
-                data = conn.recv(64)
-            except TimeoutError:
-                conn.settimeout(timeout)
-                conn.sendall(H2_PREFACE + H2_EMPTY_SETTINGS)
-                data = conn.recv(64)
+            data = verify.first_answer(conn, ALERT_WAIT_S, timeout)
             return ACCEPTED if data else "EOF: closed without an alert"
     except (OSError, ssl.SSLError) as exc:
         return reason(exc)
@@ -253,7 +218,7 @@ def plaintext_attempt(plugin: Plugin, timeout: float = 3.0) -> str:
     """Speak plaintext HTTP/2 to a TLS plugin: ``"accepted"`` if it answers in HTTP/2."""
     with connect(plugin.network, plugin.address, timeout) as sock:
         try:
-            sock.sendall(H2_PREFACE + H2_EMPTY_SETTINGS)
+            sock.sendall(verify.H2_PREFACE)
             data = sock.recv(64)
         except OSError as exc:
             return reason(exc)
@@ -296,6 +261,30 @@ def channel(
             yield chan
     finally:
         dialer.close()
+
+
+def yamux_health(
+    plugin: Plugin, own: certs.CertKey, streams: int = 2, timeout: float = 5.0
+) -> tuple[list[str], str | None]:
+    """go-plugin's host muxer: one connection, a yamux session, a health Check per stream.
+
+    Each channel is a yamux stream with its own mutual TLS; a multiplexing plugin gives
+    every stream that comes without a knock to its main gRPC server. Returns each Check's
+    answer (as :func:`health`) and why the session ended (None if it did not).
+    """
+    try:
+        raw = connect(plugin.network, plugin.address, timeout)
+    except OSError as exc:
+        return [f"connect to the main listener: {reason(exc)}"], None
+    answers = []
+    with muxsession.MuxSession(raw, client=True).start() as session:
+        for _ in range(streams):
+            try:
+                with channel(plugin, own, dial=session.open) as chan:
+                    answers.append(health(chan, timeout))
+            except (OSError, bridge.BridgeError) as exc:
+                answers.append(reason(exc))
+        return answers, session.ended
 
 
 def health(chan: grpc.Channel, timeout: float = 3.0) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from soup import bridge, certs, handshake, muxsession, pb, process
+from soup import certs, handshake, pb, process, verify
 from soup.check import peer
 from soup.check.catalogue import Verdict, failed, passed, skipped
 from soup.check.target import COOKIE_MESSAGE, Lab, TargetError
@@ -180,7 +180,7 @@ def auto(lab: Lab) -> Verdict:
     with _tls_plugin(lab) as (plugin, problem):
         if problem:
             return failed(problem)
-        context = peer.client_context(lab.own, plugin.cert_pem())
+        context = verify.client_context(lab.own, plugin.cert_pem())
         try:
             with (
                 peer.connect(plugin.network, plugin.address, 5.0) as raw,
@@ -199,7 +199,7 @@ def cert_matches(lab: Lab) -> Verdict:
     with _tls_plugin(lab) as (plugin, problem):
         if problem:
             return failed(problem)
-        context = peer.client_context(lab.own, plugin.cert_pem())
+        context = verify.client_context(lab.own, plugin.cert_pem())
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # to see any certificate it serves
         try:
@@ -221,14 +221,14 @@ def cert_matches(lab: Lab) -> Verdict:
 
 def client_cert_required(lab: Lab) -> Verdict:
     return _tls_refusal(
-        lab, lambda p: peer.client_context(None, p.cert_pem()), "no client certificate"
+        lab, lambda p: verify.client_context(None, p.cert_pem()), "no client certificate"
     )
 
 
 def foreign_cert(lab: Lab) -> Verdict:
     return _tls_refusal(
         lab,
-        lambda p: peer.client_context(lab.foreign, p.cert_pem()),
+        lambda p: verify.client_context(lab.foreign, p.cert_pem()),
         "a foreign client certificate",
     )
 
@@ -252,7 +252,7 @@ def old_versions(lab: Lab) -> Verdict:
             ("TLS 1.0", ssl.TLSVersion.TLSv1),
             ("TLS 1.1", ssl.TLSVersion.TLSv1_1),
         ):
-            context = peer.client_context(lab.own, plugin.cert_pem(), max_version=version)
+            context = verify.client_context(lab.own, plugin.cert_pem(), max_version=version)
             answers[name] = peer.tls_attempt(plugin, context)
     local = [n for n, a in answers.items() if "NO_PROTOCOLS_AVAILABLE" in a or "NO_CIPHERS" in a]
     if local:
@@ -379,24 +379,7 @@ def _field7(plugin: peer.Plugin) -> Verdict | None:
 
 
 def _over_yamux(plugin: peer.Plugin, lab: Lab) -> Verdict:
-    """go-plugin's host muxer: one connection, a yamux session, gRPC on its streams.
-
-    Two channels, so two streams, each with its own mutual TLS: the plugin must give
-    every stream that comes without a knock to its main gRPC server.
-    """
-    try:
-        raw = peer.connect(plugin.network, plugin.address, CALL_TIMEOUT_S)
-    except OSError as exc:
-        return failed(f"connect to the main listener: {peer.reason(exc)}")
-    answers = []
-    with muxsession.MuxSession(raw, client=True).start() as session:
-        for _ in range(2):
-            try:
-                with peer.channel(plugin, lab.own, dial=session.open) as chan:
-                    answers.append(peer.health(chan, CALL_TIMEOUT_S))
-            except (OSError, bridge.BridgeError) as exc:
-                answers.append(peer.reason(exc))
-        ended = session.ended
+    answers, ended = peer.yamux_health(plugin, lab.own)
     said = ", ".join(answers)
     if answers != ["SERVING", "SERVING"]:
         why = f" (yamux session: {ended})" if ended else ""
