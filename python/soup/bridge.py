@@ -603,7 +603,7 @@ class TLSDialerBridge(_BridgeBase):
     then sees exactly one connection, and the handshake whose result was reported is
     the very connection grpcio uses. Later grpcio connections (reconnects) dial afresh.
 
-    ``dial(timeout)``, when given, opens each connection instead of connecting to
+    ``open_stream(timeout)``, when given, opens each connection instead of connecting to
     ``address`` (a yamux stream, for go-plugin's multiplexing); ``address`` then only names it.
     """
 
@@ -616,10 +616,10 @@ class TLSDialerBridge(_BridgeBase):
         server_hostname: str = "localhost",
         logger: logging.Logger | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
-        dial: Callable[[float], socket.socket] | None = None,
+        open_stream: Callable[[float], socket.socket] | None = None,
     ) -> None:
         super().__init__("dialer", logger, handshake_timeout)
-        self._open_stream = dial
+        self._open_stream = open_stream
         self._network = network
         self._address = address
         self._context = ssl_context

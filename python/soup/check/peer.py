@@ -253,7 +253,7 @@ def channel(
         return
     context = tls.client_ssl_context(own, trusted or plugin.cert_pem())
     dialer = bridge.TLSDialerBridge(
-        plugin.network, plugin.address, context, server_hostname=tls.SERVER_NAME, dial=dial
+        plugin.network, plugin.address, context, server_hostname=tls.SERVER_NAME, open_stream=dial
     )
     try:
         local = dialer.start()
