@@ -26,14 +26,22 @@ from soup.stdio import StdioHub
 __all__ = ["Internal"]
 
 
+_STDIO_DRAIN = 1.0  # seconds Shutdown waits for GRPCStdio to send what was printed
+
+
 class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):
-    def __init__(self, stop: Callable[[str], None], log: logging.Logger) -> None:
+    def __init__(self, stop: Callable[[str], None], hub: StdioHub, log: logging.Logger) -> None:
         self._stop = stop
+        self._hub = hub
         self._log = log
 
     # /plugin.GRPCController/Shutdown
     def Shutdown(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._log.info("shutdown requested by the host (GRPCController.Shutdown)")
+        # go-plugin's host closes the connection as soon as Shutdown returns: output still
+        # queued for GRPCStdio then would be lost, so it goes first.
+        if not self._hub.drain(_STDIO_DRAIN):
+            self._log.warning("stdio not sent before shutdown", extra={"wait_s": _STDIO_DRAIN})
         self._stop("GRPCController.Shutdown")
         return pb.grpc_controller_pb2.Empty()
 
@@ -84,7 +92,7 @@ class Internal:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(
-            _Controller(stop, log), server
+            _Controller(stop, self.hub, log), server
         )
         pb.grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(self.hub, server)
         self.broker = _broker(server_tls, env, network, socket_gid, hooks)

@@ -35,14 +35,31 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=_QUEUE)
         self.closed = threading.Event()
         self.dropped = 0
+        # Chunks queued but not yet taken by the transport: drain() waits for none, so
+        # that a reply sent after it follows the output on the connection.
+        self._progress = threading.Condition()
+        self._unsent = 0
 
     def write(self, channel: int, data: bytes) -> None:
         if not data or self.closed.is_set():
             return
-        try:
-            self._queue.put_nowait((channel, data))
-        except queue.Full:
-            self.dropped += 1
+        with self._progress:
+            try:
+                self._queue.put_nowait((channel, data))
+            except queue.Full:
+                self.dropped += 1
+                return
+            self._unsent += 1
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until a stream has sent every chunk written so far.
+
+        False: the wait ran out. A host opens StreamStdio as it connects, but a busy
+        plugin may not have started that stream yet when Shutdown comes, so no reader is
+        no reason to stop waiting.
+        """
+        with self._progress:
+            return self._progress.wait_for(lambda: self._unsent == 0, timeout)
 
     def close(self) -> None:
         self.closed.set()
@@ -68,6 +85,10 @@ class StdioHub(pb.grpc_stdio_pb2_grpc.GRPCStdioServicer):
                 return
             channel, data = item
             yield pb.grpc_stdio_pb2.StdioData(channel=_WIRE_CHANNELS[channel], data=data)
+            # resumed: grpc has sent the chunk
+            with self._progress:
+                self._unsent -= 1
+                self._progress.notify_all()
 
 
 class _HubRaw(io.RawIOBase):

@@ -32,3 +32,21 @@ def test_writes_after_close_are_ignored() -> None:
     hub_writer(hub, 1).write("late\n")
     assert list(hub.StreamStdio(None, ActiveContext())) == []  # type: ignore[arg-type]
     assert hub.dropped == 0
+
+
+def test_drain_waits_until_a_stream_has_sent_everything() -> None:
+    """Shutdown's wait: drain is true only once a stream has been resumed after the last
+    chunk (grpc sent it). Before any stream reads, it waits for one, up to its bound."""
+    hub = StdioHub()
+    assert hub.drain(0.0)  # nothing written
+    hub_writer(hub, 1).write("one\n")
+    assert not hub.drain(0.05)  # no stream yet
+    stream = hub.StreamStdio(None, ActiveContext())  # type: ignore[arg-type]
+    assert next(stream).data == b"one\n"  # taken from the queue, not yet sent
+    assert not hub.drain(0.05)
+    hub_writer(hub, 2).write("two\n")
+    assert next(stream).data == b"two\n"  # resuming marks "one" sent; "two" is out
+    assert not hub.drain(0.05)
+    hub.close()
+    assert list(stream) == []  # "two" sent, then the stream ends on close
+    assert hub.drain(0.0)
