@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from soup import logs
+from soup.loglines import DEFAULT_BUFFER_SIZE, LineSplitter, Piece
 
 __all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command", "wait_pid_gone"]
 
@@ -32,6 +33,7 @@ LINE_TOO_LONG_MESSAGE = (
     "so it is no handshake line"
 )
 STDERR_TAIL_BYTES = 4096
+READ_CHUNK = 64 * 1024
 JOIN_WAIT = 1.0  # for the reader threads once the group is gone
 
 # LogRecord attributes an ``extra`` dict must not overwrite.
@@ -101,16 +103,23 @@ class PluginProcess:
         *,
         plugin_log: logging.Logger,
         on_record: Callable[[dict[str, object]], None] | None = None,
+        executable: str | None = None,
+        log_buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
+        """``executable``: the file to run (default: ``argv[0]`` on ``env``'s PATH);
+        ``log_buffer_size``: the longest stderr line logged as one (go-plugin's
+        ``PluginLogBufferSize``)."""
         self.argv = list(argv)
         self.plugin_log = plugin_log
         self._on_record = on_record
+        self._log_lines = LineSplitter(log_buffer_size)
         self._tail = _Tail()
         self._lines: queue.Queue[bytes | BaseException] = queue.Queue()
         self._threads: list[tuple[threading.Thread, IO[bytes]]] = []
         try:
             self.proc = subprocess.Popen(
                 self.argv,
+                executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -152,14 +161,21 @@ class PluginProcess:
 
     def _read_stderr(self, pipe: IO[bytes]) -> None:
         try:
-            for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
-                self._tail.add(raw)
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                record = relog(self.plugin_log, line, plugin_pid=self.pid)
-                if record is not None and self._on_record is not None:
-                    self._on_record(record)
+            while chunk := os.read(pipe.fileno(), READ_CHUNK):
+                self._tail.add(chunk)
+                self._relog(self._log_lines.feed(chunk))
         except (OSError, ValueError):
             return
+        self._relog(self._log_lines.end())
+
+    def _relog(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if piece.whole:
+                record = relog(self.plugin_log, piece.text, plugin_pid=self.pid)
+                if record is not None and self._on_record is not None:
+                    self._on_record(record)
+            elif piece.text:  # a piece of a longer line: as it is, at debug (go-plugin)
+                self.plugin_log.debug("%s", piece.text, extra={"plugin_pid": self.pid})
 
     # -- the first stdout line
     def first_line(self, timeout: float) -> bytes:
