@@ -2,7 +2,8 @@
 its stderr, say how it ended, and end the whole group.
 
 go-plugin's host discards a plugin's later stdout and turns its stderr lines into log
-records: hclog JSON at the line's level with its key/values, plain lines at debug.
+records: hclog JSON at the line's level with its key/values, plain lines at debug, and
+a line longer than its buffer in pieces at debug (``soup.loglines`` cuts them).
 """
 
 from __future__ import annotations
