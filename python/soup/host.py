@@ -50,10 +50,16 @@ from soup.handshake import (
 )
 from soup.listen import group_id, share_with_group
 from soup.loglines import DEFAULT_BUFFER_SIZE
-from soup.process import PluginProcess, ProcessError, split_command, wait_pid_gone
+from soup.process import (
+    PluginProcess,
+    ProcessError,
+    find_executable,
+    split_command,
+    wait_pid_gone,
+)
 from soup.reattach import ReattachConfig
 from soup.result import TLSEvidence
-from soup.secure import SecureConfig, verified_executable
+from soup.secure import SecureConfig, check_executable
 from soup.settings import TLSSettings, own_material
 
 __all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
@@ -119,7 +125,8 @@ class ClientConfig:
     variables, not the host's environment (``env`` replaces the host's either way)."""
     secure_config: SecureConfig | None = None
     """go-plugin's ``SecureConfig``: the digest the plugin executable (``cmd``'s first
-    word, found as the spawn finds it) must have; the start is refused otherwise.
+    word, looked up on ``env``'s PATH, else the host's) must have; the start is refused
+    otherwise.
     Not with ``reattach`` (go-plugin refuses the pair too: a running plugin's file
     cannot be checked)."""
     plugin_log_buffer_size: int = DEFAULT_BUFFER_SIZE
@@ -284,9 +291,12 @@ class Client:
         """Check the executable, prepare own TLS material and start the plugin process;
         returns its pid."""
         env = self._base_env()
-        executable = None
+        # Looked up on the host's PATH without env, also with skip_host_env (go-plugin's
+        # exec.Command looks it up so); then that file is checked and run.
+        lookup = self.config.env if self.config.env is not None else os.environ
+        executable = find_executable(self._argv[0], lookup)
         if self.config.secure_config is not None:  # before anything is made (go-plugin)
-            executable = verified_executable(self.config.secure_config, self._argv[0], env)
+            check_executable(self.config.secure_config, self._argv[0], executable)
         self._prepare_tls()
         client_pem = self._own.cert_pem if self.config.tls.mode == "auto" and self._own else None
         socket_dir = None

@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -25,7 +26,14 @@ from typing import IO
 from soup import logs
 from soup.loglines import DEFAULT_BUFFER_SIZE, LineSplitter, Piece
 
-__all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command", "wait_pid_gone"]
+__all__ = [
+    "MAX_LINE",
+    "PluginProcess",
+    "ProcessError",
+    "find_executable",
+    "split_command",
+    "wait_pid_gone",
+]
 
 MAX_LINE = 64 * 1024
 # soup-go's wording: go-plugin's line scanner stops at MAX_LINE.
@@ -51,6 +59,15 @@ def split_command(command: str | Sequence[str]) -> list[str]:
     if not argv:
         raise ProcessError("empty plugin command")
     return argv
+
+
+def find_executable(name: str, env: Mapping[str, str]) -> str | None:
+    """The file ``name`` runs, or None if there is none: a name with a slash as it is,
+    any other looked up on ``env``'s ``PATH`` (the default path without one), as
+    ``subprocess`` looks it up."""
+    if os.path.dirname(name):
+        return name
+    return shutil.which(name, path=os.pathsep.join(os.get_exec_path(dict(env))))
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """go-plugin's ``SecureConfig``: the plugin executable's expected checksum, checked before
 the host starts it.
 
-The host hashes the file the command's first word resolves to (as the spawn resolves it:
-a name with a slash as it is, any other on the plugin environment's ``PATH``) and runs
-exactly that file; a different digest refuses the start with go-plugin's words
+The host hashes the file the command's first word resolves to (``process.find_executable``)
+and runs exactly that file; a different digest refuses the start with go-plugin's words
 ("checksums did not match"), both digests in hex and the path.
 """
 
@@ -11,14 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from soup.errors import HostError
 
-__all__ = ["SecureConfig", "verified_executable"]
+__all__ = ["SecureConfig", "check_executable"]
 
 _CHUNK = 1 << 20
 
@@ -79,28 +75,14 @@ def _file_digest(hash_name: str, path: str) -> bytes:
     return digest.digest()
 
 
-def resolve_executable(name: str, env: Mapping[str, str]) -> str | None:
-    """The file ``subprocess`` would run for ``name`` in ``env``, or None if there is none.
-
-    A name with a slash is taken as it is; any other is looked up on ``env``'s ``PATH``
-    (the default search path when it has none), as the spawn looks it up.
-    """
-    if os.path.dirname(name):
-        return name
-    return shutil.which(name, path=os.pathsep.join(os.get_exec_path(dict(env))))
-
-
-def verified_executable(secure: SecureConfig, name: str, env: Mapping[str, str]) -> str:
-    """The path the plugin ``name`` resolves to, once its digest is ``secure.checksum``.
-
-    ``HostError`` (the start fails) when it cannot be found or read, or its digest
-    differs; the caller runs this path, not ``name`` again.
-    """
-    path = resolve_executable(name, env)
+def check_executable(secure: SecureConfig, name: str, path: str | None) -> None:
+    """Refuse the plugin ``name`` unless the file ``path`` it resolved to (None: not
+    found) has the digest ``secure.checksum``: a ``HostError``, the start fails."""
     if path is None:
         raise HostError(
-            f"error verifying checksum: plugin executable {name!r} not found on the "
-            "plugin's PATH (give a path, or check the command)"
+            f"error verifying checksum: plugin executable {name!r} not found on PATH "
+            "(env's PATH when env is given, else the host's): give a path, or check the "
+            "command"
         )
     try:
         actual = _file_digest(secure.hash, path)
@@ -112,4 +94,3 @@ def verified_executable(secure: SecureConfig, name: str, env: Mapping[str, str])
             f"{secure.checksum.hex()}, actual {actual.hex()}; it is not the file the "
             "checksum was made for (SecureConfig.checksum): refusing to start it"
         )
-    return path

@@ -56,10 +56,10 @@ def test_another_checksum_refuses_the_start_with_both_digests(make_client: Any) 
     assert client.pid is None  # nothing was started
 
 
-def test_a_name_is_looked_up_on_the_plugins_path_and_that_file_runs(
+def test_a_name_is_looked_up_on_the_path_of_env_and_that_file_runs(
     make_client: Any, tmp_path: Path
 ) -> None:
-    # Only the plugin's env has this directory on PATH, as the spawn looks it up there.
+    # Only the plugin's env has this directory on PATH: a name is looked up there.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     plugin = _script(bin_dir / "soup-plugin", f"exec {plugin_cmd()}")
@@ -88,7 +88,7 @@ def test_a_missing_or_unreadable_executable_is_not_started(
         missing.start()
     assert str(err.value).startswith(
         "error verifying checksum: plugin executable 'soup-no-such-plugin' not found on "
-        "the plugin's PATH"
+        "PATH (env's PATH when env is given, else the host's)"
     )
     folder = tmp_path / "plugin.d"  # a path, but no file to hash (or run)
     folder.mkdir()
@@ -152,8 +152,11 @@ def host_only_var(monkeypatch: pytest.MonkeyPatch) -> str:
     return "SOUP_TEST_HOST_ONLY"
 
 
-def _started_env(make_client: Any, out: Path, **kwargs: Any) -> dict[str, str]:
-    client = make_client(_env_reporting_plugin(out), **kwargs)
+def _started_env(
+    make_client: Any, out: Path, cmd: str | None = None, **kwargs: Any
+) -> dict[str, str]:
+    """The environment the plugin (default: ``_env_reporting_plugin``) was started with."""
+    client = make_client(cmd or _env_reporting_plugin(out), **kwargs)
     client.start()
     assert client.health_check() == "SERVING"
     env: dict[str, str] = json.loads(out.read_text())
@@ -181,6 +184,22 @@ def test_skip_host_env_gives_only_the_handshake_variables(
         "PLUGIN_UNIX_SOCKET_DIR",  # the host's private socket directory
     ]
     assert (env["BASIC_PLUGIN"], env["PLUGIN_PROTOCOL_VERSIONS"]) == ("hello", "1")
+
+
+def test_skip_host_env_still_finds_the_command_on_the_hosts_path(
+    make_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as go-plugin's exec.Command, which looks the name up before the env is made
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "env.json"
+    plugin = _script(bin_dir / "soup-env-plugin", f"exec {_env_reporting_plugin(out)}")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    secure = soup.SecureConfig(_sha256(plugin))
+    env = _started_env(
+        make_client, out, cmd="soup-env-plugin", skip_host_env=True, secure_config=secure
+    )
+    assert "PATH" not in env
 
 
 def test_env_replaces_the_hosts_and_the_handshake_variables_win(
