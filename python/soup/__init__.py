@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from soup.plugin import Register, ServeConfig, ServeContext, serve
     from soup.reattach import ReattachConfig
     from soup.result import TLSEvidence
+    from soup.secure import SecureConfig
     from soup.settings import TLSSettings
 
 _MODULE_OF: dict[str, str] = {
@@ -42,6 +43,7 @@ _MODULE_OF: dict[str, str] = {
     "PluginError": "soup.errors",
     "ReattachConfig": "soup.reattach",
     "Register": "soup.plugin",
+    "SecureConfig": "soup.secure",
     "ServeConfig": "soup.plugin",
     "ServeContext": "soup.plugin",
     "TLSEvidence": "soup.result",
@@ -63,6 +65,7 @@ __all__ = [
     "PluginError",
     "ReattachConfig",
     "Register",
+    "SecureConfig",
     "ServeConfig",
     "ServeContext",
     "TLSEvidence",

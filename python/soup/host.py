@@ -49,9 +49,17 @@ from soup.handshake import (
     parse_line,
 )
 from soup.listen import group_id, share_with_group
-from soup.process import PluginProcess, ProcessError, split_command, wait_pid_gone
+from soup.loglines import DEFAULT_BUFFER_SIZE
+from soup.process import (
+    PluginProcess,
+    ProcessError,
+    find_executable,
+    split_command,
+    wait_pid_gone,
+)
 from soup.reattach import ReattachConfig
 from soup.result import TLSEvidence
+from soup.secure import SecureConfig, check_executable
 from soup.settings import TLSSettings, own_material
 
 __all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
@@ -88,7 +96,8 @@ class ClientConfig:
     keep_running: bool = False
     """Reattach only: ``kill()`` closes the connection but sends no Shutdown."""
     env: Mapping[str, str] | None = None
-    """The plugin's base environment (default: ours); handshake variables are added."""
+    """The plugin's base environment (default: ours, unless ``skip_host_env``); the
+    handshake variables are added and win over the same names in it."""
     stdout: IO[bytes] | None = None
     stderr: IO[bytes] | None = None
     """Where the plugin's stdout/stderr (GRPCStdio) go; default: logged at debug."""
@@ -110,6 +119,19 @@ class ClientConfig:
     the plugin's unix sockets and to the host's brokered ones (sockets 0660, the socket
     directory the host makes 0710: enough to connect, not to list or add). Sent to the
     plugin as ``PLUGIN_UNIX_SOCKET_GROUP``; the host must be allowed to give files to it."""
+    # Added after the fields above, so that their positions stay.
+    skip_host_env: bool = False
+    """go-plugin's ``SkipHostEnv``: without ``env`` the plugin gets only the handshake
+    variables, not the host's environment (``env`` replaces the host's either way)."""
+    secure_config: SecureConfig | None = None
+    """go-plugin's ``SecureConfig``: the digest the plugin executable (``cmd``'s first
+    word, looked up on ``env``'s PATH, else the host's) must have; the start is refused
+    otherwise.
+    Not with ``reattach`` (go-plugin refuses the pair too: a running plugin's file
+    cannot be checked)."""
+    plugin_log_buffer_size: int = DEFAULT_BUFFER_SIZE
+    """go-plugin's ``PluginLogBufferSize``: the longest stderr line (with its newline)
+    re-logged as one line; longer ones are logged in pieces of this size, at debug."""
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.reattach is None):
@@ -118,6 +140,17 @@ class ClientConfig:
             raise ValueError(REATTACH_WITH_AUTO)
         if self.keep_running and self.reattach is None:
             raise ValueError("keep_running applies to reattach only (a started plugin is ours)")
+        if self.secure_config is not None and self.reattach is not None:
+            raise ValueError(
+                "only one of reattach and secure_config can be set (as in go-plugin): "
+                "the executable of a plugin that already runs is not checked"
+            )
+        size = self.plugin_log_buffer_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(
+                f"plugin_log_buffer_size must be a positive number of bytes, got {size!r} "
+                f"(go-plugin's default is {DEFAULT_BUFFER_SIZE})"
+            )
         _ = self._socket_gid  # a group that does not exist fails here, not at spawn
 
     def _grpc_hooks(self) -> GRPCHooks:
@@ -255,9 +288,16 @@ class Client:
             raise
 
     def _spawn(self) -> int:
-        """Prepare own TLS material and start the plugin process; returns its pid."""
+        """Check the executable, prepare own TLS material and start the plugin process;
+        returns its pid."""
+        env = self._base_env()
+        # Looked up on the host's PATH without env, also with skip_host_env (go-plugin's
+        # exec.Command looks it up so); then that file is checked and run.
+        lookup = self.config.env if self.config.env is not None else os.environ
+        executable = find_executable(self._argv[0], lookup)
+        if self.config.secure_config is not None:  # before anything is made (go-plugin)
+            check_executable(self.config.secure_config, self._argv[0], executable)
         self._prepare_tls()
-        env = dict(os.environ if self.config.env is None else self.config.env)
         client_pem = self._own.cert_pem if self.config.tls.mode == "auto" and self._own else None
         socket_dir = None
         if not env.get(ENV_UNIX_SOCKET_DIR):
@@ -274,13 +314,27 @@ class Client:
             env.pop(ENV_CLIENT_CERT, None)  # never inherit one from our own env
         try:
             self._process = PluginProcess(
-                self._argv, env, plugin_log=self._plugin_log, on_record=self._identity
+                self._argv,
+                env,
+                plugin_log=self._plugin_log,
+                on_record=self._identity,
+                executable=executable,
+                log_buffer_size=self.config.plugin_log_buffer_size,
             )
         except ProcessError as exc:
             self._remove_socket_dir()
             raise HostError(str(exc)) from exc
         self._log.debug("plugin started", extra={"pid": self._process.pid, "cmd": self._argv})
         return self._process.pid
+
+    def _base_env(self) -> dict[str, str]:
+        """The environment the handshake variables go into: ``env``, else ours (none
+        with ``skip_host_env``). go-plugin appends the host's environment to
+        ``Cmd.Env`` instead (its values win); ``env`` here replaces it, so a host that
+        gives one decides every variable."""
+        if self.config.env is not None:
+            return dict(self.config.env)
+        return {} if self.config.skip_host_env else dict(os.environ)
 
     def _handshake(self) -> Handshake:
         """Read and check the handshake line (or the reattach config), then connect."""

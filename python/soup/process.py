@@ -2,7 +2,8 @@
 its stderr, say how it ended, and end the whole group.
 
 go-plugin's host discards a plugin's later stdout and turns its stderr lines into log
-records: hclog JSON at the line's level with its key/values, plain lines at debug.
+records: hclog JSON at the line's level with its key/values, plain lines at debug, and
+a line longer than its buffer in pieces at debug (``soup.loglines`` cuts them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -22,8 +24,16 @@ from pathlib import Path
 from typing import IO
 
 from soup import logs
+from soup.loglines import DEFAULT_BUFFER_SIZE, LineSplitter, Piece
 
-__all__ = ["MAX_LINE", "PluginProcess", "ProcessError", "split_command", "wait_pid_gone"]
+__all__ = [
+    "MAX_LINE",
+    "PluginProcess",
+    "ProcessError",
+    "find_executable",
+    "split_command",
+    "wait_pid_gone",
+]
 
 MAX_LINE = 64 * 1024
 # soup-go's wording: go-plugin's line scanner stops at MAX_LINE.
@@ -32,6 +42,7 @@ LINE_TOO_LONG_MESSAGE = (
     "so it is no handshake line"
 )
 STDERR_TAIL_BYTES = 4096
+READ_CHUNK = 64 * 1024
 JOIN_WAIT = 1.0  # for the reader threads once the group is gone
 
 # LogRecord attributes an ``extra`` dict must not overwrite.
@@ -48,6 +59,15 @@ def split_command(command: str | Sequence[str]) -> list[str]:
     if not argv:
         raise ProcessError("empty plugin command")
     return argv
+
+
+def find_executable(name: str, env: Mapping[str, str]) -> str | None:
+    """The file ``name`` runs, or None if there is none: a name with a slash as it is,
+    any other looked up on ``env``'s ``PATH`` (the default path without one), as
+    ``subprocess`` looks it up."""
+    if os.path.dirname(name):
+        return name
+    return shutil.which(name, path=os.pathsep.join(os.get_exec_path(dict(env))))
 
 
 @dataclass
@@ -101,16 +121,23 @@ class PluginProcess:
         *,
         plugin_log: logging.Logger,
         on_record: Callable[[dict[str, object]], None] | None = None,
+        executable: str | None = None,
+        log_buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
+        """``executable``: the file to run (default: ``argv[0]`` on ``env``'s PATH);
+        ``log_buffer_size``: the longest stderr line logged as one (go-plugin's
+        ``PluginLogBufferSize``)."""
         self.argv = list(argv)
         self.plugin_log = plugin_log
         self._on_record = on_record
+        self._log_lines = LineSplitter(log_buffer_size)
         self._tail = _Tail()
         self._lines: queue.Queue[bytes | BaseException] = queue.Queue()
         self._threads: list[tuple[threading.Thread, IO[bytes]]] = []
         try:
             self.proc = subprocess.Popen(
                 self.argv,
+                executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -152,14 +179,21 @@ class PluginProcess:
 
     def _read_stderr(self, pipe: IO[bytes]) -> None:
         try:
-            for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
-                self._tail.add(raw)
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                record = relog(self.plugin_log, line, plugin_pid=self.pid)
-                if record is not None and self._on_record is not None:
-                    self._on_record(record)
+            while chunk := os.read(pipe.fileno(), READ_CHUNK):
+                self._tail.add(chunk)
+                self._relog(self._log_lines.feed(chunk))
         except (OSError, ValueError):
             return
+        self._relog(self._log_lines.end())
+
+    def _relog(self, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if piece.whole:
+                record = relog(self.plugin_log, piece.text, plugin_pid=self.pid)
+                if record is not None and self._on_record is not None:
+                    self._on_record(record)
+            elif piece.text:  # a piece of a longer line: as it is, at debug (go-plugin)
+                self.plugin_log.debug("%s", piece.text, extra={"plugin_pid": self.pid})
 
     # -- the first stdout line
     def first_line(self, timeout: float) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import time
@@ -49,3 +50,17 @@ def group_left_after(pgid: int, within: float = 2.0) -> list[int]:
     while (members := group_members(pgid)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return members
+
+
+class LogRecords(logging.Handler):
+    """Keeps every record it is given (add it to a logger to see what the host logs)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def find(self, message: str) -> logging.LogRecord | None:
+        return next((r for r in self.records if r.getMessage() == message), None)

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from plugin_commands import PYTHON, group_left_after, plugin_cmd, python_cmd
+from plugin_commands import PYTHON, LogRecords, group_left_after, plugin_cmd, python_cmd
 
 import soup
 from soup import pb
@@ -245,18 +245,6 @@ _TALKER = (
 )
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def find(self, message: str) -> logging.LogRecord | None:
-        return next((r for r in self.records if r.getMessage() == message), None)
-
-
 def _wait(condition: Any, what: str, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -268,7 +256,7 @@ def _wait(condition: Any, what: str, within: float = 10.0) -> None:
 def test_logs_keep_their_level_and_fields_and_stdio_reaches_the_callback(
     make_client: Any,
 ) -> None:
-    records = _Records()
+    records = LogRecords()
     plugin_log = logging.getLogger("soup.host.plugin")
     plugin_log.addHandler(records)
     previous = plugin_log.level
