@@ -49,6 +49,7 @@ __all__ = [
     "check_cookie",
     "format_line",
     "host_env",
+    "multiplex_requested",
     "negotiate_version",
     "parse_line",
     "parse_versions",
@@ -317,6 +318,15 @@ def _parse_cert(parts: list[str]) -> bytes | None:
             f"(first byte 0x{cert_der[0]:02x}, expected 0x30 for an ASN.1 SEQUENCE)"
         )
     return cert_der
+
+
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+
+
+def multiplex_requested(env: Mapping[str, str]) -> bool:
+    """Whether the host asked for broker multiplexing: ``PLUGIN_MULTIPLEX_GRPC`` read as
+    Go's strconv.ParseBool reads it (go-plugin's plugin side; anything else is no)."""
+    return env.get(ENV_MULTIPLEX_GRPC, "") in _GO_TRUE
 
 
 def _parse_multiplex(parts: list[str]) -> bool | None:
