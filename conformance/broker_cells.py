@@ -9,7 +9,7 @@ import dataclasses
 import json
 import shlex
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -57,23 +57,31 @@ def cells(data: dict[str, Any], matrix_data: dict[str, Any]) -> list[matrix.Cell
 
 
 def multiplex_cells(
-    data: dict[str, Any], matrix_data: dict[str, Any], go_plugin: Iterable[str]
+    data: dict[str, Any], matrix_data: dict[str, Any], go_plugin: Collection[str]
 ) -> list[matrix.Cell]:
-    """The ``[multiplex]`` cells, once per listed release in ``go_plugin``, that release's
-    soup-go as the host, asking for go-plugin's broker multiplexing."""
-    spec = data["multiplex"]
-    wanted = set(go_plugin)
-    return [
-        dataclasses.replace(
-            matrix.parse_id(cell_id),
-            client=matrix.release_impl(matrix_data, release),
-            client_args=("--grpc-broker-multiplex",),
-            variant="multiplex",
-        )
-        for release in spec["releases"]
-        if release in wanted
-        for cell_id in spec["cells"]
-    ]
+    """The ``[multiplex]`` cells, the host asking for go-plugin's broker multiplexing:
+    once per listed release in ``go_plugin``, soup-go on that release on its `go` sides
+    (a cell without `go` once, with the default release)."""
+    default = matrix.default_release(matrix_data)
+    out = []
+    for release in data["multiplex"]["releases"]:
+        if release not in go_plugin:
+            continue
+        impl = matrix.release_impl(matrix_data, release)
+        for cell_id in data["multiplex"]["cells"]:
+            cell = matrix.parse_id(cell_id)
+            if matrix.GO not in (cell.client, cell.server) and release != default:
+                continue
+            out.append(
+                dataclasses.replace(
+                    cell,
+                    client=impl if cell.client == matrix.GO else cell.client,
+                    server=impl if cell.server == matrix.GO else cell.server,
+                    client_args=("--grpc-broker-multiplex",),
+                    variant="multiplex",
+                )
+            )
+    return out
 
 
 def suite_cells(

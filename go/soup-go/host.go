@@ -178,7 +178,8 @@ func (h *host) configureLaunch() error {
 func hostEnviron() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envClientCert+"=") && !strings.HasPrefix(kv, envUnixSocketDir+"=") {
+		if !strings.HasPrefix(kv, envClientCert+"=") && !strings.HasPrefix(kv, envUnixSocketDir+"=") &&
+			!strings.HasPrefix(kv, envMultiplexGRPC+"=") {
 			env = append(env, kv)
 		}
 	}

@@ -13,9 +13,9 @@ server. The backend follows :func:`soup.tls.choose_backend` (grpcio's TLS where 
 can verify the peer's key, else the OpenSSL bridge). Plaintext only when the main
 connection is plaintext.
 
-Multiplexing (``PLUGIN_MULTIPLEX_GRPC``), plugin side (:meth:`GRPCBroker.multiplex_over`):
-brokered connections are streams of the host's yamux session (``soup.muxlisten``) and no
-ConnInfo carries an address. The dialing side sends a knock for the id, waits (5 s) for
+Multiplexing (``PLUGIN_MULTIPLEX_GRPC``, :meth:`GRPCBroker.multiplex_over`): brokered
+connections are streams of the host's yamux session (``soup.grpcmux``) and no ConnInfo
+carries an address. The dialing side sends a knock for the id, waits (5 s) for
 the listening side's acknowledgement, then opens a stream; the listening side gives the
 next stream the host opens to that id's server. Knock and stream pairs are serialised
 per side, as go-plugin does.
@@ -44,9 +44,9 @@ import grpc
 
 from soup import bridge, certs, pb, tls
 from soup.grpchooks import GRPCHooks
+from soup.grpcmux import Muxer
 from soup.handshake import ENV_UNIX_SOCKET_GROUP
 from soup.listen import add_port, share_with_group
-from soup.muxlisten import MuxListener
 from soup.streaming import rpc_active
 
 __all__ = [
@@ -326,13 +326,13 @@ class GRPCBroker:
         self._servers: list[BrokeredServer] = []
         self._channels: dict[_BrokeredChannel, bridge.TLSDialerBridge | None] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
-        self._mux: MuxListener | None = None
+        self._mux: Muxer | None = None
         self._acks: dict[int, str] = {}  # knock acknowledgements: id -> error ('' = go ahead)
         self._knocking = threading.Lock()  # one knock-and-open at a time (go-plugin's dialMutex)
 
-    def multiplex_over(self, mux: MuxListener) -> None:
-        """Plugin side, PLUGIN_MULTIPLEX_GRPC: brokered connections are ``mux``'s streams
-        (needs the OpenSSL backend, which the bridge's streams go through)."""
+    def multiplex_over(self, mux: Muxer) -> None:
+        """PLUGIN_MULTIPLEX_GRPC: brokered connections are ``mux``'s streams (either side;
+        needs the OpenSSL backend, which the bridge's streams go through)."""
         if self._tls is None or self._tls.backend != "openssl":
             raise BrokerError("multiplexing needs TLS on the OpenSSL backend")
         self._mux = mux

@@ -25,6 +25,7 @@ import grpc
 
 from soup import bridge, certs, tls
 from soup.errors import PluginError
+from soup.grpcmux import ServerMuxer
 from soup.handshake import (
     ENV_MAX_PORT,
     ENV_MIN_PORT,
@@ -32,7 +33,6 @@ from soup.handshake import (
     ENV_UNIX_SOCKET_GROUP,
     HOST_SOCKET_DIR_PREFIXES,
 )
-from soup.muxlisten import MuxListener
 
 __all__ = [
     "Listening",
@@ -86,7 +86,7 @@ class Listening:
         self.cleanup: list[Path] = []
         self.bridge: bridge.TLSListenerBridge | None = None
         self.bridge_socket: socket.socket | None = None
-        self.mux: MuxListener | None = None
+        self.mux: ServerMuxer | None = None
         """PLUGIN_MULTIPLEX_GRPC: the host's yamux session; its streams go to the bridge."""
 
     def start(self) -> None:
@@ -396,4 +396,4 @@ def _listen_bridged(
         logger=logging.getLogger("soup.bridge"),
     )
     if multiplex:
-        listening.mux = MuxListener(listen_sock, listening.bridge.adopt)
+        listening.mux = ServerMuxer(listen_sock, listening.bridge.adopt)

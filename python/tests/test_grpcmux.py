@@ -1,4 +1,4 @@
-"""soup.muxlisten: the plugin's main listener under PLUGIN_MULTIPLEX_GRPC, driven by a
+"""soup.grpcmux: the plugin's main listener under PLUGIN_MULTIPLEX_GRPC, driven by a
 real yamux client session (soup.muxsession) as go-plugin's host muxer would."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soup.muxlisten import MuxListener
+from soup.grpcmux import ServerMuxer
 from soup.muxsession import MuxError, MuxSession
 
 WAIT = 5.0
@@ -30,13 +30,13 @@ class Served:
 
 
 @pytest.fixture
-def listener(tmp_path: Path) -> Iterator[tuple[MuxListener, Served, str]]:
+def listener(tmp_path: Path) -> Iterator[tuple[ServerMuxer, Served, str]]:
     path = str(tmp_path / "plugin.sock")
     listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listen.bind(path)
     listen.listen(8)
     main = Served()
-    mux = MuxListener(listen, main)
+    mux = ServerMuxer(listen, main)
     mux.start()
     try:
         yield mux, main, path
@@ -57,7 +57,7 @@ def _echo_once(host_end: socket.socket, plugin_end: socket.socket, data: bytes) 
 
 
 def test_streams_without_a_knock_go_to_the_main_server(
-    listener: tuple[MuxListener, Served, str],
+    listener: tuple[ServerMuxer, Served, str],
 ) -> None:
     _, main, path = listener
     with _host_session(path) as session:
@@ -72,7 +72,7 @@ def test_streams_without_a_knock_go_to_the_main_server(
 
 
 def test_a_knock_sends_the_next_stream_only_to_its_service(
-    listener: tuple[MuxListener, Served, str],
+    listener: tuple[ServerMuxer, Served, str],
 ) -> None:
     mux, main, path = listener
     brokered = Served()
@@ -93,7 +93,7 @@ def test_a_knock_sends_the_next_stream_only_to_its_service(
 
 
 def test_the_plugin_opens_streams_to_the_host(
-    listener: tuple[MuxListener, Served, str],
+    listener: tuple[ServerMuxer, Served, str],
 ) -> None:
     mux, _, path = listener
     accepted: queue.Queue[socket.socket] = queue.Queue()
@@ -108,7 +108,7 @@ def test_the_plugin_opens_streams_to_the_host(
 
 
 def test_open_before_the_host_connected_names_what_it_waited_for(
-    listener: tuple[MuxListener, Served, str],
+    listener: tuple[ServerMuxer, Served, str],
 ) -> None:
     mux, _, _ = listener
     with pytest.raises(MuxError, match=r"no yamux session from the host within 0\.1 s"):
@@ -116,7 +116,7 @@ def test_open_before_the_host_connected_names_what_it_waited_for(
 
 
 def test_a_second_connection_is_served_as_one_plain_connection(
-    listener: tuple[MuxListener, Served, str],
+    listener: tuple[ServerMuxer, Served, str],
 ) -> None:
     """go-plugin leaves it in the backlog; soup serves it (same bridge, same mutual TLS)
     so that a certificate-policy probe gets its answer."""
