@@ -26,6 +26,7 @@ from soup.check.peer import (
     tls_attempt,
     wait_until,
     without_go_plugin_vars,
+    yamux_health,
 )
 from soup.verify import client_context
 
@@ -43,6 +44,7 @@ __all__ = [
     "shutdown",
     "tls_attempt",
     "wait_until",
+    "yamux_health",
 ]
 
 COOKIE = {"BASIC_PLUGIN": "hello"}

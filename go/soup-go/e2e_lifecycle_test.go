@@ -295,8 +295,8 @@ func spawnPlugin([]string) int {
 }
 
 // Cleanup on the paths the plugin survives: go-plugin itself leaves its
-// socket behind for an unknown PLUGIN_UNIX_SOCKET_GROUP and on SIGTERM with
-// PLUGIN_MULTIPLEX_GRPC=true.
+// socket behind for an unknown PLUGIN_UNIX_SOCKET_GROUP (and with
+// PLUGIN_MULTIPLEX_GRPC=true: e2e_multiplex_test.go).
 func TestE2EPluginCleanup(t *testing.T) {
 	t.Run("unknown socket group", func(t *testing.T) {
 		tmp := shortTempDir(t)
@@ -311,17 +311,6 @@ func TestE2EPluginCleanup(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, `failed to find gid from \"soup-no-such-group\"`) {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
-		mustBeEmpty(t, tmp)
-	})
-	t.Run("SIGTERM with multiplexing", func(t *testing.T) {
-		tmp := shortTempDir(t)
-		cmd := groupCmd(t, []string{testMainEnv + "=1", "TMPDIR=" + tmp, "BASIC_PLUGIN=hello", envMultiplexGRPC + "=true"},
-			"rpc", "server-start", "--tls-mode", "disabled")
-		if line := firstLine(t, cmd); !strings.HasSuffix(line, "|grpc||true") {
-			t.Fatalf("handshake line %q", line)
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		waitExit(t, cmd, stopBound+processBound)
 		mustBeEmpty(t, tmp)
 	})
 	t.Run("host removes a killed plugin's directories", func(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,6 +26,15 @@ func TestMain(m *testing.M) {
 		run(os.Args[1:], os.Stdout, os.Stderr)
 		time.Sleep(time.Minute)
 		os.Exit(0)
+	case "sigterm-after-run":
+		// A SIGTERM after the plugin is done, before it exits: still its own
+		// (queued, not the default action), so the exit code stays run's.
+		// To this thread, which takes it before Tgkill returns: a signal to
+		// the process could come after the exit.
+		code := run(os.Args[1:], os.Stdout, os.Stderr)
+		runtime.LockOSThread()
+		_ = syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGTERM)
+		os.Exit(code)
 	case "spawner":
 		// A stand-in host that starts a plugin and can then be SIGKILLed.
 		os.Exit(spawnPlugin(os.Args[1:]))

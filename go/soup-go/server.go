@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -128,6 +130,13 @@ func servePlugin(opts pluginOptions, stdout, stderr io.Writer) (int, error) {
 	logger := pluginLogger(stderr)
 	cfg.Logger = logger
 
+	// SIGTERM is handled from here to the process's exit, never handed back to
+	// the default action: a SIGTERM that comes while the directories are being
+	// removed (after Serve returned by itself) must neither kill the plugin
+	// half-way through its cleanup nor turn its exit 0 into death by signal.
+	sigterm := make(chan os.Signal, 1)
+	signal.Notify(sigterm, syscall.SIGTERM)
+
 	hostDir, parent := os.Getenv(envUnixSocketDir), os.Getppid()
 	runDir, err := privateRunDir()
 	if err != nil {
@@ -157,7 +166,7 @@ func servePlugin(opts pluginOptions, stdout, stderr io.Writer) (int, error) {
 	// both soup hosts read them from this first line, as from the Python plugin's.
 	logger.Info("soup-go plugin starting", "impl", "go", "version", versionString(), "tls_mode", opts.tls.mode,
 		"backend", backend, "transport", opts.transport, "kv_dir", opts.kvDir, "pid", os.Getpid(), "debug", opts.debug)
-	return runPlugin(cfg, opts, logger, stdout, stderr)
+	return runPlugin(cfg, opts, pluginRun{dir: runDir, sigterm: sigterm}, logger, stdout, stderr)
 }
 
 // pluginTLS is the TLS policy: nil provider = go-plugin's own AutoMTLS (auto)
