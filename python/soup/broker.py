@@ -107,13 +107,13 @@ class Endpoint(NamedTuple):
 def endpoint_of(service_id: int, network: str, address: str, knock: bool) -> Endpoint:
     """The endpoint a received ConnInfo announces; BrokerError if it announces none.
 
-    A knock is part of go-plugin's multiplexed mode, which soup never advertises, so a
-    peer that knocks is not following the handshake.
+    A knock belongs to go-plugin's multiplexed mode: on a broker not multiplexing (the
+    handshake did not agree on it) a peer that knocks is not following the handshake.
     """
     if knock:
         raise BrokerError(
-            f"ConnInfo for service id {service_id} is a multiplexing knock, but soup does "
-            "not multiplex (it never advertises PLUGIN_MULTIPLEX_GRPC support)"
+            f"ConnInfo for service id {service_id} is a multiplexing knock, but this "
+            "connection does not multiplex (the handshake did not agree on it)"
         )
     if network not in ("unix", "tcp"):
         raise BrokerError(

@@ -332,8 +332,8 @@ def multiplex_requested(env: Mapping[str, str]) -> bool:
 def _parse_multiplex(parts: list[str]) -> bool | None:
     """Field 7 as the plugin advertised it; None if absent or not "true"/"false".
 
-    Never an error: go-plugin's host reads field 7 only when it asked for broker
-    multiplexing, which a soup host never does, so it ignores whatever is there.
+    Never an error here: go-plugin's host reads field 7 only when it asked for broker
+    multiplexing (a soup host then refuses anything but True: soup.host).
     """
     if len(parts) < 7 or parts[6] not in ("true", "false"):
         return None

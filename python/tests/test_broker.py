@@ -49,7 +49,7 @@ def test_endpoint_of_accepts_unix_and_tcp() -> None:
 @pytest.mark.parametrize(
     ("network", "address", "knock", "reason"),
     [
-        ("unix", "/tmp/x", True, "multiplexing knock, but soup does not multiplex"),
+        ("unix", "/tmp/x", True, "multiplexing knock, but this connection does not multiplex"),
         ("udp", "127.0.0.1:5", False, "unknown network 'udp'"),
         ("tcp", "", False, "empty address"),
     ],
@@ -306,7 +306,7 @@ def test_a_knock_is_ignored_with_a_warning(
     )
     with caplog.at_level("WARNING", logger="soup.broker"):
         pair.plugin._received(knock)
-    assert "does not multiplex" in caplog.text
+    assert "connection does not multiplex" in caplog.text
     with pytest.raises(BrokerError, match="timeout"):
         pair.plugin.dial(8, timeout=0.2)
 

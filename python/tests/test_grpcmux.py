@@ -125,7 +125,7 @@ def test_a_second_connection_is_served_as_one_plain_connection(
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.connect(path)
         served, name = main.next()
-        assert name == "connection 2"
+        assert name.startswith("connection (")
         assert _echo_once(probe, served, b"probe") == b"probe"
         probe.close()
         served.close()
