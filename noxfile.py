@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
@@ -23,6 +24,7 @@ GRPC_LATEST = ci_shards.latest_grpc_line(PYPROJECT)
 GRPC_OLDEST = ci_shards.oldest_grpc_line(PYPROJECT)
 GO_RELEASES: list[dict[str, object]] = MATRIX["implementations"]["go"]["releases"]
 GO_DEFAULT = ci_shards.go_plugin_releases(MATRIX)[0]
+BROKER = tomllib.loads((ROOT / "conformance" / "broker.toml").read_text())
 BUILD = ROOT / "build"
 REPORTS = BUILD / "reports"
 TOOL_BIN = BUILD / "tools"
@@ -372,6 +374,13 @@ def releases(session: nox.Session) -> None:
     session.run(
         "pytest", "conformance/test_releases.py", "-n", "2", "-p", "no:cacheprovider",
         f"--soup-go={SOUP_GO}",
+    )  # fmt: skip
+    # Broker multiplexing on the older releases that have it (broker.toml's [multiplex]).
+    older = [r for r in BROKER["multiplex"]["releases"] if r != GO_DEFAULT]
+    session.run(
+        "pytest", "conformance/test_broker.py", "-n", "2", "-p", "no:cacheprovider",
+        f"--soup-go={SOUP_GO}", f"--go-plugin={','.join(older)}",
+        "--report-name=broker-releases", f"--junitxml={REPORTS / 'broker-releases.xml'}",
     )  # fmt: skip
     # Two small matrix shards (default and oldest go-plugin release), merged as CI merges.
     session.run(

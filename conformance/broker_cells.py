@@ -5,9 +5,11 @@ Plain data and functions; the IO is cells.run_bounded, called by test_broker.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,43 @@ def cells(data: dict[str, Any], matrix_data: dict[str, Any]) -> list[matrix.Cell
     return out + [matrix.parse_id(cell_id) for cell_id in data.get("extra_cells", [])]
 
 
+def multiplex_cells(
+    data: dict[str, Any], matrix_data: dict[str, Any], go_plugin: Collection[str]
+) -> list[matrix.Cell]:
+    """The ``[multiplex]`` cells, the host asking for go-plugin's broker multiplexing:
+    once per listed release in ``go_plugin``, soup-go on that release on its `go` sides
+    (a cell without `go` once, with the default release)."""
+    default = matrix.default_release(matrix_data)
+    out = []
+    for release in data["multiplex"]["releases"]:
+        if release not in go_plugin:
+            continue
+        impl = matrix.release_impl(matrix_data, release)
+        for cell_id in data["multiplex"]["cells"]:
+            cell = matrix.parse_id(cell_id)
+            if matrix.GO not in (cell.client, cell.server) and release != default:
+                continue
+            out.append(
+                dataclasses.replace(
+                    cell,
+                    client=impl if cell.client == matrix.GO else cell.client,
+                    server=impl if cell.server == matrix.GO else cell.server,
+                    client_args=("--grpc-broker-multiplex",),
+                    variant="multiplex",
+                )
+            )
+    return out
+
+
+def suite_cells(
+    data: dict[str, Any], matrix_data: dict[str, Any], go_plugin: list[str]
+) -> list[matrix.Cell]:
+    """What a run testing the releases ``go_plugin`` takes: the four directions when the
+    default release is among them, and the multiplexing cells of each."""
+    base = cells(data, matrix_data) if matrix.default_release(matrix_data) in go_plugin else []
+    return base + multiplex_cells(data, matrix_data, go_plugin)
+
+
 def command(cell: matrix.Cell, matrix_data: dict[str, Any], paths: matrix.Paths) -> list[str]:
     """The host's `rpc client callback-test --json` against a plain `rpc server-start`."""
     server = [
@@ -64,7 +103,7 @@ def command(cell: matrix.Cell, matrix_data: dict[str, Any], paths: matrix.Paths)
     ]  # fmt: skip
     return [
         *matrix.impl_command(cell.client, matrix_data, paths),
-        "rpc", "client", "callback-test", "--json",
+        "rpc", "client", "callback-test", "--json", *cell.client_args,
         "--timeout", str(matrix.PLUGIN_START_TIMEOUT_S),
         *matrix.tls_flags(cell.mode, cell.client_key, "client", paths.certs),
         "--server", shlex.join(server),
@@ -111,9 +150,12 @@ def check(cell: matrix.Cell, result: dict[str, Any]) -> list[str]:
     if result.get("ok") is not True:
         problems.append(f"ok is {result.get('ok')!r}: {result.get('error')}")
     for role, impl in (("client", cell.client), ("server", cell.server)):
-        got = (result.get(role) or {}).get("impl")
-        if got != impl:
-            problems.append(f"{role}.impl is {got!r}, expected {impl!r}")
+        side = result.get(role) or {}
+        if side.get("impl") != matrix.base_impl(impl):
+            problems.append(f"{role}.impl is {side.get('impl')!r}, expected {impl!r}")
+        release = impl.partition("@")[2]  # soup-go on an older go-plugin: that build ran
+        if release and f"go-plugin v{release})" not in str(side.get("version")):
+            problems.append(f"{role}.version is {side.get('version')!r}, not go-plugin v{release}")
     expected = {
         "tls_mode": cell.mode,
         "client_key": cell.client_key,

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "scripts")]
 
+import broker_cells  # noqa: E402
 import cells as matrix  # noqa: E402
 import envinfo  # noqa: E402
 import hygiene  # noqa: E402
@@ -84,6 +85,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
         metafunc.parametrize("cell", chosen, ids=[c.id for c in chosen])
+    if "broker_cell" in metafunc.fixturenames:
+        chosen = broker_cells.suite_cells(
+            broker_cells.load(), matrix.load(), _go_plugin(metafunc.config)
+        )
+        metafunc.parametrize("broker_cell", chosen, ids=[c.id for c in chosen])
 
 
 def _go_plugin(config: pytest.Config) -> list[str]:

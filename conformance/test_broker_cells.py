@@ -89,3 +89,49 @@ def test_command_runs_callback_test_against_a_plain_server_start() -> None:
     server = argv[argv.index("--server") + 1]
     assert server.startswith("py -m soup rpc server-start --tls-mode auto --key-type rsa-4096")
     assert server.endswith("--transport unix")
+
+
+def test_multiplex_cells_run_per_release_with_that_releases_soup_go() -> None:
+    every = [str(r["go_plugin"]) for r in matrix.releases(MATRIX)]
+    chosen = broker_cells.multiplex_cells(DATA, MATRIX, every)
+    listed = DATA["multiplex"]["releases"]
+    assert "1.4.8" not in listed  # go-plugin has multiplexing from v1.6.0
+    assert all(c.variant == "multiplex" for c in chosen)
+    assert all(c.client_args == ("--grpc-broker-multiplex",) for c in chosen)
+    parsed = [matrix.parse_id(i) for i in DATA["multiplex"]["cells"]]
+    with_go = [c for c in parsed if matrix.GO in (c.client, c.server)]
+    assert len(chosen) == len(with_go) * len(listed) + len(parsed) - len(with_go)
+    old = [c for c in chosen if "go@1.6.3" in (c.client, c.server)]
+    assert {matrix.base_impl(c.client) for c in old} | {matrix.base_impl(c.server) for c in old} == {
+        "go", "python",
+    }  # fmt: skip
+    # the default run (the tree's release) takes the four directions and its own cells
+    default = broker_cells.suite_cells(DATA, MATRIX, every[:1])
+    assert len(default) == len(broker_cells.cells(DATA, MATRIX)) + len(
+        broker_cells.multiplex_cells(DATA, MATRIX, every[:1])
+    )
+    # a releases run takes only those releases' multiplexing cells
+    older = broker_cells.suite_cells(DATA, MATRIX, ["1.7.0"])
+    assert older
+    assert all("go@1.7.0" in (c.client, c.server) for c in older)
+
+
+def test_a_multiplex_cell_runs_callback_test_with_the_flag() -> None:
+    cell = broker_cells.multiplex_cells(DATA, MATRIX, ["1.8.0"])[0]
+    paths = matrix.Paths("py", "/bin/soup-go", Path("/c"), Path("/kv"))
+    argv = broker_cells.command(cell, MATRIX, paths)
+    assert argv[argv.index("callback-test") + 2] == "--grpc-broker-multiplex"
+
+
+def test_an_older_release_cell_must_have_run_that_build() -> None:
+    cell = matrix.parse_id("go@1.6.3->python/auto/ec-p521->ec-p256/unix")
+    result = _passing(cell)
+    result["client"] = {"impl": "go", "version": "soup-go 0.1.0 (go1.26.8, go-plugin v1.8.0)"}
+    verdict = broker_cells.judge(cell, 0, json.dumps(result), "")
+    assert verdict.outcome == "fail"
+    assert (
+        "client.version is 'soup-go 0.1.0 (go1.26.8, go-plugin v1.8.0)', not go-plugin v1.6.3"
+        in str(verdict.reason)
+    )
+    result["client"]["version"] = "soup-go 0.1.0 (go1.26.8, go-plugin v1.6.3)"
+    assert broker_cells.judge(cell, 0, json.dumps(result), "").outcome == "pass"

@@ -116,7 +116,9 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
         "backend": "native", "client_key": own.key_type, "client_fingerprint": own.fingerprint,
         "server_key": certs.key_type_of(live), "server_fingerprint": certs.fingerprint(live),
     }  # fmt: skip
-    probes = verify.probe_plugin(network, address, own, trusted)
+    probes = verify.probe_plugin(
+        lambda timeout: verify.dial(network, address, timeout), own, trusted
+    )
     result["mutual_tls"] = verify.judge(mode, probes, None) | contract.not_measured(
         "TofuSoup's KVClient verifies inside grpcio; no probe here can reach its verifier"
     )

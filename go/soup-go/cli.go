@@ -136,6 +136,7 @@ type hostFlags struct {
 	server      string
 	reattach    string
 	keepRunning bool
+	multiplex   bool
 	timeout     float64
 	tls         tlsFlags
 	hs          handshakeFlags
@@ -147,6 +148,7 @@ func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.server, "server", "", "plugin command line, split with shell rules (this or --reattach is required)")
 	fs.StringVar(&h.reattach, "reattach", "", "reattach config (JSON) of a running plugin, as `rpc server-start --debug` prints it, instead of --server")
 	fs.BoolVar(&h.keepRunning, "keep-running", false, "with --reattach: leave the plugin running at the end (no Shutdown)")
+	fs.BoolVar(&h.multiplex, "grpc-broker-multiplex", false, "go-plugin's GRPCBrokerMultiplex (v1.6.0+): every connection, the main one and the brokered ones, is a stream of one yamux session; a plugin that does not say so in field 7 is refused")
 	fs.Float64Var(&h.timeout, "timeout", 30, "seconds: bound on each wait for the plugin (start and handshake line, connection)")
 	h.tls.register(fs, goPluginKeyType)
 	h.hs.register(fs)
@@ -162,6 +164,8 @@ func (h *hostFlags) validate() error {
 		return usagef("--server or --reattach is required")
 	case h.keepRunning && h.reattach == "":
 		return usagef("--keep-running needs --reattach (a plugin the host started always ends with it)")
+	case h.multiplex && h.reattach != "":
+		return usagef("--grpc-broker-multiplex cannot be used with --reattach (go-plugin supports neither together)")
 	}
 	if h.timeout <= 0 {
 		return usagef("--timeout must be positive")
@@ -178,6 +182,7 @@ func (h *hostFlags) validate() error {
 		tls:         h.tls,
 		timeout:     time.Duration(h.timeout * float64(time.Second)),
 		keepRunning: h.keepRunning,
+		multiplex:   h.multiplex,
 	}
 	if h.reattach != "" {
 		if h.parsed.reattach, err = parseReattach(h.reattach); err != nil {

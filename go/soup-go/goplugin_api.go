@@ -5,7 +5,8 @@ package main
 // tag goplugin_v1_4 picks one of those two for ClientConfig.SkipHostEnv, v1.5.0+):
 //   - ClientConfig.GRPCDialOptions,
 //   - ServeConfig.Test / ServeTestConfig (debug mode, reattach config).
-// soup-go does not use ClientConfig.UnixSocketConfig or GRPCBrokerMultiplex:
+// ClientConfig.GRPCBrokerMultiplex (v1.6.0+) is set in goplugin_v15plus.go.
+// soup-go does not use ClientConfig.UnixSocketConfig:
 // the private socket directory is set through PLUGIN_UNIX_SOCKET_DIR in the
 // plugin's environment, which every release's plugin side reads.
 

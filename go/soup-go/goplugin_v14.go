@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/hashicorp/go-plugin"
@@ -14,4 +15,9 @@ import (
 // environment instead (cmd.Env, built before, keeps what the host chose).
 func setHostEnv(_ *plugin.ClientConfig) {
 	_ = os.Unsetenv("PLUGIN_CLIENT_CERT")
+}
+
+// setBrokerMultiplex: go-plugin v1.4 has no GRPCBrokerMultiplex.
+func setBrokerMultiplex(_ *plugin.ClientConfig) error {
+	return errors.New("--grpc-broker-multiplex needs go-plugin v1.6.0 or later; this soup-go is built on v1.4")
 }

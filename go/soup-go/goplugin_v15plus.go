@@ -10,3 +10,10 @@ import "github.com/hashicorp/go-plugin"
 func setHostEnv(cfg *plugin.ClientConfig) {
 	cfg.SkipHostEnv = true
 }
+
+// setBrokerMultiplex: go-plugin's GRPCBrokerMultiplex (v1.6.0+; soup-go is
+// not built on v1.5).
+func setBrokerMultiplex(cfg *plugin.ClientConfig) error {
+	cfg.GRPCBrokerMultiplex = true
+	return nil
+}

@@ -41,6 +41,7 @@ type hostOptions struct {
 	argv        []string
 	reattach    *plugin.ReattachConfig
 	keepRunning bool
+	multiplex   bool // GRPCBrokerMultiplex
 	hs          handshake
 	tls         tlsFlags
 	timeout     time.Duration
@@ -134,6 +135,11 @@ func (h *host) configureLaunch() error {
 	// cmd.Env already holds the parent's environment, minus the variables
 	// that only this host may set.
 	setHostEnv(h.cfg)
+	if h.opts.multiplex {
+		if err := setBrokerMultiplex(h.cfg); err != nil {
+			return err
+		}
+	}
 	switch h.opts.tls.mode {
 	case "auto":
 		if h.opts.tls.keyType == goPluginKeyType {
@@ -172,7 +178,8 @@ func (h *host) configureLaunch() error {
 func hostEnviron() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envClientCert+"=") && !strings.HasPrefix(kv, envUnixSocketDir+"=") {
+		if !strings.HasPrefix(kv, envClientCert+"=") && !strings.HasPrefix(kv, envUnixSocketDir+"=") &&
+			!strings.HasPrefix(kv, envMultiplexGRPC+"=") {
 			env = append(env, kv)
 		}
 	}

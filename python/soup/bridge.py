@@ -520,6 +520,8 @@ class _BridgeBase:
 class TLSListenerBridge(_BridgeBase):
     """Accept TLS on ``listen_sock`` and relay each connection to ``backend_path``.
 
+    Without ``listen_sock`` (None) it serves only what :meth:`adopt` hands it.
+
     The bridge owns ``listen_sock`` (TCP or unix, already listening) and closes it in
     ``close()``. ``backend_path`` is a unix socket of a plaintext grpcio server in a
     private (0700) directory owned by the caller; it is connected only after the TLS
@@ -529,7 +531,7 @@ class TLSListenerBridge(_BridgeBase):
 
     def __init__(
         self,
-        listen_sock: socket.socket,
+        listen_sock: socket.socket | None,
         ssl_context: ssl.SSLContext,
         backend_path: str,
         *,
@@ -550,13 +552,18 @@ class TLSListenerBridge(_BridgeBase):
 
     def start(self) -> None:
         _check_private_dir(self._backend_path)
-        self._start_accepting(self._listen_sock)
+        if self._listen_sock is not None:
+            self._start_accepting(self._listen_sock)
 
     def close(self) -> None:
         """Stop accepting, close every relay and the listening socket, join the threads."""
         if not self._stop_all():
             return
         _close_quietly(self._listen_sock)
+
+    def adopt(self, conn: socket.socket, peer: str) -> None:
+        """Serve ``conn`` (owned from now on), accepted elsewhere: a yamux stream."""
+        self._accepted(conn, peer)
 
     def _accepted(self, conn: socket.socket, peer: str) -> None:
         connection = _Connection(TLSPipe(self._context, server_side=True), peer, tls=conn)

@@ -13,10 +13,12 @@ server. The backend follows :func:`soup.tls.choose_backend` (grpcio's TLS where 
 can verify the peer's key, else the OpenSSL bridge). Plaintext only when the main
 connection is plaintext.
 
-Multiplexing (``PLUGIN_MULTIPLEX_GRPC``): not implemented. soup behaves exactly like a
-go-plugin peer that does not multiplex: a plugin never advertises the handshake's
-7th field, every brokered connection is a new socket, and a knock message (only
-sent by a multiplexing peer) is logged and ignored.
+Multiplexing (``PLUGIN_MULTIPLEX_GRPC``, :meth:`GRPCBroker.multiplex_over`): brokered
+connections are streams of the host's yamux session (``soup.grpcmux``) and no ConnInfo
+carries an address. The dialing side sends a knock for the id, waits (5 s) for
+the listening side's acknowledgement, then opens a stream; the listening side gives the
+next stream the host opens to that id's server. Knock and stream pairs are serialised
+per side, as go-plugin does.
 
 Pure parts: :func:`endpoint_of` (what a received ConnInfo means) and
 :class:`PendingEndpoints` (ConnInfos waiting for a dial, by id). The rest is IO.
@@ -42,6 +44,7 @@ import grpc
 
 from soup import bridge, certs, pb, tls
 from soup.grpchooks import GRPCHooks
+from soup.grpcmux import Muxer
 from soup.handshake import ENV_UNIX_SOCKET_GROUP
 from soup.listen import add_port, share_with_group
 from soup.streaming import rpc_active
@@ -104,13 +107,13 @@ class Endpoint(NamedTuple):
 def endpoint_of(service_id: int, network: str, address: str, knock: bool) -> Endpoint:
     """The endpoint a received ConnInfo announces; BrokerError if it announces none.
 
-    A knock is part of go-plugin's multiplexed mode, which soup never advertises, so a
-    peer that knocks is not following the handshake.
+    A knock belongs to go-plugin's multiplexed mode: on a broker not multiplexing (the
+    handshake did not agree on it) a peer that knocks is not following the handshake.
     """
     if knock:
         raise BrokerError(
-            f"ConnInfo for service id {service_id} is a multiplexing knock, but soup does "
-            "not multiplex (it never advertises PLUGIN_MULTIPLEX_GRPC support)"
+            f"ConnInfo for service id {service_id} is a multiplexing knock, but this "
+            "connection does not multiplex (the handshake did not agree on it)"
         )
     if network not in ("unix", "tcp"):
         raise BrokerError(
@@ -154,6 +157,14 @@ class PendingEndpoints:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+def _knock_message(service_id: int, *, ack: bool, error: str) -> Any:
+    """A multiplexing knock (ack=False) or its acknowledgement, as go-plugin sends them."""
+    return pb.grpc_broker_pb2.ConnInfo(
+        service_id=service_id,
+        knock=pb.grpc_broker_pb2.ConnInfo.Knock(knock=True, ack=ack, error=error),
+    )
 
 
 def next_service_id(last: int) -> int:
@@ -211,6 +222,8 @@ class _Listening(NamedTuple):
     endpoint: Endpoint
     bridge: bridge.TLSListenerBridge | None
     paths: list[Path]
+    forget: Callable[[], None] | None = None
+    """Multiplexed: stop routing the id's streams here."""
 
 
 class BrokeredServer:
@@ -229,6 +242,7 @@ class BrokeredServer:
         self._workers = workers
         self._listener = listening.bridge
         self._paths = listening.paths
+        self._forget = listening.forget
         self._on_stop = on_stop
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -239,6 +253,8 @@ class BrokeredServer:
             if self._stopped.is_set():
                 return
             self._stopped.set()
+        if self._forget is not None:
+            self._forget()
         done = self._server.stop(grace)
         if not done.wait(grace + 2.0):
             _LOG.warning("brokered server did not stop in time", extra=self._fields())
@@ -310,6 +326,16 @@ class GRPCBroker:
         self._servers: list[BrokeredServer] = []
         self._channels: dict[_BrokeredChannel, bridge.TLSDialerBridge | None] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._mux: Muxer | None = None
+        self._acks: dict[int, str] = {}  # knock acknowledgements: id -> error ('' = go ahead)
+        self._knocking = threading.Lock()  # one knock-and-open at a time (go-plugin's dialMutex)
+
+    def multiplex_over(self, mux: Muxer) -> None:
+        """PLUGIN_MULTIPLEX_GRPC: brokered connections are ``mux``'s streams (either side;
+        needs the OpenSSL backend, which the bridge's streams go through)."""
+        if self._tls is None or self._tls.backend != "openssl":
+            raise BrokerError("multiplexing needs TLS on the OpenSSL backend")
+        self._mux = mux
 
     # -- public API
     def next_id(self) -> int:
@@ -353,7 +379,8 @@ class GRPCBroker:
         if closed:
             served.stop(0)
             raise BrokerError("the broker is closed")
-        self._send(served.endpoint)
+        if self._mux is None:
+            self._send(served.endpoint)
         self._log.debug(
             "brokered server listening",
             extra={"service_id": service_id, "network": served.endpoint.network},
@@ -365,14 +392,16 @@ class GRPCBroker:
 
         Waits at most ``timeout`` seconds; BrokerError names what it waited for.
         """
-        endpoint = self._wait_endpoint(service_id, timeout)
         dialer = None
-        if self._tls is None:
+        if self._mux is not None:
+            dialer, inner = self._muxed_channel(service_id)
+        elif self._tls is None:
+            endpoint = self._wait_endpoint(service_id, timeout)
             inner = grpc.insecure_channel(endpoint.grpc_target, options=self._channel_options())
         elif self._tls.backend == "native":
-            inner = self._native_channel(endpoint)
+            inner = self._native_channel(self._wait_endpoint(service_id, timeout))
         else:
-            dialer, inner = self._bridged_channel(endpoint)
+            dialer, inner = self._bridged_channel(self._wait_endpoint(service_id, timeout))
         channel = _BrokeredChannel(self._hooks.intercept(inner), self._forget_channel)
         with self._cond:
             self._channels[channel] = dialer
@@ -472,6 +501,9 @@ class GRPCBroker:
         )
 
     def _received(self, info: Any) -> None:
+        if self._mux is not None and info.HasField("knock"):
+            self._received_knock(int(info.service_id), info.knock)
+            return
         try:
             endpoint = endpoint_of(
                 int(info.service_id), str(info.network), str(info.address), info.HasField("knock")
@@ -487,6 +519,57 @@ class GRPCBroker:
                 "dropping a second ConnInfo for a service id still waiting for a dial",
                 extra={"service_id": endpoint.service_id},
             )
+
+    # -- multiplexing: knocks
+    def _received_knock(self, service_id: int, knock: Any) -> None:
+        assert self._mux is not None
+        if knock.knock and not knock.ack:  # the host will open a stream for service_id
+            error = self._mux.knocked(service_id)
+            self._outgoing.put(_knock_message(service_id, ack=True, error=error))
+        elif knock.knock and knock.ack:  # the answer to our knock
+            with self._cond:
+                self._acks[service_id] = str(knock.error)
+                self._cond.notify_all()
+        else:
+            self._log.warning("ignoring a knock with knock=false", extra={"service_id": service_id})
+
+    def _knock_and_open(self, service_id: int, timeout: float) -> socket.socket:
+        """A stream to the host's service ``service_id``: knock, its ack, then open."""
+        assert self._mux is not None
+        with self._knocking:
+            with self._cond:
+                self._acks.pop(service_id, None)
+            self._outgoing.put(_knock_message(service_id, ack=False, error=""))
+            deadline = time.monotonic() + min(timeout, DIAL_WAIT)
+            with self._cond:
+                while service_id not in self._acks:
+                    remaining = deadline - time.monotonic()
+                    if self._closed.is_set() or self._stream_ended is not None or remaining <= 0:
+                        raise BrokerError(
+                            f"no acknowledgement of the knock for service id {service_id} "
+                            f"within {min(timeout, DIAL_WAIT):g} s on the GRPCBroker stream"
+                        )
+                    self._cond.wait(remaining)
+                error = self._acks.pop(service_id)
+            if error:
+                raise BrokerError(f"failed to knock for service id {service_id}: {error}")
+            return self._mux.open(timeout)
+
+    def _muxed_channel(self, service_id: int) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
+        self._check_usable()
+        try:
+            dialer = bridge.TLSDialerBridge(
+                "unix",
+                f"yamux stream for service id {service_id}",
+                self._ssl_context("client"),
+                server_hostname=tls.SERVER_NAME,
+                logger=logging.getLogger("soup.bridge"),
+                open_stream=lambda timeout: self._knock_and_open(service_id, timeout),
+            )
+            target = dialer.start()
+        except bridge.BridgeError as exc:
+            raise BrokerError(f"cannot dial service id {service_id}: {exc}") from exc
+        return dialer, grpc.insecure_channel(target, options=self._channel_options())
 
     def _end_stream(self, reason: str) -> None:
         with self._cond:
@@ -574,6 +657,8 @@ class GRPCBroker:
             ) from exc
 
     def _listen(self, service_id: int, server: grpc.Server) -> _Listening:
+        if self._mux is not None:
+            return self._listen_muxed(service_id, server)
         if self._tls is not None and self._tls.backend == "openssl":
             return self._listen_bridged(service_id, server)
         creds = None if self._tls is None else self._server_credentials(self._tls)
@@ -628,6 +713,22 @@ class GRPCBroker:
             listener.close()
             raise BrokerError(str(exc)) from exc
         return _Listening(endpoint, listener, paths)
+
+    def _listen_muxed(self, service_id: int, server: grpc.Server) -> _Listening:
+        """A brokered server fed the yamux streams knocked for ``service_id``."""
+        assert self._mux is not None
+        backend = self._backend_path()
+        if not add_port(server, "unix:" + str(backend), None):
+            raise BrokerError(f"cannot listen on the private unix socket {backend}")
+        listener = bridge.TLSListenerBridge(
+            None, self._ssl_context("server"), str(backend), logger=logging.getLogger("soup.bridge")
+        )
+        server.start()
+        listener.start()
+        mux = self._mux
+        mux.expect(service_id, listener.adopt)
+        endpoint = Endpoint(service_id, "yamux", f"yamux streams for service id {service_id}")
+        return _Listening(endpoint, listener, [backend], lambda: mux.forget(service_id))
 
     # -- TLS
     @staticmethod

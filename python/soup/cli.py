@@ -132,6 +132,13 @@ def _add_host_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --reattach: send no Shutdown at the end, leave the plugin running",
     )
+    plugin.add_argument(
+        "--grpc-broker-multiplex",
+        action="store_true",
+        help="go-plugin's GRPCBrokerMultiplex (v1.6.0+): every connection, the main one and "
+        "the brokered ones, is a stream of one yamux session; a plugin that does not say so "
+        "in field 7 is refused",
+    )
     parser.add_argument(
         "--timeout",
         type=_positive,
@@ -228,6 +235,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     if getattr(args, "keep_running", False) and args.reattach is None:
         parser.error(
             "--keep-running needs --reattach (a plugin the host started always ends with it)"
+        )
+    if getattr(args, "grpc_broker_multiplex", False) and args.reattach is not None:
+        parser.error(
+            "--grpc-broker-multiplex cannot be used with --reattach "
+            "(go-plugin supports neither together)"
         )
     if getattr(args, "kv_command", None) == "put" and (args.value is None) == (
         args.value_file is None

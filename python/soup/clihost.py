@@ -39,6 +39,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
         timeout=args.timeout,
         rpc_timeout=min(args.timeout, RPC_TIMEOUT),  # every host wait bounded by --timeout
         keep_running=args.keep_running,
+        grpc_broker_multiplex=args.grpc_broker_multiplex,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -124,10 +125,13 @@ def open_connection(
     timeout: float,
     rpc_timeout: float,
     hooks: GRPCHooks,
+    open_stream: Callable[[float], socket.socket] | None = None,
 ) -> Connection:
     """Connect and verify with one health RPC; ``evidence`` is filled in as it is learnt.
 
     ``hooks``: the user's channel arguments and interceptors (ClientConfig).
+    ``open_stream`` (broker multiplexing): each TLS connection is a new yamux stream
+    instead of a connection to ``address``; the OpenSSL bridge carries it.
     """
     options = hooks.with_options(_options())
     if settings.mode == "disabled":
@@ -137,7 +141,11 @@ def open_connection(
         return conn
     assert own is not None
     assert trusted_pem is not None
-    evidence.backend = tls.choose_backend(settings.backend, evidence.server_key)
+    evidence.backend = (
+        "openssl"
+        if open_stream is not None
+        else tls.choose_backend(settings.backend, evidence.server_key)
+    )
     if evidence.backend == "native":
         creds = grpc.ssl_channel_credentials(
             root_certificates=trusted_pem,
@@ -164,6 +172,7 @@ def open_connection(
         tls.client_ssl_context(own, trusted_pem),
         server_hostname=tls.SERVER_NAME,
         logger=logging.getLogger("soup.bridge"),
+        open_stream=open_stream,
     )
     # One bound for the bridge's TLS handshake and the health RPC, as grpcio's own TLS
     # has: the handshake happens inside that RPC's deadline there.

@@ -49,6 +49,7 @@ __all__ = [
     "check_cookie",
     "format_line",
     "host_env",
+    "multiplex_requested",
     "negotiate_version",
     "parse_line",
     "parse_versions",
@@ -319,11 +320,20 @@ def _parse_cert(parts: list[str]) -> bytes | None:
     return cert_der
 
 
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+
+
+def multiplex_requested(env: Mapping[str, str]) -> bool:
+    """Whether the host asked for broker multiplexing: ``PLUGIN_MULTIPLEX_GRPC`` read as
+    Go's strconv.ParseBool reads it (go-plugin's plugin side; anything else is no)."""
+    return env.get(ENV_MULTIPLEX_GRPC, "") in _GO_TRUE
+
+
 def _parse_multiplex(parts: list[str]) -> bool | None:
     """Field 7 as the plugin advertised it; None if absent or not "true"/"false".
 
-    Never an error: go-plugin's host reads field 7 only when it asked for broker
-    multiplexing, which a soup host never does, so it ignores whatever is there.
+    Never an error here: go-plugin's host reads field 7 only when it asked for broker
+    multiplexing (a soup host then refuses anything but True: soup.host).
     """
     if len(parts) < 7 or parts[6] not in ("true", "false"):
         return None

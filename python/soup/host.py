@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import IO, Any
 
 import grpc
 
-from soup import bridge, certs, managed, pb, stdio
+from soup import bridge, certs, managed, pb, stdio, verify
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.connect import (
     Connection,
@@ -37,8 +38,10 @@ from soup.connect import (
 )
 from soup.errors import HostError, HostHandshakeError
 from soup.grpchooks import GRPCHooks
+from soup.grpcmux import ClientMuxer
 from soup.handshake import (
     ENV_CLIENT_CERT,
+    ENV_MULTIPLEX_GRPC,
     ENV_UNIX_SOCKET_DIR,
     HOST_SOCKET_DIR_PREFIX,
     Handshake,
@@ -73,6 +76,18 @@ REATTACH_WITH_AUTO = (
     "--reattach cannot use --tls-mode auto: a plugin in debug mode got no PLUGIN_CLIENT_CERT "
     "from a host; use --tls-mode manual (TLS with your cert files) or --tls-mode disabled, "
     "as the plugin was started"
+)
+MULTIPLEX_WITH_REATTACH = "gRPC broker multiplexing is not supported with Reattach config"
+MULTIPLEX_WITHOUT_TLS = (
+    "gRPC broker multiplexing needs TLS in soup (its yamux streams go through the OpenSSL "
+    "bridge): use --tls-mode auto or manual, or leave multiplexing off"
+)
+MUX_NOT_SUPPORTED = (
+    "client requested gRPC broker multiplexing but plugin does not support the feature"
+)
+MUX_NO_FIELD_7 = (
+    "; for Go plugins, you will need to update the github.com/hashicorp/go-plugin "
+    "dependency and recompile"
 )
 # Shorter than the bridge's own limit: the plugin nests its private directory inside.
 _MAX_SOCKET_DIR = 70
@@ -114,6 +129,12 @@ class ClientConfig:
     ``[("grpc.max_receive_message_length", 64 << 20)]``: gRPC's default limit is 4 MiB."""
     grpc_interceptors: Sequence[Any] = ()
     """Client interceptors (``grpc.UnaryUnaryClientInterceptor`` ...) on those channels."""
+    grpc_broker_multiplex: bool = False
+    """go-plugin's ``GRPCBrokerMultiplex`` (v1.6.0+): one connection to the plugin, a
+    yamux session over it, every gRPC connection (main and brokered) a stream of it, each
+    with its own mutual TLS. Sends ``PLUGIN_MULTIPLEX_GRPC=true``; a plugin that does not
+    answer ``true`` in field 7 is refused with go-plugin's error. TLS only (soup
+    multiplexes over the OpenSSL bridge); not with ``reattach``, as in go-plugin."""
     unix_socket_group: str | None = None
     """go-plugin's ``UnixSocketConfig.Group``: a group (name or gid) that may connect to
     the plugin's unix sockets and to the host's brokered ones (sockets 0660, the socket
@@ -151,6 +172,10 @@ class ClientConfig:
                 f"plugin_log_buffer_size must be a positive number of bytes, got {size!r} "
                 f"(go-plugin's default is {DEFAULT_BUFFER_SIZE})"
             )
+        if self.grpc_broker_multiplex and self.reattach is not None:
+            raise ValueError(MULTIPLEX_WITH_REATTACH)
+        if self.grpc_broker_multiplex and self.tls.mode == "disabled":
+            raise ValueError(MULTIPLEX_WITHOUT_TLS)
         _ = self._socket_gid  # a group that does not exist fails here, not at spawn
 
     def _grpc_hooks(self) -> GRPCHooks:
@@ -209,6 +234,7 @@ class Client:
         self._trusted_pem: bytes | None = None
         """The only root trusted for the plugin: its pinned certificate, or the manual CA."""
         self._stdio: stdio.StdioReader | None = None
+        self._muxer: ClientMuxer | None = None  # grpc_broker_multiplex: the yamux session
         self._killed = False
 
     # -- context manager
@@ -312,6 +338,9 @@ class Client:
         )
         if client_pem is None:
             env.pop(ENV_CLIENT_CERT, None)  # never inherit one from our own env
+        env.pop(ENV_MULTIPLEX_GRPC, None)  # only this host says whether it multiplexes
+        if self.config.grpc_broker_multiplex:
+            env[ENV_MULTIPLEX_GRPC] = "true"
         try:
             self._process = PluginProcess(
                 self._argv,
@@ -347,6 +376,8 @@ class Client:
         try:
             pinned = pinned_server_pem(self.config.tls, info.server_cert_der, self.tls)
             self._trusted_pem = pinned or self._trusted_pem
+            if self.config.grpc_broker_multiplex:
+                self._muxer = self._multiplexed(info)
             self._connection = open_connection(
                 info.network,
                 info.address,
@@ -358,6 +389,7 @@ class Client:
                 # The first RPC is a host wait too: bounded by --timeout.
                 rpc_timeout=min(self.config.timeout, self.config.rpc_timeout),
                 hooks=self.config._grpc_hooks(),
+                open_stream=self._muxer.open if self._muxer is not None else None,
             )
         except HostError as exc:
             raise self._failure(str(exc), tail=False) from exc
@@ -366,6 +398,21 @@ class Client:
         )
         self.broker = self._open_broker()
         return info
+
+    def _multiplexed(self, info: Handshake) -> ClientMuxer:
+        """go-plugin's client muxer: field 7 must say ``true``; then the one connection."""
+        if info.multiplex is not True:
+            raise HostError(MUX_NOT_SUPPORTED + (MUX_NO_FIELD_7 if info.multiplex is None else ""))
+        try:
+            conn = verify.dial(info.network, info.address, self.config.timeout)
+        except OSError as exc:
+            raise HostError(f"cannot connect to the plugin at {info.address}: {exc}") from exc
+        conn.settimeout(None)
+        return ClientMuxer(conn, logging.getLogger("soup.mux"))
+
+    def open_stream(self, timeout: float) -> socket.socket | None:
+        """With ``grpc_broker_multiplex``, a new yamux stream to the plugin (None without)."""
+        return self._muxer.open(timeout) if self._muxer is not None else None
 
     def _open_broker(self) -> GRPCBroker:
         """Like go-plugin's host: the GRPCBroker stream opens right after connecting.
@@ -385,6 +432,8 @@ class Client:
             socket_group=self.config._socket_gid,
             hooks=self.config._grpc_hooks(),
         )
+        if self._muxer is not None:
+            broker.multiplex_over(self._muxer)
         broker._open_stream(self._connection.channel)
         return broker
 
@@ -486,6 +535,8 @@ class Client:
         hung = verified and not self.config.keep_running and not self._send_shutdown()
         if self._connection is not None:
             self._connection.close()
+        if self._muxer is not None:
+            self._muxer.close()
         if self._process is not None:
             self._end_process(verified, hung=hung)
         elif self.config.reattach is not None and verified and not self.config.keep_running:

@@ -25,6 +25,7 @@ import grpc
 
 from soup import bridge, certs, tls
 from soup.errors import PluginError
+from soup.grpcmux import ServerMuxer
 from soup.handshake import (
     ENV_MAX_PORT,
     ENV_MIN_PORT,
@@ -85,12 +86,19 @@ class Listening:
         self.cleanup: list[Path] = []
         self.bridge: bridge.TLSListenerBridge | None = None
         self.bridge_socket: socket.socket | None = None
+        self.mux: ServerMuxer | None = None
+        """PLUGIN_MULTIPLEX_GRPC: the host's yamux session; its streams go to the bridge."""
 
     def start(self) -> None:
         if self.bridge is not None:
             self.bridge.start()
+        if self.mux is not None:
+            self.mux.start()
 
     def close(self, log: logging.Logger) -> None:
+        if self.mux is not None:
+            self.mux.close()
+            self.mux = None
         if self.bridge is not None:
             if self.bridge.last_error:
                 log.debug("last TLS bridge error", extra={"error": self.bridge.last_error})
@@ -293,13 +301,16 @@ def listen(
     env: Mapping[str, str],
     server_tls: ServerTLS | None,
     socket_gid: int | None = None,
+    *,
+    multiplex: bool = False,
 ) -> Listening:
     """Bind the advertised address (and the private backend socket for openssl); a unix
-    socket is given to ``socket_gid`` (``socket_group(env)``: PLUGIN_UNIX_SOCKET_GROUP)."""
+    socket is given to ``socket_gid`` (``socket_group(env)``: PLUGIN_UNIX_SOCKET_GROUP).
+    ``multiplex`` (the openssl backend only): the address takes one yamux session."""
     listening = Listening(network)
     try:
         if server_tls is not None and server_tls.backend == "openssl":
-            _listen_bridged(server, listening, env, server_tls, socket_gid)
+            _listen_bridged(server, listening, env, server_tls, socket_gid, multiplex=multiplex)
         else:
             creds = server_tls.credentials() if server_tls is not None else None
             _listen_grpc(server, listening, env, creds, socket_gid)
@@ -350,6 +361,8 @@ def _listen_bridged(
     env: Mapping[str, str],
     server_tls: ServerTLS,
     socket_gid: int | None,
+    *,
+    multiplex: bool,
 ) -> None:
     private = private_dir(env, "soup-")
     listening.cleanup.append(private)
@@ -377,5 +390,10 @@ def _listen_bridged(
         listening.address = f"{host}:{port}"
     context = tls.server_ssl_context(server_tls.own, server_tls.trusted_pem)
     listening.bridge = bridge.TLSListenerBridge(
-        listen_sock, context, backend_path, logger=logging.getLogger("soup.bridge")
+        None if multiplex else listen_sock,
+        context,
+        backend_path,
+        logger=logging.getLogger("soup.bridge"),
     )
+    if multiplex:
+        listening.mux = ServerMuxer(listen_sock, listening.bridge.adopt)

@@ -36,6 +36,7 @@ from soup.errors import PluginError
 from soup.grpchooks import GRPCHooks
 from soup.listen import (
     Listening,
+    ServerTLS,
     listen,
     private_dir,
     remove_orphaned_host_dir,
@@ -178,13 +179,12 @@ class _Run:
             self.env.get(handshake.ENV_PROTOCOL_VERSIONS), config._versions()
         )
         server_tls = policy.server_tls(config, self.env, self.log)
+        multiplex = handshake.multiplex_requested(self.env)
+        if multiplex:
+            server_tls = self._multiplexed(server_tls)
+            multiplex = server_tls is not None
         self.backend = server_tls.backend if server_tls is not None else "none"
         socket_gid = socket_group(self.env)  # the main socket's and the broker's
-        if self.env.get(handshake.ENV_MULTIPLEX_GRPC):
-            self.log.warning(
-                "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC); "
-                "soup does not support it and does not advertise it"
-            )
         self.internal = Internal(
             server,
             stop=self.request_stop,
@@ -198,7 +198,11 @@ class _Run:
         self.context = ServeContext(server, version, self.internal.broker, self.log, self.env)
         for register in config.plugins.get(version, ()):
             register(self.context)
-        self.listening = listen(server, config.transport, self.env, server_tls, socket_gid)
+        self.listening = listen(
+            server, config.transport, self.env, server_tls, socket_gid, multiplex=multiplex
+        )
+        if self.listening.mux is not None:
+            self.internal.broker.multiplex_over(self.listening.mux)
         self.log.debug(
             "plugin address",
             extra={"network": self.listening.network, "address": self.listening.address},
@@ -213,8 +217,24 @@ class _Run:
                 address=self.listening.address,
                 protocol="grpc",
                 server_cert_der=server_tls.cert_field() if server_tls is not None else None,
+                multiplex=multiplex,
             )
         )
+
+    def _multiplexed(self, server_tls: ServerTLS | None) -> ServerTLS | None:
+        """The TLS to multiplex with (PLUGIN_MULTIPLEX_GRPC): the OpenSSL bridge carries
+        the yamux streams, so that backend. Plaintext: not multiplexed (field 7 absent),
+        which a host that insists refuses with go-plugin's ErrGRPCBrokerMuxNotSupported."""
+        if server_tls is None:
+            self.log.warning(
+                "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC) without "
+                "TLS; soup multiplexes only over TLS and does not advertise it"
+            )
+            return None
+        if server_tls.backend != "openssl":
+            self.log.debug("multiplexing: yamux streams go through the OpenSSL bridge")
+            server_tls = server_tls._replace(backend="openssl")
+        return server_tls
 
     def _reattach(self, version: int) -> ReattachConfig:
         from soup.reattach import ReattachConfig  # noqa: PLC0415 - debug mode only

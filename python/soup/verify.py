@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -127,11 +128,15 @@ def first_answer(
         return conn.recv(64)
 
 
-def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> Probe:
+Dial = Callable[[float], socket.socket]
+"""Opens one plain connection to the plugin within the timeout given."""
+
+
+def _attempt(name: str, connect: Dial, context: ssl.SSLContext) -> Probe:
     """Handshake, send the HTTP/2 preface, read: served (not refused) or refused, and how."""
     try:
         with (
-            dial(network, address, PROBE_TIMEOUT) as raw,
+            connect(PROBE_TIMEOUT) as raw,
             context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
         ):
             data = first_answer(conn)
@@ -148,13 +153,13 @@ def _attempt(name: str, network: str, address: str, context: ssl.SSLContext) -> 
     return Probe(name, False, f"served: the plugin answered HTTP/2 ({len(data)} bytes)")
 
 
-def probe_plugin(network: str, address: str, own: certs.CertKey, trusted_pem: bytes) -> list[Probe]:
+def probe_plugin(connect: Dial, own: certs.CertKey, trusted_pem: bytes) -> list[Probe]:
     """The three extra connections (see the module doc), against a serving plugin."""
     foreign = certs.self_signed(own.key_type)
     return [
-        _attempt("no_client_cert", network, address, client_context(None, trusted_pem)),
-        _attempt("foreign_client_cert", network, address, client_context(foreign, trusted_pem)),
-        _attempt("foreign_trust", network, address, client_context(own, foreign.cert_pem)),
+        _attempt("no_client_cert", connect, client_context(None, trusted_pem)),
+        _attempt("foreign_client_cert", connect, client_context(foreign, trusted_pem)),
+        _attempt("foreign_trust", connect, client_context(own, foreign.cert_pem)),
     ]
 
 
@@ -216,7 +221,14 @@ def mutual_tls(client: Client) -> dict[str, Any]:
     info, own, trusted = client.handshake_info, client._own, client._trusted_pem
     if mode == "disabled" or info is None or own is None or trusted is None:
         return judge(mode, [], None)
-    probes = probe_plugin(info.network, info.address, own, trusted)
+
+    def connect(timeout: float) -> socket.socket:
+        # Multiplexed: a stream of the host's session (a go-plugin plugin serves no other
+        # connection), else a connection to the plugin's address.
+        stream = client.open_stream(timeout)
+        return stream if stream is not None else dial(info.network, info.address, timeout)
+
+    probes = probe_plugin(connect, own, trusted)
     pinned = None
     if mode == "auto":
         pinned = certs.fingerprint(certs.load_cert_pem(trusted)) == client.tls.server_fingerprint

@@ -49,7 +49,7 @@ def test_endpoint_of_accepts_unix_and_tcp() -> None:
 @pytest.mark.parametrize(
     ("network", "address", "knock", "reason"),
     [
-        ("unix", "/tmp/x", True, "multiplexing knock, but soup does not multiplex"),
+        ("unix", "/tmp/x", True, "multiplexing knock, but this connection does not multiplex"),
         ("udp", "127.0.0.1:5", False, "unknown network 'udp'"),
         ("tcp", "", False, "empty address"),
     ],
@@ -306,6 +306,117 @@ def test_a_knock_is_ignored_with_a_warning(
     )
     with caplog.at_level("WARNING", logger="soup.broker"):
         pair.plugin._received(knock)
-    assert "does not multiplex" in caplog.text
+    assert "connection does not multiplex" in caplog.text
     with pytest.raises(BrokerError, match="timeout"):
         pair.plugin.dial(8, timeout=0.2)
+
+
+class FakeMux:
+    """The part of soup.muxlisten.MuxListener the broker uses, recording what it asked."""
+
+    def __init__(self, ack_error: str = "") -> None:
+        self.ack_error = ack_error
+        self.knocked_ids: list[int] = []
+        self.opened: list[socket.socket] = []
+
+    def knocked(self, service_id: int) -> str:
+        self.knocked_ids.append(service_id)
+        return self.ack_error
+
+    def open(self, timeout: float) -> socket.socket:
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        self.opened.append(ours)
+        return ours
+
+    def expect(self, service_id: int, serve: Any) -> None: ...
+
+    def forget(self, service_id: int) -> None: ...
+
+
+def _muxed_broker(mux: FakeMux) -> GRPCBroker:
+    own, peer = certs.self_signed("ec-p256"), certs.self_signed("ec-p256")
+    broker = GRPCBroker(tls=BrokerTLS(own, peer.cert_pem, "openssl"))
+    broker.multiplex_over(mux)  # type: ignore[arg-type]
+    return broker
+
+
+def _knock(service_id: int, *, ack: bool, error: str = "") -> Any:
+    return pb.grpc_broker_pb2.ConnInfo(
+        service_id=service_id,
+        knock=pb.grpc_broker_pb2.ConnInfo.Knock(knock=True, ack=ack, error=error),
+    )
+
+
+def _sent(broker: GRPCBroker) -> Any:
+    return broker._outgoing.get(timeout=5.0)
+
+
+def test_multiplexing_needs_tls_on_the_openssl_backend() -> None:
+    own = certs.self_signed("ec-p256")
+    for tls_material in (None, BrokerTLS(own, own.cert_pem, "native")):
+        with pytest.raises(BrokerError, match="needs TLS on the OpenSSL backend"):
+            GRPCBroker(tls=tls_material).multiplex_over(FakeMux())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("error", ["", "no listener for service id 4"])
+def test_a_knock_is_acknowledged_with_the_listeners_answer(error: str) -> None:
+    """go-plugin's listenForKnocks: the ack carries knock=true, ack=true and the error."""
+    mux = FakeMux(ack_error=error)
+    broker = _muxed_broker(mux)
+    try:
+        broker._received(_knock(4, ack=False))
+        ack = _sent(broker)
+        assert mux.knocked_ids == [4]
+        assert (ack.service_id, ack.knock.knock, ack.knock.ack, ack.knock.error) == (
+            4, True, True, error,
+        )  # fmt: skip
+        assert not ack.network
+        assert not ack.address
+    finally:
+        broker.close()
+
+
+def test_a_dial_knocks_waits_for_the_ack_then_opens_a_stream() -> None:
+    mux = FakeMux()
+    broker = _muxed_broker(mux)
+    try:
+        answer = threading.Timer(0.05, lambda: broker._received(_knock(9, ack=True)))
+        answer.start()
+        stream = broker._knock_and_open(9, 5.0)
+        answer.join()
+        sent = _sent(broker)
+        assert (sent.service_id, sent.knock.knock, sent.knock.ack) == (9, True, False)
+        assert mux.opened == [stream]
+        stream.close()
+    finally:
+        broker.close()
+
+
+def test_a_refused_knock_fails_the_dial_with_the_peers_reason() -> None:
+    mux = FakeMux()
+    broker = _muxed_broker(mux)
+    try:
+        threading.Timer(
+            0.05, lambda: broker._received(_knock(3, ack=True, error="no listener for id 3"))
+        ).start()
+        with pytest.raises(
+            BrokerError, match="failed to knock for service id 3: no listener for id 3"
+        ):
+            broker._knock_and_open(3, 5.0)
+        assert mux.opened == []
+    finally:
+        broker.close()
+
+
+def test_an_unanswered_knock_fails_the_dial_naming_the_wait() -> None:
+    mux = FakeMux()
+    broker = _muxed_broker(mux)
+    try:
+        with pytest.raises(
+            BrokerError, match=r"no acknowledgement of the knock for service id 5 within 0\.1 s"
+        ):
+            broker._knock_and_open(5, 0.1)
+        assert mux.opened == []
+    finally:
+        broker.close()

@@ -13,6 +13,10 @@ from soup import __version__
 from soup.cli import build_parser, main
 from soup.result import version_string
 
+REATTACH_JSON = json.dumps(
+    {"Protocol": "grpc", "ProtocolVersion": 1, "Pid": 1,
+     "Addr": {"Network": "unix", "String": "/nowhere"}}
+)  # fmt: skip
 STEPS = ["spawn", "handshake", "put", "get", "get_missing", "health", "shutdown"]
 TOP_KEYS = {
     "ok",
@@ -103,6 +107,19 @@ def test_manual_mode_needs_all_files(missing: str, capsys: pytest.CaptureFixture
             ["rpc", "kv", "get", "k", "--server", "x", "--keep-running"],
             "usage: soup rpc kv get ",
             "soup rpc kv get: error: --keep-running needs --reattach",
+        ),
+        (
+            [
+                "rpc",
+                "client",
+                "callback-test",
+                "--reattach",
+                REATTACH_JSON,
+                "--grpc-broker-multiplex",
+            ],
+            "usage: soup rpc client callback-test ",
+            "soup rpc client callback-test: error: --grpc-broker-multiplex cannot be used with "
+            "--reattach",
         ),
         (
             ["rpc", "client", "bench", "--server", "x", "--count", "0"],
