@@ -1,7 +1,7 @@
 """A go-plugin host with one deliberate fault, to prove each ``soup check host`` check can fail.
 
 ``python broken_host.py FAULT PLUGIN`` (``none`` for no fault). Without a fault it is a
-correct host of app version 1 (the checker's own host, soup.check.peer): it starts PLUGIN
+correct host of app version 1 (the checker's own host, soup.lab.check.peer): it starts PLUGIN
 with go-plugin's example cookie, PLUGIN_PROTOCOL_VERSIONS and AutoMTLS, parses the line as
 go-plugin does, reads GRPCStdio, makes one health call, calls Shutdown and exits 0; it
 exits 1 on any refusal. Each fault in FAULTS breaks one of those rules; check_fakes.toml
@@ -20,7 +20,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from soup import certs, handshake, pb, tls
-from soup.check import peer
+from soup.lab.check import peer
 
 FAULTS = {
     "none": "no fault: every check passes",

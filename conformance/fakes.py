@@ -1,4 +1,4 @@
-"""Fake hosts for the hostile suite: the checker's host (soup.check.peer) with the suite's
+"""Fake hosts for the hostile suite: the checker's host (soup.lab.check.peer) with the suite's
 defaults (the cookie, PLUGIN_PROTOCOL_VERSIONS=1, a private PLUGIN_UNIX_SOCKET_DIR).
 
 Fake *plugins* (attacking hosts) live in fake_plugin.py, run as real processes.
@@ -13,8 +13,9 @@ from typing import Any
 
 import grpc
 
-from soup import bridge, demopb
-from soup.check.peer import (
+from soup import bridge
+from soup.lab import demopb
+from soup.lab.check.peer import (
     Plugin,
     channel,
     good_call,
@@ -28,7 +29,7 @@ from soup.check.peer import (
     without_go_plugin_vars,
     yamux_health,
 )
-from soup.verify import client_context
+from soup.lab.verify import client_context
 
 __all__ = [
     "Plugin",

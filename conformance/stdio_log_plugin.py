@@ -7,7 +7,7 @@ import sys
 import grpc
 
 import soup
-from soup.demopb import kv_pb2, kv_pb2_grpc
+from soup.lab.demopb import kv_pb2, kv_pb2_grpc
 
 LOG = logging.getLogger("app.kv")
 

@@ -18,7 +18,7 @@ import pytest
 
 import broken_host
 import broken_plugin
-from soup.check import catalogue
+from soup.lab.check import catalogue
 
 HERE = Path(__file__).resolve().parent
 DATA = tomllib.loads((HERE / "check_fakes.toml").read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import check_targets
-from soup.check import catalogue
+from soup.lab.check import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = tomllib.loads(check_targets.TARGETS.read_text(encoding="utf-8"))["target"]

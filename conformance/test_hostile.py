@@ -32,8 +32,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import fakes
 import hygiene
-from soup import bridge, certs, demopb
-from soup.kvstore import is_temp_name
+from soup import bridge, certs
+from soup.lab import demopb
+from soup.lab.kvstore import is_temp_name
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "hostile.toml"

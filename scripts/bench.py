@@ -69,7 +69,7 @@ SOUP = [PY, "-m", "soup"]
 # them: with cycle collection off (soup.__main__).
 PLUGIN_IMPORTS = (
     "import gc; gc.disable(); "
-    "import soup.cliplugin, soup.counter, soup.kv, soup.plugin, grpc._server"
+    "import soup.lab.cliplugin, soup.lab.counter, soup.lab.kv, soup.plugin, grpc._server"
 )
 RELAY = [PY, str(ROOT / "scripts" / "bench_relay.py")]
 FLOOR = [PY, str(ROOT / "scripts" / "bench_floor.py")]
@@ -274,7 +274,7 @@ class Bench:
     def kv_store(self) -> dict[str, Any]:
         """soup's KV store alone, in this process, on the plugins' filesystem: microseconds
         per Put+Get. The soup plugin stores every Put durably, the floor in a dict."""
-        from soup.kvstore import FileStore  # noqa: PLC0415 - only this section needs it
+        from soup.lab.kvstore import FileStore  # noqa: PLC0415 - only this section needs it
 
         store = FileStore(self.kv_dir())
         value = b"v" * 16
@@ -652,7 +652,7 @@ def use_bytecode_cache() -> str:
     """Let every Python process of the run read and write .pyc files in build/pycache."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     cache = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / "build" / "pycache"))
-    for code in ("import soup.cli", PLUGIN_IMPORTS):
+    for code in ("import soup.lab.cli", PLUGIN_IMPORTS):
         subprocess.run([PY, "-c", code], check=True, timeout=120)  # fill it before timing
     return cache
 

@@ -17,7 +17,7 @@ Two options add, one at a time, what soup's plugin must pay and grpcio does not,
 the bench can show what bounds soup's ratios to the floor:
 
 * ``--durable``: every Put is stored by soup's own crash-safe file store
-  (``soup.kvstore``: temp file, fsync, rename, directory fsync), as soup's plugin must.
+  (``soup.lab.kvstore``: temp file, fsync, rename, directory fsync), as soup's plugin must.
 * ``--relay``: grpcio listens on a private socket and the host's connection reaches it
   through the least a Python relay can be (scripts/bench_minimal_relay.py), no TLS.
 """
@@ -36,7 +36,8 @@ from typing import Any
 import grpc
 
 import bench_minimal_relay
-from soup import demopb, pb
+from soup import pb
+from soup.lab import demopb
 
 
 class _Store(demopb.kv_pb2_grpc.KVServicer):
@@ -53,7 +54,7 @@ class _Store(demopb.kv_pb2_grpc.KVServicer):
 
 class _DurableStore(demopb.kv_pb2_grpc.KVServicer):
     def __init__(self, directory: str) -> None:
-        from soup.kvstore import FileStore  # noqa: PLC0415 - only this mode loads it
+        from soup.lab.kvstore import FileStore  # noqa: PLC0415 - only this mode loads it
 
         self.files = FileStore(Path(directory))
 

@@ -30,7 +30,8 @@ import grpc
 
 import bench_minimal_relay
 import bench_process
-from soup import demopb, pb
+from soup import pb
+from soup.lab import demopb
 
 HANDSHAKE_TIMEOUT = 30.0
 RPC_TIMEOUT = 10.0

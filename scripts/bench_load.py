@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from soup.host import Client, ClientConfig
-from soup.kv import KVClient
+from soup.lab.kv import KVClient
 from soup.settings import TLSSettings
 
 

@@ -14,7 +14,7 @@ import ssl
 import sys
 from typing import Any
 
-from soup.cli import main
+from soup.lab.cli import main
 
 
 class PassThrough:

@@ -12,7 +12,7 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-from soup.check.report import STYLE  # one look for every report
+from soup.lab.check.report import STYLE  # one look for every report
 
 OUTCOME_CLASS = {
     "pass": "pass",

@@ -19,9 +19,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from soup import certs, kv, pb
+from soup import certs, pb
 from soup.handshake import Handshake, format_line
-from soup.kvstore import FileStore
+from soup.lab import kv
+from soup.lab.kvstore import FileStore
 
 
 class _Controller(pb.grpc_controller_pb2_grpc.GRPCControllerServicer):

@@ -18,7 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_BUILD = ROOT / "build" / "peers"
-sys.path[:0] = [str(ROOT / "python"), str(ROOT / "conformance")]  # soup.verify, cells
+sys.path[:0] = [str(ROOT / "python"), str(ROOT / "conformance")]  # soup.lab.verify, cells
 
 STEPS = ("spawn", "handshake", "put", "get", "get_missing", "health", "shutdown")
 

@@ -93,7 +93,7 @@ class _Host:
 
 
 def _steps(args: Any, result: dict[str, Any], host: _Host, value: bytes) -> None:
-    from soup import kvprofile  # noqa: PLC0415
+    from soup.lab import kvprofile  # noqa: PLC0415
 
     contract.step(result, "spawn", lambda: "the example host starts the plugin per command")
     host.ok("put", "soup-test-key", value.decode())
@@ -123,7 +123,7 @@ def _steps(args: Any, result: dict[str, Any], host: _Host, value: bytes) -> None
 
 
 def client_test(args: Any) -> int:
-    from soup import verify  # noqa: PLC0415
+    from soup.lab import verify  # noqa: PLC0415
 
     result = contract.new_result("goplugin-example", version(), args.tls_mode)
     marker = uuid.uuid4().hex

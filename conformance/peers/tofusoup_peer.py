@@ -6,7 +6,7 @@ they install a `soup` command of their own, so it is called by absolute path, ne
   --tls-key-type ec|rsa [--tls-curve C] --transport T` with KV_STORAGE_DIR;
 - host role: `rpc client test --json ... --server CMD` drives `tofusoup.rpc.client.KVClient`
   (which wants a plugin *path*: a two-line wrapper script execs CMD) and writes the result
-  JSON soup's hosts write, with the plugin-side mutual-TLS probes from soup.verify.
+  JSON soup's hosts write, with the plugin-side mutual-TLS probes from soup.lab.verify.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     )
 
     _soup_without_init()
-    from soup import certs, tls, verify  # noqa: PLC0415
+    from soup import certs, connect, tls  # noqa: PLC0415
+    from soup.lab import verify  # noqa: PLC0415
 
     cert = certs.load_cert_pem(peer.client_cert.encode())
     key = load_pem_private_key(peer.client_key_pem.encode(), None)
@@ -106,7 +107,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
     network, address = peer._transport_name, peer._address
     context = tls.client_ssl_context(own, trusted)
     with (
-        verify.dial(network, address, verify.PROBE_TIMEOUT) as raw,
+        connect.dial(network, address, verify.PROBE_TIMEOUT) as raw,
         context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn,
     ):
         live = certs.load_cert_der(conn.getpeercert(binary_form=True) or b"")
@@ -117,7 +118,7 @@ def _tls_evidence(result: dict[str, Any], peer: Any, mode: str) -> None:
         "server_key": certs.key_type_of(live), "server_fingerprint": certs.fingerprint(live),
     }  # fmt: skip
     probes = verify.probe_plugin(
-        lambda timeout: verify.dial(network, address, timeout), own, trusted
+        lambda timeout: connect.dial(network, address, timeout), own, trusted
     )
     result["mutual_tls"] = verify.judge(mode, probes, None) | contract.not_measured(
         "TofuSoup's KVClient verifies inside grpcio; no probe here can reach its verifier"
@@ -178,7 +179,7 @@ async def _client_test(args: Any, result: dict[str, Any], work: Path) -> None:
             await loop.run_in_executor(None, _tls_evidence, result, peer, mode)
         else:
             _soup_without_init()
-            from soup import verify  # noqa: PLC0415
+            from soup.lab import verify  # noqa: PLC0415
 
             result["mutual_tls"] = verify.judge("disabled", [], None)
         pid = peer._process.pid if peer._process else None

@@ -1,7 +1,7 @@
 """A Python host for a Go plugin: soup-go's KV plugin (built with hashicorp/go-plugin)."""
 
 import soup
-from soup.demopb import kv_pb2, kv_pb2_grpc
+from soup.lab.demopb import kv_pb2, kv_pb2_grpc
 
 config = soup.ClientConfig(cmd=["soup-go", "rpc", "server-start"])
 with soup.Client(config) as client:

@@ -11,7 +11,7 @@ import threading
 import grpc
 
 import soup
-from soup.demopb import kv_pb2, kv_pb2_grpc
+from soup.lab.demopb import kv_pb2, kv_pb2_grpc
 
 
 class MemoryKV(kv_pb2_grpc.KVServicer):

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from soup.managed import cleanup_clients, cleanup_clients_on_exit
     from soup.plugin import Register, ServeConfig, ServeContext, serve
     from soup.reattach import ReattachConfig
-    from soup.result import TLSEvidence
     from soup.secure import SecureConfig
     from soup.settings import TLSSettings
+    from soup.tls import TLSEvidence
 
 _MODULE_OF: dict[str, str] = {
     "BrokerError": "soup.broker",
@@ -46,7 +46,7 @@ _MODULE_OF: dict[str, str] = {
     "SecureConfig": "soup.secure",
     "ServeConfig": "soup.plugin",
     "ServeContext": "soup.plugin",
-    "TLSEvidence": "soup.result",
+    "TLSEvidence": "soup.tls",
     "TLSSettings": "soup.settings",
     "serve": "soup.plugin",
     "cleanup_clients": "soup.managed",
@@ -80,7 +80,7 @@ __all__ = [
 def version_string() -> str:
     """E.g. ``soup 0.1.0 (python 3.11.7, grpcio 1.85.3)``; both roles log it first.
 
-    Here, not in ``soup.result``, so that a plugin does not import the host's result
+    Here, not in ``soup.lab.result``, so that a plugin does not import the host's result
     types for it; ``sys.version``'s first word is ``platform.python_version()``.
     """
     return f"soup {__version__} (python {sys.version.split()[0]}, grpcio {_grpcio_version()})"

@@ -18,6 +18,9 @@ The bytes are handled by :mod:`soup.tlspipe` (sans-IO); this module does the IO:
 * Any socket or TLS error ends that connection only (both of its sockets are closed);
   ``close()`` stops the accept thread and every connection, joins the threads (bounded)
   and removes private files.
+
+Long because both directions (listener and dialer) share one connection relay and its
+shutdown rules; the TLS state machine itself is ``soup.tlspipe``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ per side, as go-plugin does.
 
 Pure parts: :func:`endpoint_of` (what a received ConnInfo means) and
 :class:`PendingEndpoints` (ConnInfos waiting for a dial, by id). The rest is IO.
+
+Long because one ``GRPCBroker`` serves both sides and both modes (a socket per
+connection, or multiplexed streams), and its listening, dialling and knocking share one
+stream's state; the pure parts come first.
 """
 
 from __future__ import annotations

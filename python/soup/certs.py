@@ -6,6 +6,9 @@
 small PKI for manual mode and tests; ``load_manual`` loads manual mode's files.
 ``key_usage_problem`` is soup's one certificate policy (Go's crypto/x509 rule), which
 soup applies itself where grpcio's BoringSSL does not.
+
+Long because issuing certificates and judging them (key usage, validity, pinning) must
+agree to the byte, so soup's one certificate policy stays in the module that makes them.
 """
 
 from __future__ import annotations

@@ -21,14 +21,15 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, tls, verify
+from soup import bridge, certs, tls
 from soup.errors import HostError
 from soup.grpchooks import GRPCHooks
-from soup.result import TLSEvidence
 from soup.settings import TLSSettings
+from soup.tls import TLSEvidence
 
 __all__ = [
     "Connection",
+    "dial",
     "health_status",
     "open_connection",
     "pinned_server_pem",
@@ -100,6 +101,17 @@ def pinned_server_pem(
     if settings.mode == "disabled" and cert_der:
         raise HostError("tls-mode disabled but the plugin returned a certificate (it serves TLS)")
     return None
+
+
+def dial(network: str, address: str, timeout: float) -> socket.socket:
+    """A plain connection to a plugin address (unix path or host:port), bounded."""
+    if network == "unix":
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(timeout)
+        raw.connect(address)
+        return raw
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 
 def _target(network: str, address: str) -> str:
@@ -285,7 +297,7 @@ def _ssl_handshake(
     network: str, address: str, context: ssl.SSLContext
 ) -> tuple[str | None, str | None, bytes | None]:
     """One TLS handshake with the plugin by Python ssl: version, ALPN, peer certificate."""
-    raw = verify.dial(network, address, 5.0)
+    raw = dial(network, address, 5.0)
     with context.wrap_socket(raw, server_hostname=tls.SERVER_NAME) as conn:
         return conn.version(), conn.selected_alpn_protocol(), conn.getpeercert(binary_form=True)
 

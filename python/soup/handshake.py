@@ -10,6 +10,9 @@ The handshake line a plugin prints as its first stdout line::
 
 ``parse_line`` applies the rules a Go host (go-plugin's ``Client``) applies,
 with messages that say what was wrong and what was expected.
+
+Long because it is the whole handshake contract in one place: the line's seven fields, the
+environment both sides set, version negotiation, and every error text Go's host uses.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ streams the plugin's later stdout/stderr (GRPCStdio). ``kill()`` calls
 ``GRPCController/Shutdown``, waits 2 s, then SIGKILLs the process group (without a
 verified connection: SIGTERM, at most 0.5 s, SIGKILL). With ``ClientConfig.reattach``
 no process is started; ``kill()`` sends Shutdown unless ``keep_running``.
+
+Long because ``Client`` is one lifecycle (spawn, handshake, connect, broker, stop) whose
+steps share its state; connecting, processes and checksums are in connect, process and
+secure.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from typing import IO, Any
 
 import grpc
 
-from soup import bridge, certs, managed, pb, stdio, verify
+from soup import bridge, certs, managed, pb, stdio
 from soup.broker import BrokerTLS, GRPCBroker
 from soup.connect import (
     Connection,
+    dial,
     health_status,
     open_connection,
     pinned_server_pem,
@@ -61,9 +66,9 @@ from soup.process import (
     wait_pid_gone,
 )
 from soup.reattach import ReattachConfig
-from soup.result import TLSEvidence
 from soup.secure import SecureConfig, check_executable
 from soup.settings import TLSSettings, own_material
+from soup.tls import TLSEvidence
 
 __all__ = ["REATTACH_WITH_AUTO", "Client", "ClientConfig", "Exit"]
 
@@ -404,7 +409,7 @@ class Client:
         if info.multiplex is not True:
             raise HostError(MUX_NOT_SUPPORTED + (MUX_NO_FIELD_7 if info.multiplex is None else ""))
         try:
-            conn = verify.dial(info.network, info.address, self.config.timeout)
+            conn = dial(info.network, info.address, self.config.timeout)
         except OSError as exc:
             raise HostError(f"cannot connect to the plugin at {info.address}: {exc}") from exc
         conn.settimeout(None)

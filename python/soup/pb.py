@@ -2,7 +2,7 @@
 
 Only the protocol's own services (broker, controller, stdio; health comes from
 grpcio-health-checking) load here, because every SDK import loads this module: the
-lab's demo stubs (KV, counter) are in ``soup.demopb`` and load only with the lab, so that
+lab's demo stubs (KV, counter) are in ``soup.lab.demopb`` and load only with the lab, so that
 a user's own ``package proto`` stubs (go-plugin's examples/grpc) fit in protobuf's default
 pool beside the SDK.
 

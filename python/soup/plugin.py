@@ -7,6 +7,10 @@ on stdout, then serves until the host calls ``plugin.GRPCController/Shutdown``, 
 SIGTERM, or dies (SIGINT is ignored, like Go plugins). After the handshake line,
 ``sys.stdout``/``sys.stderr`` go to the host over GRPCStdio and every Python logger
 writes hclog JSON to the real stderr.
+
+Long because ``serve`` is one lifecycle (cookie, TLS, listen, handshake line, stdio,
+stop, cleanup) for both the thread and the asyncio server; its parts are in policy,
+listen and services.
 """
 
 from __future__ import annotations
@@ -430,7 +434,7 @@ def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = 
     log.info("soup plugin starting", extra={"impl": "python", "version": version_string()})
     # Everything alive now (modules, classes, the registrations) lives until exit: in the
     # permanent generation no collection scans it again, also not the one at exit, which
-    # took some 80 ms of a library plugin's shutdown (soup.cliplugin.end_startup does the
+    # took some 80 ms of a library plugin's shutdown (soup.lab.cliplugin.end_startup does the
     # same for the CLI, before it turns collection back on).
     gc.freeze()
     run = _Run(config, env, log)

@@ -20,6 +20,7 @@ import os
 import shutil
 import ssl
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ __all__ = [
     "GRPCIO_VERIFIABLE",
     "NATIVE_CANNOT_CHECK_UNKNOWN_PEER",
     "SERVER_NAME",
+    "TLSEvidence",
     "choose_backend",
     "client_ssl_context",
     "explain_native_failure",
@@ -45,6 +47,21 @@ GRPCIO_VERIFIABLE: frozenset[str] = frozenset(
     {"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"}
 )
 """Peer key types whose TLS signatures grpcio (BoringSSL defaults) can verify."""
+
+
+@dataclass
+class TLSEvidence:
+    """What one connection's TLS was (``None`` where unknown or not applicable)."""
+
+    mode: str = "auto"
+    version: str | None = None
+    version_source: str | None = None  # "live" | "probe" | None
+    backend: str | None = None  # "native" | "openssl" | None
+    client_key: str | None = None
+    server_key: str | None = None
+    client_fingerprint: str | None = None
+    server_fingerprint: str | None = None
+    alpn: str | None = None
 
 
 def is_grpcio_verifiable(key_type: str | None) -> bool:

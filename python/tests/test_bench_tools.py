@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from soup.kv import KVClient
-from soup.kvstore import key_filename
+from soup.lab.kv import KVClient
+from soup.lab.kvstore import key_filename
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 

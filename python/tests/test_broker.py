@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import pytest
 
-from soup import certs, demopb, pb, tls
+from soup import certs, pb, tls
 from soup.broker import (
     BrokerError,
     BrokerServicer,
@@ -34,7 +34,8 @@ from soup.broker import (
     endpoint_of,
     next_service_id,
 )
-from soup.counter import AddHelperServicer
+from soup.lab import demopb
+from soup.lab.counter import AddHelperServicer
 
 # --------------------------------------------------------------------------------------
 # Pure parts

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import pytest
 
 import gen_check_docs
-from soup.check import catalogue
+from soup.lab.check import catalogue
 
 
 def test_docs_are_current() -> None:

@@ -10,8 +10,8 @@ import pytest
 from plugin_commands import PLUGIN, PYTHON, plugin_cmd, python_cmd
 
 from soup import __version__
-from soup.cli import build_parser, main
-from soup.result import version_string
+from soup.lab.cli import build_parser, main
+from soup.lab.result import version_string
 
 REATTACH_JSON = json.dumps(
     {"Protocol": "grpc", "ProtocolVersion": 1, "Pid": 1,

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from plugin_commands import PLUGIN, PYTHON, plugin_cmd, python_cmd
 
-from soup.cli import build_parser
-from soup.clihost import run_test
+from soup.lab.cli import build_parser
+from soup.lab.clihost import run_test
 
 # A fake plugin that complains on stderr and exits before any handshake line.
 CRASHING = python_cmd("import sys; sys.stderr.write('boom-1\\nboom-2\\n'); sys.exit(3)")

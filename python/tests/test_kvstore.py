@@ -1,4 +1,4 @@
-"""soup.kvstore: key rules, file naming, crash-safe writes (semantics shared with soup-go)."""
+"""soup.lab.kvstore: key rules, file naming, crash-safe writes (semantics shared with soup-go)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soup import kvstore
-from soup.kvstore import (
+from soup.lab import kvstore
+from soup.lab.kvstore import (
     MAX_KEY_BYTES,
     TEMP_PREFIX,
     FileStore,
@@ -319,7 +319,7 @@ def test_opening_leaves_what_the_store_did_not_make(tmp_path: Path) -> None:
 # EROFS, for root too): it opens, reads, refuses a Put, and leaves the stale file.
 READ_ONLY_CHILD = """
 import errno, sys
-from soup.kvstore import FileStore
+from soup.lab.kvstore import FileStore
 store = FileStore(sys.argv[1])
 try:
     store.put("k", b"new")

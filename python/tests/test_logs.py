@@ -170,7 +170,7 @@ def test_property_always_go_safe(message: str, level: str, fields: dict[str, Any
 
 @pytest.fixture
 def clean_soup_loggers() -> Iterator[None]:
-    names = ["soup", "soup.plugin", "soup.kv", "testmod", "testmod.sub"]
+    names = ["soup", "soup.plugin", "soup.lab.kv", "testmod", "testmod.sub"]
     loggers = {n: logging.getLogger(n) for n in names}
     saved = {n: (list(lg.handlers), lg.level, lg.propagate) for n, lg in loggers.items()}
     yield
@@ -196,7 +196,7 @@ def test_configure_and_levels() -> None:
     log.warning("w")
     log.error("e")
     log.critical("c")
-    logging.getLogger("soup.kv").info("from kv")
+    logging.getLogger("soup.lab.kv").info("from kv")
     lines = _lines(stream)
     assert [(d["@level"], d["@message"]) for d in lines] == [
         ("trace", "t"),
@@ -210,7 +210,7 @@ def test_configure_and_levels() -> None:
     assert lines[2]["network"] == "unix"
     assert lines[2]["obj"] == "<custom thing>"
     assert lines[0]["@module"] == "soup.plugin"
-    assert lines[-1]["@module"] == "soup.kv"
+    assert lines[-1]["@module"] == "soup.lab.kv"
     # No LogRecord internals leak as fields.
     assert set(lines[1]) == {"@level", "@message", "@module", "@timestamp"}
 

@@ -9,9 +9,9 @@ import pytest
 from plugin_commands import plugin_cmd, python_cmd
 
 import soup
-from soup import demopb
-from soup.counter import AddHelperServicer
 from soup.host import MULTIPLEX_WITH_REATTACH, MULTIPLEX_WITHOUT_TLS
+from soup.lab import demopb
+from soup.lab.counter import AddHelperServicer
 from soup.reattach import ReattachConfig
 
 

@@ -21,7 +21,7 @@ from soup import certs, handshake, listen, tls
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError, PluginError
 from soup.host import Client
-from soup.kv import KVClient
+from soup.lab.kv import KVClient
 
 pytestmark = pytest.mark.slow
 
@@ -536,7 +536,7 @@ def test_tcp_port_is_parsed_like_go(text: str) -> None:
 def test_stdio_is_forwarded_over_grpc(make_client: Any) -> None:
     code = (
         "import sys, threading, time\n"
-        "from soup.kv import service\n"
+        "from soup.lab.kv import service\n"
         "from soup.plugin import ServeConfig, serve\n"
         "def talk():\n"
         "    # after the handshake line, when serve has swapped sys.stdout (10 s bound)\n"

@@ -13,8 +13,8 @@ import pytest
 from plugin_commands import PYTHON, group_left_after, plugin_cmd
 
 import soup
-from soup.cli import main
-from soup.kv import KVClient
+from soup.lab.cli import main
+from soup.lab.kv import KVClient
 
 pytestmark = pytest.mark.slow
 

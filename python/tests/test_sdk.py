@@ -21,8 +21,8 @@ from plugin_commands import PYTHON, LogRecords, group_left_after, plugin_cmd, py
 
 import soup
 from soup import pb
-from soup.counter import AddHelperServicer
-from soup.kv import KVClient
+from soup.lab.counter import AddHelperServicer
+from soup.lab.kv import KVClient
 from soup.stdio import StdioHub
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_async_servicers(make_client: Any, caplog: pytest.LogCaptureFixture) -> 
         "    p.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("
         "'t.Greeter', {'Greet': h}),))\n"
         "    assert isinstance(p.server, grpc.aio.Server)\n"
-        "from soup.kv import service\n"
+        "from soup.lab.kv import service\n"
     )
     chunks: list[tuple[str, bytes]] = []
     client = make_client(

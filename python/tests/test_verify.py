@@ -1,10 +1,10 @@
-"""soup.verify's judgement and soup.kvprofile's checks (pure functions)."""
+"""soup.lab.verify's judgement and soup.lab.kvprofile's checks (pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from soup import kvprofile, verify
+from soup.lab import kvprofile, verify
 
 REFUSED = [
     verify.Probe("no_client_cert", True, "refused: alert certificate required"),

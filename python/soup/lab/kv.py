@@ -1,4 +1,4 @@
-"""The KV example service (``proto.KV``) over :class:`soup.kvstore.FileStore`: the servicer
+"""The KV example service (``proto.KV``) over :class:`soup.lab.kvstore.FileStore`: the servicer
 the CLI's ``rpc server-start`` serves, and the client the CLI's host commands call."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from soup import demopb
 from soup.errors import HostError
-from soup.kvstore import NOT_FOUND_MESSAGE, FileStore, InvalidKeyError, KeyNotFoundError
+from soup.lab import demopb
+from soup.lab.kvstore import NOT_FOUND_MESSAGE, FileStore, InvalidKeyError, KeyNotFoundError
 from soup.logs import TRACE
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KVClient", "KVServicer", "add_to_server", "service"]
 
-_LOG = logging.getLogger("soup.kv")
+_LOG = logging.getLogger("soup.lab.kv")
 
 
 def _message(exc: BaseException, default: str) -> str:

@@ -1,4 +1,4 @@
-"""``rpc client callback-test``: the host side of the broker callback demo (``soup.counter``).
+"""``rpc client callback-test``: the host side of the broker callback demo (``soup.lab.counter``).
 
 Steps spawn, handshake, put, put_again, get, host_helper, plugin_helper, shutdown prove
 GRPCBroker callbacks both ways (go-plugin's examples/bidirectional).
@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
-from soup import demopb
 from soup.broker import BrokerError, GRPCBroker
-from soup.clienttest import spawn_step
-from soup.counter import AddHelperServicer
 from soup.errors import HostError
 from soup.host import Client
-from soup.result import Identity, Step
+from soup.lab import demopb
+from soup.lab.clienttest import spawn_step
+from soup.lab.counter import AddHelperServicer
+from soup.lab.result import Identity, Step
 
 __all__ = ["CallbackResult", "run_callback_test", "run_command"]
 

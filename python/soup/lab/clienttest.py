@@ -2,7 +2,7 @@
 
 spawn (or reattach), handshake, put, get, get_missing, health, shutdown; the run stops
 at the first failure and always ends the plugin (unless reattached with keep_running).
-With TLS, the verdict also needs both-ways mutual-TLS evidence (soup.verify, gathered
+With TLS, the verdict also needs both-ways mutual-TLS evidence (soup.lab.verify, gathered
 before the shutdown): a plugin that never verifies the host fails although every step
 passed.
 """
@@ -14,12 +14,12 @@ import secrets
 import time
 from collections.abc import Callable
 
-from soup import kvprofile, verify
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.host import Client, ClientConfig
-from soup.kv import KVClient
-from soup.result import Identity, Step, TestResult
+from soup.lab import kvprofile, verify
+from soup.lab.kv import KVClient
+from soup.lab.result import Identity, Step, TestResult
 
 __all__ = ["KEEP_RUNNING_DETAIL", "TEST_KEY", "run"]
 
@@ -120,7 +120,7 @@ def run(
 ) -> TestResult:
     """The ``client test`` steps; stops at the first failure, always ends the plugin.
 
-    ``kv_profile``: how get/get_missing judge the plugin's answers (``soup.kvprofile``).
+    ``kv_profile``: how get/get_missing judge the plugin's answers (``soup.lab.kvprofile``).
     """
     result = TestResult()
     try:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from soup.check import catalogue
-from soup.check.catalogue import Check, Outcome, Verdict
+from soup.lab.check import catalogue
+from soup.lab.check.catalogue import Check, Outcome, Verdict
 
 USAGE_ERROR = 2
 
@@ -178,8 +178,8 @@ def _print_text(doc: dict[str, Any]) -> None:
 def _plugin_role(
     args: argparse.Namespace, command: list[str]
 ) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
-    from soup.check import plugin_checks  # noqa: PLC0415 - grpc only when checking
-    from soup.check.target import Lab, PluginTarget, preflight  # noqa: PLC0415
+    from soup.lab.check import plugin_checks  # noqa: PLC0415 - grpc only when checking
+    from soup.lab.check.target import Lab, PluginTarget, preflight  # noqa: PLC0415
 
     target = PluginTarget(
         command=tuple(command), cookie_key=args.cookie[0], cookie_value=args.cookie[1],
@@ -201,7 +201,7 @@ def _plugin_role(
 def _host_role(
     args: argparse.Namespace, command: list[str]
 ) -> tuple[dict[str, Any], Callable[[], list[Outcome]]]:
-    from soup.check import host_checks  # noqa: PLC0415 - grpc only when checking
+    from soup.lab.check import host_checks  # noqa: PLC0415 - grpc only when checking
 
     target = host_checks.HostTarget(
         command=tuple(command), cookie_key=args.cookie[0], cookie_value=args.cookie[1],
@@ -225,8 +225,8 @@ def main(argv: Sequence[str]) -> int:
         extra, run = role(args, command)
     except catalogue.SelectionError as exc:
         parser.error(str(exc))
-    from soup.check import report  # noqa: PLC0415
-    from soup.check.target import TargetError  # noqa: PLC0415
+    from soup.lab.check import report  # noqa: PLC0415
+    from soup.lab.check.target import TargetError  # noqa: PLC0415
 
     try:
         outcomes = run()

@@ -4,7 +4,7 @@ Modelled on go-plugin's examples/bidirectional. The plugin's ``Counter.Put`` dia
 host's AddHelper through the broker (id from the request) and stores
 ``Sum(total, value)``; ``Counter.OpenAdder`` serves an AddHelper of the plugin's own
 through the broker so the host can call into the plugin. ``rpc client callback-test``
-(``soup.callbacktest``, the host side in its own module so that a plugin imports no
+(``soup.lab.callbacktest``, the host side in its own module so that a plugin imports no
 host code) drives it and proves both directions.
 """
 
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from soup import demopb
 from soup.broker import BrokeredServer, BrokerError, GRPCBroker
+from soup.lab import demopb
 
 if TYPE_CHECKING:
     from soup.plugin import Register, ServeContext

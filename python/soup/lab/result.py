@@ -7,13 +7,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from soup import version_string
+from soup.tls import TLSEvidence
 
 __all__ = [
     "BenchResult",
     "Identity",
     "RoundTrips",
     "Step",
-    "TLSEvidence",
     "TestResult",
     "version_string",
 ]
@@ -27,21 +27,6 @@ class Identity:
     @classmethod
     def me(cls) -> Identity:
         return cls(impl="python", version=version_string())
-
-
-@dataclass
-class TLSEvidence:
-    """What one connection's TLS was (``None`` where unknown or not applicable)."""
-
-    mode: str = "auto"
-    version: str | None = None
-    version_source: str | None = None  # "live" | "probe" | None
-    backend: str | None = None  # "native" | "openssl" | None
-    client_key: str | None = None
-    server_key: str | None = None
-    client_fingerprint: str | None = None
-    server_fingerprint: str | None = None
-    alpn: str | None = None
 
 
 @dataclass
@@ -70,7 +55,7 @@ class TestResult:
     """The negotiated app protocol version (also under its contract name ``protocol_version``)."""
     steps: list[Step] = field(default_factory=list)
     plugin_stderr_tail: str = ""
-    mutual_tls: dict[str, Any] | None = None  # soup.verify: did each side verify the other
+    mutual_tls: dict[str, Any] | None = None  # soup.lab.verify: did each side verify the other
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,8 @@
 """The host commands of the command line: ``rpc client test|bench|callback-test`` and
-``rpc kv put|get``, for arguments ``soup.cli`` parsed.
+``rpc kv put|get``, for arguments ``soup.lab.cli`` parsed.
 
-A module of their own so that ``soup --help`` and ``soup --version`` (``soup.cli``'s
-parser) import none of grpc, protobuf and cryptography: ``soup.cli`` imports this only
+A module of their own so that ``soup --help`` and ``soup --version`` (``soup.lab.cli``'s
+parser) import none of grpc, protobuf and cryptography: ``soup.lab.cli`` imports this only
 once a host command is to run.
 """
 
@@ -14,14 +14,15 @@ import secrets
 import sys
 import time
 
-from soup import callbacktest, clienttest, logs
-from soup.cliplugin import handshake_config, tls_settings
+from soup import logs
 from soup.connect import rpc_code, rpc_message
 from soup.errors import HostError
 from soup.handshake import ENV_LOG_LEVEL
 from soup.host import RPC_TIMEOUT, Client, ClientConfig
-from soup.kv import KVClient
-from soup.result import BenchResult, RoundTrips, TestResult
+from soup.lab import callbacktest, clienttest
+from soup.lab.cliplugin import handshake_config, tls_settings
+from soup.lab.kv import KVClient
+from soup.lab.result import BenchResult, RoundTrips, TestResult
 
 __all__ = ["run", "run_test"]
 
@@ -44,7 +45,7 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
 
 
 def run_test(args: argparse.Namespace) -> TestResult:
-    """``rpc client test`` for parsed arguments (see ``soup.clienttest``)."""
+    """``rpc client test`` for parsed arguments (see ``soup.lab.clienttest``)."""
     return clienttest.run(lambda: _client_config(args), args.kv_profile)
 
 

@@ -1,7 +1,7 @@
 """``soup rpc server-start``: the plugin side of the command line, on its own.
 
 A host starts a plugin for every command, so this path imports only what a plugin
-serves with: no host, no client commands, no parser for them (``soup.cli`` is those).
+serves with: no host, no client commands, no parser for them (``soup.lab.cli`` is those).
 """
 
 from __future__ import annotations
@@ -211,8 +211,8 @@ def end_startup() -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the KV and counter plugin for parsed ``server-start`` arguments; the exit status."""
     # Here, not at the top: the host commands share this module's flags, not the plugin.
-    from soup import counter  # noqa: PLC0415
-    from soup.kv import service  # noqa: PLC0415
+    from soup.lab import counter  # noqa: PLC0415
+    from soup.lab.kv import service  # noqa: PLC0415
     from soup.plugin import ServeConfig, serve  # noqa: PLC0415
 
     end_startup()

@@ -1,7 +1,10 @@
 """The checks of ``soup check plugin``: one function per check id, each a host's experiment.
 
-Each takes the run's :class:`~soup.check.target.Lab`, starts the plugin as often as it
+Each takes the run's :class:`~soup.lab.check.target.Lab`, starts the plugin as often as it
 needs (every start is killed before it returns) and returns a Verdict with the evidence.
+
+Long because it is the catalogue's plugin half, one short function per check id, which
+the ``CHECKS`` table at the end maps; splitting it would only split that table.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pathlib import Path
 
 import grpc
 
-from soup import certs, handshake, pb, process, verify
-from soup.check import peer
-from soup.check.catalogue import Verdict, failed, passed, skipped
-from soup.check.target import COOKIE_MESSAGE, Lab, TargetError
+from soup import certs, handshake, pb, process
+from soup.lab import verify
+from soup.lab.check import peer
+from soup.lab.check.catalogue import Verdict, failed, passed, skipped
+from soup.lab.check.target import COOKIE_MESSAGE, Lab, TargetError
 
 # go-plugin's Kill waits this long after Shutdown before it kills the plugin.
 SHUTDOWN_WAIT_S = 2.0

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from soup import cliplugin, kvprofile, version_string
-from soup.cliplugin import (
+from soup import version_string
+from soup.lab import cliplugin, kvprofile
+from soup.lab.cliplugin import (
     COMMAND,
     USAGE_PARSER,
     Parser,
@@ -272,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Here, not at the top: the parser alone (--help, --version, usage errors) needs none of
     # the host's modules (grpc, protobuf, cryptography), which take most of a start-up.
-    from soup import clihost  # noqa: PLC0415
+    from soup.lab import clihost  # noqa: PLC0415
 
     cliplugin.end_startup()
     return clihost.run(args)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from soup import certs, tls
+from soup.connect import dial
 
 if TYPE_CHECKING:
     from soup.host import Client
@@ -40,7 +41,6 @@ __all__ = [
     "Probe",
     "alert_name",
     "client_context",
-    "dial",
     "first_answer",
     "judge",
     "mutual_tls",
@@ -97,17 +97,6 @@ def client_context(
         context.maximum_version = max_version
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
-
-
-def dial(network: str, address: str, timeout: float) -> socket.socket:
-    """A plain connection to a plugin address (unix path or host:port), bounded."""
-    if network == "unix":
-        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        raw.settimeout(timeout)
-        raw.connect(address)
-        return raw
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 
 def first_answer(

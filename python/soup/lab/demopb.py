@@ -3,8 +3,8 @@
 Their wire names match go-plugin's examples/grpc (``package proto``, ``package counter``)
 so that its example host and plugins talk to ours; that is also why the SDK must not
 load them: a user who compiles go-plugin's kv.proto registers the same symbols in
-protobuf's default pool, and a second registration is refused. Only the lab (soup.kv,
-soup.counter, the CLI's demo plugins, the bench, the conformance suite) imports this.
+protobuf's default pool, and a second registration is refused. Only the lab (soup.lab.kv,
+soup.lab.counter, the CLI's demo plugins, the bench, the conformance suite) imports this.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from soup import certs, handshake
-from soup.check import peer
+from soup.lab.check import peer
 
 # A stock go-plugin host's own certificate is always P-521 (go-plugin mtls.go).
 HOST_KEY_TYPE = "ec-p521"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from soup.check.catalogue import FAIL, SKIP, WARN, Outcome, summary
+from soup.lab.check.catalogue import FAIL, SKIP, WARN, Outcome, summary
 
 # The matrix report (scripts/render_html.py) uses it too: one look for every report.
 STYLE = """

@@ -1,7 +1,7 @@
 """The checks of ``soup check host``: run the host once per check with a probe variant.
 
 ``{plugin}`` in the host's command becomes the path of a small executable that starts
-``soup.check.probe`` with that run's directory; the probe records what the host did,
+``soup.lab.check.probe`` with that run's directory; the probe records what the host did,
 and the host's exit status and output are the rest of the evidence.
 """
 
@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from soup import certs, handshake
-from soup.check import probe
-from soup.check.catalogue import Verdict, failed, passed, skipped
-from soup.check.target import TargetError
+from soup.lab.check import probe
+from soup.lab.check.catalogue import Verdict, failed, passed, skipped
+from soup.lab.check.target import TargetError
 
 PLACEHOLDER = "{plugin}"
 
@@ -90,7 +90,7 @@ class HostLab:
         }  # fmt: skip
         (directory / probe.CONFIG).write_text(json.dumps(config))
         script = directory / "plugin"
-        argv = shlex.join([sys.executable, "-m", "soup.check.probe", str(directory)])
+        argv = shlex.join([sys.executable, "-m", "soup.lab.check.probe", str(directory)])
         script.write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
         script.chmod(0o700)
         return script
@@ -134,7 +134,7 @@ def _kill_probe(pid: int) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return
-    if b"soup.check.probe" in cmdline:
+    if b"soup.lab.check.probe" in cmdline:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
 

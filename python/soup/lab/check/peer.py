@@ -27,7 +27,9 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from soup import bridge, certs, handshake, muxsession, pb, tls, verify
+from soup import bridge, certs, handshake, muxsession, pb, tls
+from soup.connect import dial
+from soup.lab import verify
 
 # Every variable a host may give a plugin: never inherited from the checker's environment.
 GO_PLUGIN_VARS = (
@@ -184,7 +186,7 @@ def connect(network: str, address: str, timeout: float) -> socket.socket:
     host = address.rpartition(":")[0]
     if network != "unix" and host != LOOPBACK:
         raise ValueError(f"refusing to dial {address!r}: only {LOOPBACK} and unix sockets")
-    return verify.dial(network, address, timeout)
+    return dial(network, address, timeout)
 
 
 def reason(exc: BaseException) -> str:

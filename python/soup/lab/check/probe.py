@@ -1,4 +1,4 @@
-"""The probe plugin ``soup check host`` gives a host under test: ``python -m soup.check.probe DIR``.
+"""The probe plugin ``soup check host`` gives a host under test: ``python -m soup.lab.check.probe DIR``.
 
 DIR holds ``config.json`` (variant, the versions it supports, the cookie to expect) and
 gets ``events.jsonl``: what the host did, one JSON object a line, written as it happens
