@@ -86,3 +86,43 @@ def test_a_long_module_says_why_at_its_top() -> None:
         if lines > LONG and "Long because" not in doc:
             silent.append(f"{path.relative_to(PACKAGE)} ({lines} lines)")
     assert silent == [], f"over {LONG} lines without a reason in the docstring: {silent}"
+
+
+def _top_level_imports(path: Path, known: set[str]) -> set[str]:
+    """The soup modules ``path`` imports when it is loaded (not under TYPE_CHECKING, not
+    inside functions): the edges an import cycle would be made of."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("soup"):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            found |= {n for n in names if n in known} or {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+    return found & known
+
+
+def test_no_import_cycle() -> None:
+    modules = set(_modules(PACKAGE))
+    paths = {m: PACKAGE.parent / (m.replace(".", "/") + ".py") for m in modules}
+    for module in modules:
+        if not paths[module].exists():  # a package: its __init__
+            paths[module] = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    edges = {m: _top_level_imports(paths[m], modules) - {m, "soup"} for m in modules}
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(edges[module]):
+            if state.get(dep) == "open":
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[module] = "done"
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], f"import cycles: {[' -> '.join(c) for c in cycles]}"
