@@ -218,5 +218,26 @@ func checkMutualTLS(h *host) *MutualTLS {
 	if err != nil {
 		probes = []Probe{{Name: "setup", Refused: false, Detail: "cannot probe: " + err.Error()}}
 	}
+	if h.opts.multiplex {
+		probes = unansweredWhileMultiplexed(probes)
+	}
 	return judgeMutualTLS(h.opts.tls.mode, probes)
+}
+
+// muxProbeCause is why a probe gets no answer from a go-plugin plugin under
+// --grpc-broker-multiplex: the probes are connections of their own, and
+// go-plugin's muxer serves only the host's yamux session, which go-plugin's
+// client keeps to itself (the Python host probes over that session's streams).
+const muxProbeCause = "with --grpc-broker-multiplex a go-plugin plugin accepts no connection but the host's yamux session, which go-plugin does not let soup-go probe over; run without it for the evidence"
+
+// unansweredWhileMultiplexed names that cause on every probe that got no answer.
+func unansweredWhileMultiplexed(probes []Probe) []Probe {
+	out := make([]Probe, len(probes))
+	for i, p := range probes {
+		if !p.Refused && strings.HasPrefix(p.Detail, "no answer within") {
+			p.Detail += " (" + muxProbeCause + ")"
+		}
+		out[i] = p
+	}
+	return out
 }

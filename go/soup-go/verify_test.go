@@ -82,3 +82,20 @@ func TestMutualTLSProblems(t *testing.T) {
 		t.Fatalf("no probes: %q", got)
 	}
 }
+
+func TestUnansweredProbesUnderMultiplexingNameTheCause(t *testing.T) {
+	probes := []Probe{
+		{"no_client_cert", false, "no answer within 5s (not refused)"},
+		{"foreign_client_cert", true, "refused: alert unknown ca"},
+	}
+	got := unansweredWhileMultiplexed(probes)
+	if !strings.HasSuffix(got[0].Detail, "("+muxProbeCause+")") {
+		t.Fatalf("an unanswered probe must name the multiplexing cause, got %q", got[0].Detail)
+	}
+	if got[1].Detail != "refused: alert unknown ca" {
+		t.Fatalf("a refusal is evidence and stays as it is, got %q", got[1].Detail)
+	}
+	if probes[0].Detail != "no answer within 5s (not refused)" {
+		t.Fatalf("the input must not change, got %q", probes[0].Detail)
+	}
+}
