@@ -132,10 +132,15 @@ def go_tools(session: nox.Session) -> None:
     stamp.write_text(json.dumps(wanted, indent=1))
 
 
-def gen_go(session: nox.Session, *, check: bool = False) -> None:
-    """Write the committed Go stubs (go/soup-go/kvpb) with the pinned generators, or with
-    ``check`` only fail if the committed ones differ from what they make. Only protos
-    writes them: a session on another grpcio line would change their protoc header."""
+_GO_STUBS_WRITTEN: set[str] = set()  # sessions that wrote them (once per session)
+
+
+def gen_go(session: nox.Session) -> None:
+    """Write soup-go's Go stubs (go/soup-go/kvpb, not committed) with the pinned generators
+    and this venv's protoc, before anything builds, vets or tests soup-go."""
+    if session.name in _GO_STUBS_WRITTEN:
+        return
+    _GO_STUBS_WRITTEN.add(session.name)
     go_tools(session)
     session.run(
         "python",
@@ -144,13 +149,13 @@ def gen_go(session: nox.Session, *, check: bool = False) -> None:
         str(GO_DIR / "kvpb"),
         "--go-plugins",
         str(TOOL_BIN),
-        *(["--check"] if check else []),
-        silent=not check,
+        silent=True,
     )
 
 
 def build_soup_go(session: nox.Session, *, cover: bool = False) -> Path:
-    """Build soup-go (optionally instrumented for coverage) with the committed Go stubs."""
+    """Build soup-go (optionally instrumented for coverage), its Go stubs generated first."""
+    gen_go(session)
     out = SOUP_GO_COVER if cover else SOUP_GO
     args = ["go", "build", *(["-cover"] if cover else []), "-o", str(out), "."]
     with session.chdir(GO_DIR):
@@ -164,6 +169,7 @@ def build_soup_go_release(session: nox.Session, go_plugin: str) -> Path:
     release's build tags for API differences. The default release is build_soup_go's."""
     if go_plugin == GO_DEFAULT:
         return build_soup_go(session)
+    gen_go(session)
     release = next(r for r in GO_RELEASES if r["go_plugin"] == go_plugin)
     mod_dir = BUILD / "go-plugin" / f"v{go_plugin}"
     mod_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +253,7 @@ def build(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict, actionlint on the workflows, gofmt and go vet."""
     install_soup(session, extras="test,lint")
-    gen_go(session, check=True)  # the committed Go stubs are fresh
+    gen_go(session)  # go vet needs them
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -321,6 +327,7 @@ def run_unit(session: nox.Session, grpc: str) -> None:
         *session.posargs,
         env={"SOUP_NOX_PYTHON": sys.executable},  # test_ci lists the sessions with this nox
     )  # fmt: skip
+    gen_go(session)
     with session.chdir(GO_DIR):
         session.run("go", "test", "-count=1", "./...", external=True)
 

@@ -10,10 +10,9 @@ next to the stubs records the generator and a hash of the sources.
 
 Go stubs (kv.proto and counter.proto: go-plugin brings its own internal services)
 become the Go package ``soup-go/kvpb``; protoc-gen-go and protoc-gen-go-grpc are taken from
-``--go-plugins`` (installed there at pinned versions by the noxfile). They are committed,
-so that ``go build`` works on a fresh clone; ``nox -s protos`` rewrites them, and
-``--check`` (run by ``nox -s lint``) fails when the committed ones differ from what the
-pinned generators make.
+``--go-plugins`` (installed there at pinned versions by the noxfile). They are not
+committed: every nox session that builds, vets or tests soup-go writes them first (with its
+venv's protoc), as the package build writes the Python ones.
 
 Fails loudly when a generator is missing or writes nothing.
 """
@@ -26,7 +25,6 @@ import importlib.metadata
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,43 +166,11 @@ def generate_go(out: Path, plugins: Path) -> list[Path]:
     return made
 
 
-def tree_differences(committed: dict[str, bytes], generated: dict[str, bytes]) -> list[str]:
-    """How the committed stubs (file name -> bytes) differ from freshly generated ones."""
-    out = [f"{name}: missing" for name in sorted(generated.keys() - committed.keys())]
-    out += [f"{name}: not generated" for name in sorted(committed.keys() - generated.keys())]
-    out += [
-        f"{name}: differs"
-        for name in sorted(committed.keys() & generated.keys())
-        if committed[name] != generated[name]
-    ]
-    return out
-
-
-def _go_files(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.go"))}
-
-
-def check_go(committed: Path, plugins: Path) -> None:
-    """Exit 1 unless ``committed`` holds exactly what the pinned generators make."""
-    with tempfile.TemporaryDirectory(prefix="soup-kvpb-") as scratch:
-        fresh = Path(scratch) / "kvpb"
-        generate_go(fresh, plugins)
-        differences = tree_differences(_go_files(committed), _go_files(fresh))
-    if differences:
-        sys.exit(
-            f"gen_protos: the Go stubs in {committed} are stale ({'; '.join(differences)}): "
-            "run `nox -s protos` and commit them"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-out", type=Path, help="directory to put soup/_proto/ in")
     parser.add_argument("--go-out", type=Path, help="directory for the kvpb Go package")
     parser.add_argument("--go-plugins", type=Path, help="directory with protoc-gen-go*")
-    parser.add_argument(
-        "--check", action="store_true", help="only check that --go-out holds fresh Go stubs"
-    )
     args = parser.parse_args()
     if not args.python_out and not args.go_out:
         parser.error("nothing to do: give --python-out and/or --go-out")
@@ -214,10 +180,6 @@ def main() -> None:
     if args.go_out:
         if not args.go_plugins:
             parser.error("--go-out needs --go-plugins")
-        if args.check:
-            check_go(args.go_out, args.go_plugins)
-            print(f"the Go stubs in {args.go_out} are what the pinned generators make")
-            return
         for path in generate_go(args.go_out, args.go_plugins):
             print(f"generated {path}")
 
