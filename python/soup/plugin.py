@@ -183,10 +183,7 @@ class _Run:
             self.env.get(handshake.ENV_PROTOCOL_VERSIONS), config._versions()
         )
         server_tls = policy.server_tls(config, self.env, self.log)
-        multiplex = handshake.multiplex_requested(self.env)
-        if multiplex:
-            server_tls = self._multiplexed(server_tls)
-            multiplex = server_tls is not None
+        multiplex = handshake.multiplex_requested(self.env) and self._can_multiplex(server_tls)
         self.backend = server_tls.backend if server_tls is not None else "none"
         socket_gid = socket_group(self.env)  # the main socket's and the broker's
         self.internal = Internal(
@@ -225,20 +222,19 @@ class _Run:
             )
         )
 
-    def _multiplexed(self, server_tls: ServerTLS | None) -> ServerTLS | None:
-        """The TLS to multiplex with (PLUGIN_MULTIPLEX_GRPC): the OpenSSL bridge carries
-        the yamux streams, so that backend. Plaintext: not multiplexed (field 7 absent),
-        which a host that insists refuses with go-plugin's ErrGRPCBrokerMuxNotSupported."""
-        if server_tls is None:
-            self.log.warning(
-                "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC) without "
-                "TLS; soup multiplexes only over TLS and does not advertise it"
-            )
-            return None
-        if server_tls.backend != "openssl":
-            self.log.debug("multiplexing: yamux streams go through the OpenSSL bridge")
-            server_tls = server_tls._replace(backend="openssl")
-        return server_tls
+    def _can_multiplex(self, server_tls: ServerTLS | None) -> bool:
+        """Whether to answer PLUGIN_MULTIPLEX_GRPC: only over the OpenSSL bridge (which
+        carries the yamux streams; policy chose it unless ``native`` was asked for). Else
+        field 7 stays out and a host that insists refuses with go-plugin's
+        ErrGRPCBrokerMuxNotSupported."""
+        if server_tls is not None and server_tls.backend == "openssl":
+            return True
+        self.log.warning(
+            "host asked for gRPC broker multiplexing (PLUGIN_MULTIPLEX_GRPC); soup multiplexes "
+            "only over TLS on the openssl backend and does not advertise it",
+            extra={"tls": "disabled" if server_tls is None else "native backend"},
+        )
+        return False
 
     def _reattach(self, version: int) -> ReattachConfig:
         from soup.reattach import ReattachConfig  # noqa: PLC0415 - debug mode only

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from soup import certs, tls
 from soup.errors import PluginError
-from soup.handshake import ENV_CLIENT_CERT
+from soup.handshake import ENV_CLIENT_CERT, multiplex_requested
 from soup.listen import ServerTLS
 from soup.settings import own_material
 
@@ -73,6 +73,8 @@ def server_tls(
         backend = tls.choose_backend(settings.backend, peer_key_type, refusal)
     except ValueError as exc:
         raise PluginError(str(exc)) from exc
+    if multiplex_requested(env) and settings.backend != "native":
+        backend = "openssl"  # the bridge carries the yamux streams (same certificate policy)
     assert own is not None
     trusted_pem = client_cert.encode() if settings.mode == "auto" else trusted
     assert trusted_pem is not None

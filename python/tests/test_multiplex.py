@@ -83,3 +83,13 @@ def test_everything_runs_over_one_yamux_session(make_client: Any) -> None:
     assert stream is not None
     stream.close()
     assert client.kill() is True
+
+
+def test_a_plugin_told_to_use_native_tls_does_not_multiplex(make_client: Any) -> None:
+    """Only the OpenSSL bridge carries yamux streams: a plugin whose TLS backend is pinned
+    to grpcio's leaves field 7 out and says why; the multiplexing host refuses it."""
+    client = make_client(plugin_cmd("--tls-backend", "native"), grpc_broker_multiplex=True)
+    with pytest.raises(soup.HostError) as err:
+        client.start()
+    assert "plugin does not support the feature" in str(err.value)
+    assert "soup multiplexes only over TLS on the openssl backend" in client.stderr_tail()
