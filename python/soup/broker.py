@@ -398,7 +398,11 @@ class GRPCBroker:
         """
         dialer = None
         if self._mux is not None:
-            dialer, inner = self._muxed_channel(service_id)
+            self._check_usable()
+            where = Endpoint(service_id, "unix", f"yamux stream for service id {service_id}")
+            dialer, inner = self._bridged_channel(
+                where, open_stream=lambda t: self._knock_and_open(service_id, t)
+            )
         elif self._tls is None:
             endpoint = self._wait_endpoint(service_id, timeout)
             inner = grpc.insecure_channel(endpoint.grpc_target, options=self._channel_options())
@@ -559,22 +563,6 @@ class GRPCBroker:
                 raise BrokerError(f"failed to knock for service id {service_id}: {error}")
             return self._mux.open(timeout)
 
-    def _muxed_channel(self, service_id: int) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
-        self._check_usable()
-        try:
-            dialer = bridge.TLSDialerBridge(
-                "unix",
-                f"yamux stream for service id {service_id}",
-                self._ssl_context("client"),
-                server_hostname=tls.SERVER_NAME,
-                logger=logging.getLogger("soup.bridge"),
-                open_stream=lambda timeout: self._knock_and_open(service_id, timeout),
-            )
-            target = dialer.start()
-        except bridge.BridgeError as exc:
-            raise BrokerError(f"cannot dial service id {service_id}: {exc}") from exc
-        return dialer, grpc.insecure_channel(target, options=self._channel_options())
-
     def _end_stream(self, reason: str) -> None:
         with self._cond:
             self._stream_ended = reason
@@ -706,6 +694,25 @@ class GRPCBroker:
                 sock.close()
                 raise BrokerError(f"cannot listen on 127.0.0.1: {exc}") from exc
             endpoint = Endpoint(service_id, "tcp", f"127.0.0.1:{sock.getsockname()[1]}")
+        return _Listening(endpoint, self._start_bridge(sock, server, backend), paths)
+
+    def _listen_muxed(self, service_id: int, server: grpc.Server) -> _Listening:
+        """A brokered server fed the yamux streams knocked for ``service_id``."""
+        assert self._mux is not None
+        backend = self._backend_path()
+        if not add_port(server, "unix:" + str(backend), None):
+            raise BrokerError(f"cannot listen on the private unix socket {backend}")
+        listener = self._start_bridge(None, server, backend)
+        mux = self._mux
+        mux.expect(service_id, listener.adopt)
+        endpoint = Endpoint(service_id, "yamux", f"yamux streams for service id {service_id}")
+        return _Listening(endpoint, listener, [backend], lambda: mux.forget(service_id))
+
+    def _start_bridge(
+        self, sock: socket.socket | None, server: grpc.Server, backend: Path
+    ) -> bridge.TLSListenerBridge:
+        """Start ``server`` and the OpenSSL listener in front of it (on ``sock``, or fed
+        streams through ``adopt`` when None)."""
         listener = bridge.TLSListenerBridge(
             sock, self._ssl_context("server"), str(backend), logger=logging.getLogger("soup.bridge")
         )
@@ -716,23 +723,7 @@ class GRPCBroker:
             server.stop(0)
             listener.close()
             raise BrokerError(str(exc)) from exc
-        return _Listening(endpoint, listener, paths)
-
-    def _listen_muxed(self, service_id: int, server: grpc.Server) -> _Listening:
-        """A brokered server fed the yamux streams knocked for ``service_id``."""
-        assert self._mux is not None
-        backend = self._backend_path()
-        if not add_port(server, "unix:" + str(backend), None):
-            raise BrokerError(f"cannot listen on the private unix socket {backend}")
-        listener = bridge.TLSListenerBridge(
-            None, self._ssl_context("server"), str(backend), logger=logging.getLogger("soup.bridge")
-        )
-        server.start()
-        listener.start()
-        mux = self._mux
-        mux.expect(service_id, listener.adopt)
-        endpoint = Endpoint(service_id, "yamux", f"yamux streams for service id {service_id}")
-        return _Listening(endpoint, listener, [backend], lambda: mux.forget(service_id))
+        return listener
 
     # -- TLS
     @staticmethod
@@ -753,7 +744,10 @@ class GRPCBroker:
         options = [*self._channel_options(), ("grpc.ssl_target_name_override", tls.SERVER_NAME)]
         return grpc.secure_channel(endpoint.grpc_target, creds, options=options)
 
-    def _bridged_channel(self, endpoint: Endpoint) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
+    def _bridged_channel(
+        self, endpoint: Endpoint, open_stream: Callable[[float], socket.socket] | None = None
+    ) -> tuple[bridge.TLSDialerBridge, grpc.Channel]:
+        """The OpenSSL dialer to ``endpoint`` (or to the streams ``open_stream`` opens)."""
         try:
             dialer = bridge.TLSDialerBridge(
                 endpoint.network,
@@ -761,6 +755,7 @@ class GRPCBroker:
                 self._ssl_context("client"),
                 server_hostname=tls.SERVER_NAME,
                 logger=logging.getLogger("soup.bridge"),
+                open_stream=open_stream,
             )
             target = dialer.start()
         except bridge.BridgeError as exc:
