@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import os
 import stat
 import subprocess
@@ -202,6 +203,18 @@ def test_directory_removed_after_creation_is_recreated(tmp_path: Path) -> None:
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
+def test_concurrent_puts_after_directory_removed_all_land_in_the_new_one(tmp_path: Path) -> None:
+    # Every Put that finds the directory gone makes (or joins) the one new directory:
+    # none writes into the removed one, so every acknowledged value can be read back.
+    directory = tmp_path / "kv"
+    store = FileStore(directory)
+    directory.rmdir()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: store.put(f"k{i}", b"v%d" % i), range(32)))
+    assert sorted(_files(directory)) == sorted(key_filename(f"k{i}") for i in range(32))
+    assert all(store.get(f"k{i}") == b"v%d" % i for i in range(32))
+
+
 def test_existing_directory_mode_untouched(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     FileStore(tmp_path).put("k", b"v")
@@ -220,7 +233,7 @@ def test_crash_keeps_old_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     store = FileStore(tmp_path)
     store.put("k", b"old value")
 
-    def crash(*args: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise OSError(f"simulated crash during {step}")
 
     monkeypatch.setattr(os, step, crash)
@@ -249,11 +262,14 @@ def test_write_path_calls_fsync_and_replace(
         calls.append("dir-fsync" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file-fsync")
         real_fsync(fd)
 
-    def replace(src: str, dst: str) -> None:
-        assert Path(src).parent == Path(dst).parent == tmp_path
-        assert is_temp_name(Path(src).name)
+    def replace(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        # Both names relative to the store's one open directory: a rename within it.
+        assert src_dir_fd == dst_dir_fd
+        assert os.path.samestat(os.fstat(src_dir_fd), tmp_path.stat())
+        assert is_temp_name(src)
+        assert dst == key_filename("k")
         calls.append("replace")
-        real_replace(src, dst)
+        real_replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)

@@ -30,6 +30,7 @@ import os
 import random
 import re
 import stat
+import threading
 from pathlib import Path
 
 __all__ = [
@@ -57,6 +58,8 @@ _CANNOT_REMOVE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _READ_SIZE = 64 * 1024
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Temporary names: a generator of the store's own (a plugin's random.seed() cannot make
 # its names repeat), seeded by the OS once; a clash only costs another name (O_EXCL).
 # Unpredictability is not needed in a 0700 directory, and it costs no syscall per Put.
@@ -95,15 +98,12 @@ def key_filename(key: str) -> str:
     return base64.urlsafe_b64encode(_key_bytes(key)).rstrip(b"=").decode("ascii")
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _fsync_dir(fd: int) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:  # some file systems cannot sync a directory
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
             raise
-    finally:
-        os.close(fd)
 
 
 def is_temp_name(name: str) -> bool:
@@ -153,12 +153,13 @@ def remove_stale_temp_files(directory: Path) -> int:
     return removed
 
 
-def _create_locked_temp(directory: str) -> tuple[int, str]:
-    """A new temporary file, locked; made anew if a store opening removed it first."""
+def _create_locked_temp(dir_fd: int) -> tuple[int, str]:
+    """A new temporary file in the directory ``dir_fd``, locked; made anew if a store
+    opening removed it first. Returns its fd and its name within the directory."""
     while True:
-        temp = os.path.join(directory, f"{TEMP_PREFIX}{_TEMP_NAMES.getrandbits(64):016x}")
+        temp = f"{TEMP_PREFIX}{_TEMP_NAMES.getrandbits(64):016x}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+            fd = os.open(temp, _TEMP_FLAGS, _FILE_MODE, dir_fd=dir_fd)
         except FileExistsError:
             continue  # another writer's (or a forked twin's) name: take another
         try:
@@ -168,7 +169,7 @@ def _create_locked_temp(directory: str) -> tuple[int, str]:
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
-                os.unlink(temp)
+                os.unlink(temp, dir_fd=dir_fd)
             raise
         os.close(fd)
 
@@ -176,39 +177,51 @@ def _create_locked_temp(directory: str) -> tuple[int, str]:
 class FileStore:
     """Values stored as files in ``directory`` (created 0700 if missing).
 
-    Put and Get work on ``str`` paths (``pathlib`` took a third of the store's time per
-    call) and on file descriptors: the store's syscalls are most of a plugin call's cost
-    beyond grpcio's, so a Put checks its directory only when creating the temporary
-    file fails, and a Get is open, read to the end, close."""
+    The store's syscalls are most of a plugin call's cost beyond grpcio's (each one hands
+    the GIL over), so a Put makes as few as it can: it works relative to a descriptor of
+    the directory that the store keeps open (no open and close of the directory to fsync
+    it), and checks its directory only when creating the temporary file fails. A Get is
+    open, read to the end, close, also relative to that descriptor: reads and writes
+    always see the same directory. When the directory has been removed, the next Put
+    makes it again and opens the new one; Gets before that find no keys."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._dir = os.fspath(self.directory)
-        self._ensure_directory()
+        self._dir_fd = self._open_directory()
+        self._reopen_lock = threading.Lock()
         self.removed_temp_files = remove_stale_temp_files(self.directory)
 
-    def _ensure_directory(self) -> None:
-        if os.path.isdir(self._dir):
-            return
-        os.makedirs(self._dir, mode=_DIR_MODE, exist_ok=True)
-        # makedirs' mode is filtered by the umask: make sure the leaf is exactly 0700.
-        os.chmod(self._dir, _DIR_MODE)
+    def _open_directory(self) -> int:
+        if not os.path.isdir(self._dir):
+            os.makedirs(self._dir, mode=_DIR_MODE, exist_ok=True)
+            # makedirs' mode is filtered by the umask: make sure the leaf is exactly 0700.
+            os.chmod(self._dir, _DIR_MODE)
+        return os.open(self._dir, _DIR_FLAGS)
 
-    def _file(self, key: str) -> str:
-        return os.path.join(self._dir, key_filename(key))
+    def _reopen_directory(self, failed: int) -> int:
+        """The directory of ``failed`` was removed: make it again, work in the new one.
+
+        The old descriptor stays open: another Put may be using it, and closing it could
+        let its number be reused under that Put (a rename into another directory)."""
+        with self._reopen_lock:
+            if self._dir_fd == failed:
+                self._dir_fd = self._open_directory()
+            return self._dir_fd
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key``'s value (validates the key)."""
-        return Path(self._file(key))
+        return self.directory / key_filename(key)
 
     def put(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` atomically and durably."""
-        target = self._file(key)
+        target = key_filename(key)
+        dir_fd = self._dir_fd
         try:
-            fd, temp = _create_locked_temp(self._dir)
+            fd, temp = _create_locked_temp(dir_fd)
         except FileNotFoundError:  # the directory was removed: make it again
-            self._ensure_directory()
-            fd, temp = _create_locked_temp(self._dir)
+            dir_fd = self._reopen_directory(dir_fd)
+            fd, temp = _create_locked_temp(dir_fd)
         try:
             try:
                 view = memoryview(value)
@@ -217,20 +230,20 @@ class FileStore:
                     view = view[written:]
                 os.fsync(fd)
                 # Still locked: no store opening meanwhile takes it for stale.
-                os.replace(temp, target)
+                os.replace(temp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             finally:
                 os.close(fd)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(temp)
+                os.unlink(temp, dir_fd=dir_fd)
             raise
-        _fsync_dir(self._dir)
+        _fsync_dir(dir_fd)
 
     def get(self, key: str) -> bytes:
         """The value stored under ``key``; ``KeyNotFoundError`` if there is none."""
-        target = self._file(key)
+        target = key_filename(key)
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir_fd)
         except (FileNotFoundError, NotADirectoryError):
             raise KeyNotFoundError() from None
         try:
