@@ -14,7 +14,7 @@ Sections (each run count and min/median/max is in the report):
 * lifecycle: `rpc client test` per direction, spawn of the host to its exit, with the
   host's own per-step split.
 * lifecycle from outside: `soup-go rpc kv put` as a whole process, timed by hyperfine
-  (`--export-json`), against soup-go's own plugin (the Go->Go baseline), the floor, and
+  (`--export-json`), and `soup --version` / `soup --help` against a bare interpreter, against soup-go's own plugin (the Go->Go baseline), the floor, and
   soup's plugin plaintext and with AutoMTLS (soup-go presents a P-521 certificate, as
   stock go-plugin hosts do, so soup's plugin serves through its OpenSSL bridge). Every
   case once per round in one hyperfine run, the order reversed every other round. The
@@ -24,9 +24,14 @@ Sections (each run count and min/median/max is in the report):
   interpreter, imports (`-X importtime`, top items listed), key generation and the rest;
   against the floor plugin without TLS and with AutoMTLS (what cryptography adds).
 * throughput: --concurrency callers at once (1, 16, 32) per host and plugin: ops/s
-  (Put+Get round trips per second), p50/p99 and the plugin's RSS before and after. The
-  **load row** is the Go host with 32 connections x --load-count Put+Get each against
-  every plugin implementation and backend: every call must succeed.
+  (Put+Get round trips per second), p50/p99 and the plugin's RSS before and after, one
+  run each: how each scales.
+* load (issue 18): the Go host with 32 connections x --load-count Put+Get each, in
+  --load-repeat rounds (the order reversed every other round), against soup-go, the
+  floor and its reference rows (durable store; store behind the minimal relay) and soup's
+  plugin plaintext, native and through its OpenSSL bridge (a P-521 host, as stock hosts
+  are): ops/s and the plugin's CPU per op, paired per round with the floor, and the
+  plugin's RSS growth. Every call must succeed. The README quotes it (--readme).
 * key generation per key type (in this process, soup.certs), and the wall time of the
   last `nox -s proof` and matrix runs (from build/reports/*.json, when present).
 
@@ -74,7 +79,7 @@ PLUGIN_IMPORTS = (
 RELAY = [PY, str(ROOT / "scripts" / "bench_relay.py")]
 FLOOR = [PY, str(ROOT / "scripts" / "bench_floor.py")]
 FLOOR_HOST = [PY, str(ROOT / "scripts" / "bench_floor_host.py")]
-LOAD = [PY, str(ROOT / "scripts" / "bench_load.py")]
+LOAD_HOST = [PY, str(ROOT / "scripts" / "bench_load.py")]
 PY_KEY = ("--key-type", "ec-p256")
 NO_TLS = ("--tls-mode", "disabled")
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "ed25519", "rsa-2048")
@@ -158,6 +163,17 @@ LIFECYCLE = (
     Case("Python->Python", "python", Plugin("soup", "python")),
 )
 LOAD_PLUGINS = (GO_PLUGIN, PY_NATIVE, PY_OPENSSL, FLOOR_PLUGIN)
+LOAD = (
+    Case(GO_GO, "go", GO_PLUGIN),
+    Case(bench_report.FLOOR, "go", FLOOR_PLUGIN),
+    Case(bench_report.FLOOR_DURABLE, "go", FLOOR_DURABLE),
+    Case(bench_report.FLOOR_RELAYED, "go", FLOOR_RELAYED),
+    Case(bench_report.LOAD_PLAIN, "go", PY_PLAIN),
+    Case("Go->Python native", "go", PY_NATIVE, PY_KEY),
+    # soup-go's default key, ec-p521 (as stock hosts'), which only the bridge can verify.
+    Case(bench_report.LOAD_BRIDGE, "go", PY_OPENSSL),
+)
+LOAD_CONNECTIONS = 32
 OUTSIDE = (
     Case(GO_GO, "go", GO_PLUGIN),
     Case(bench_report.FLOOR, "go", FLOOR_PLUGIN),
@@ -334,7 +350,8 @@ class Bench:
                 evidence[case.name] = _tls_evidence(result)
             first_key.append(_first_key_ms())
             self.say(f"lifecycle from outside {round_no}/{a.lifecycle_repeat}: hyperfine")
-            for name, ms in self._hyperfine(hyperfine, order, round_no).items():
+            commands = [(case.name, self.kv_put(case)) for case in order]
+            for name, ms in self._hyperfine(hyperfine, commands, f"kv-{round_no}").items():
                 times[name] += ms
                 by_round[name].append(round(statistics.median(ms), 2))
         rows = [
@@ -358,21 +375,52 @@ class Bench:
             "first_key_ms": spread(first_key),
             "first_key_type": PY_KEY[1],
             "rows": rows,
+            "cli_start": self.cli_start(hyperfine),
         }
+
+    def cli_start(self, hyperfine: str) -> list[dict[str, Any]]:
+        """`soup --version` and `soup --help` (the installed command) against a bare
+        interpreter's start, whole processes timed by hyperfine in rounds."""
+        soup = shutil.which("soup", path=str(Path(PY).parent)) or shutil.which("soup")
+        if soup is None:
+            raise BenchError("no `soup` command next to the bench's Python nor on PATH")
+        cases = [
+            (bench_report.BARE_PYTHON, [PY, "-c", "pass"]),
+            ("soup --version", [soup, "--version"]),
+            ("soup --help", [soup, "--help"]),
+        ]
+        by_round: dict[str, list[float]] = {name: [] for name, _ in cases}
+        times: dict[str, list[float]] = {name: [] for name, _ in cases}
+        for round_no in range(1, self.args.lifecycle_repeat + 1):
+            self.say(f"CLI start {round_no}/{self.args.lifecycle_repeat}: hyperfine")
+            order = cases if round_no % 2 else cases[::-1]
+            for name, ms in self._hyperfine(hyperfine, order, f"cli-{round_no}").items():
+                times[name] += ms
+                by_round[name].append(round(statistics.median(ms), 2))
+        return [
+            {
+                "case": name,
+                "wall_ms": spread(times[name]),
+                "wall_ms_by_round": by_round[name],
+                "command": shlex.join([Path(argv[0]).name, *argv[1:]]),
+            }
+            for name, argv in cases
+        ]
 
     def kv_put(self, case: Case) -> list[str]:
         return self.host_command(case, "kv", "put", "bench-key", "bench-value")
 
     def _hyperfine(
-        self, hyperfine: str, cases: tuple[Case, ...], round_no: int
+        self, hyperfine: str, commands: list[tuple[str, list[str]]], tag: str
     ) -> dict[str, list[float]]:
-        """One hyperfine run of every case's `kv put` (--runs each, one warm-up): its wall
-        times in ms per case. hyperfine fails (and so the bench) when a run exits non-zero."""
-        export = self.scratch / f"hyperfine-{round_no}.json"
+        """One hyperfine run of the named commands, in order (--outside-runs each, one
+        warm-up): wall times in ms per name. hyperfine fails (and so the bench) when a run
+        exits non-zero."""
+        export = self.scratch / f"hyperfine-{tag}.json"
         argv = [hyperfine, "--shell=none", "--style=none", f"--export-json={export}"]
         argv += [f"--runs={self.args.outside_runs}", "--warmup=1"]
-        for case in cases:
-            argv += ["--command-name", case.name, shlex.join(self.kv_put(case))]
+        for name, command in commands:
+            argv += ["--command-name", name, shlex.join(command)]
         returncode, _, stderr = run_bounded(argv, self.args.run_timeout)
         if returncode != 0:
             why = "timed out" if returncode is None else f"exit {returncode}"
@@ -449,20 +497,17 @@ class Bench:
         return rows
 
     def _load_row(self, host: str, plugin: Plugin, concurrency: int) -> dict[str, Any]:
-        a = self.args
-        count = a.load_count if (host == "go" and concurrency == 32) else a.throughput_count
+        count = self.args.throughput_count
         self.say(f"throughput: {host} host -> {plugin.name}, {concurrency} x {count}")
-        kv_dir = self.kv_dir()
-        server = shlex.join(plugin.argv(self.soup_go, kv_dir))
         flags = ["--count", str(count), "--warmup", "10", "--concurrency", str(concurrency)]
         if host == "go":
             go_args = PY_KEY if plugin is PY_NATIVE else ()
-            argv = [self.soup_go, "rpc", "client", "bench", "--json", *flags]
-            argv += [*plugin.host_args, *go_args, "--server", server]
+            result = self._go_load(Case(plugin.name, "go", plugin, go_args), flags)
         else:
+            server = shlex.join(plugin.argv(self.soup_go, self.kv_dir()))
             backend = "native" if plugin is PY_NATIVE else "openssl"
-            argv = [*LOAD, *flags, "--tls-backend", backend, "--server", server]
-        result = run_json(argv, a.load_timeout)
+            argv = [*LOAD_HOST, *flags, "--tls-backend", backend, "--server", server]
+            result = run_json(argv, self.args.load_timeout)
         rss = result.get("plugin_rss_kib") or {}
         return {
             "host": host,
@@ -470,13 +515,65 @@ class Bench:
             "concurrency": concurrency,
             "count_per_caller": count,
             "calls": 2 * count * concurrency,
-            "load_row": host == "go" and concurrency == 32,
             "ops_per_s": result["ops_per_s"],
             "p50_us": result["round_trip_us"]["p50"],
             "p99_us": result["round_trip_us"]["p99"],
             "rss_before_kib": rss.get("before"),
             "rss_after_kib": rss.get("after"),
         }
+
+    def _go_load(self, case: Case, flags: list[str]) -> dict[str, Any]:
+        """soup-go's `rpc client bench --json` with ``flags`` against the case's plugin."""
+        argv = self.host_command(case, "client", "bench", "--json", *flags)
+        return run_json(argv, self.args.load_timeout)
+
+    # -- load
+    def load(self) -> dict[str, Any]:
+        """The Go host's 32 connections against every case, in rounds (see the module doc)."""
+        a = self.args
+        flags = ["--count", str(a.load_count), "--warmup", "20"]
+        flags += ["--concurrency", str(LOAD_CONNECTIONS)]
+        runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in LOAD}
+        for round_no in range(1, a.load_repeat + 1):
+            for case in LOAD if round_no % 2 else LOAD[::-1]:
+                self.say(f"load {round_no}/{a.load_repeat}: {case.name}")
+                runs[case.name].append(self._go_load(case, flags))
+        return {
+            "connections": LOAD_CONNECTIONS,
+            "count_per_connection": a.load_count,
+            "rounds": a.load_repeat,
+            "rows": [_load_summary(c, runs[c.name]) for c in LOAD],
+        }
+
+
+def _flag_value(argv: tuple[str, ...], flag: str) -> str | None:
+    """The value after ``flag`` in ``argv`` (None: not given)."""
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+
+def _load_summary(case: Case, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One load case over its rounds: ops/s and the plugin's CPU per op, per round too."""
+    ops = [float(r["ops_per_s"]) for r in results]
+    cpu = [float(r.get("plugin_cpu_us_per_op") or 0) for r in results]
+    growth = [
+        (r.get("plugin_rss_kib") or {}).get("after", 0)
+        - (r.get("plugin_rss_kib") or {}).get("before", 0)
+        for r in results
+    ]
+    tls = results[-1].get("tls") or {}
+    return {
+        "case": case.name,
+        "tls": {"client_key": tls.get("client_key"), "server_key": tls.get("server_key")}
+        if case.tls
+        else None,
+        "backend": _flag_value(case.plugin.args, "--tls-backend"),
+        "ops_per_s": spread(ops),
+        "ops_per_s_by_round": ops,
+        "cpu_us_per_op": spread(cpu),
+        "cpu_us_per_op_by_round": cpu,
+        "p99_us": spread([float(r["round_trip_us"]["p99"]) for r in results]),
+        "rss_growth_kib_max": max(growth),
+    }
 
 
 def _host_cert_pem() -> str:
@@ -617,8 +714,9 @@ def parse_args() -> argparse.Namespace:
         "--concurrency", type=int, nargs="+", default=[1, 16, 32], help="callers (1 16 32)"
     )
     parser.add_argument(
-        "--load-count", type=int, default=2000, help="Put+Get per connection, load row (2000)"
+        "--load-count", type=int, default=500, help="Put+Get per connection, load (500)"
     )
+    parser.add_argument("--load-repeat", type=int, default=3, help="load rounds (3)")
     parser.add_argument(
         "--throughput-count", type=int, default=200, help="Put+Get per caller, other rows (200)"
     )
@@ -636,13 +734,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--readme",
         type=Path,
-        help="rewrite this README's lifecycle-from-outside section (not after --quick, nor "
+        help="rewrite this README's bench section (only from a run with lifecycle_outside and "
+        "load; not after --quick, nor "
         "when the section was refused)",
     )
     args = parser.parse_args()
     if args.quick:
         args.count, args.warmup, args.repeat = 20, 5, 1
-        args.lifecycle_repeat = args.startup_repeat = args.keygen_repeat = 1
+        args.lifecycle_repeat = args.startup_repeat = args.keygen_repeat = args.load_repeat = 1
         args.load_count = args.throughput_count = 10
         args.outside_runs = 2
     return args
@@ -683,6 +782,8 @@ def main() -> None:
             doc["cold_start"] = bench.cold_start()
         if "throughput" in sections:
             doc["throughput"] = bench.throughput()
+        if "load" in sections:
+            doc["load"] = bench.load()
         if "keygen" in sections:
             doc["keygen"] = keygen(args.keygen_repeat)
     except BenchError as exc:
@@ -695,8 +796,8 @@ def main() -> None:
     print(bench_report.write(doc, args.out))
     if doc["problems"]:
         sys.exit("bench: refused: " + "; ".join(doc["problems"]))
-    if args.readme and doc.get("lifecycle_outside") and not args.quick:
-        lines = bench_report.outside_lines(doc)[2:]  # without its heading
+    if args.readme and doc.get("lifecycle_outside") and doc.get("load") and not args.quick:
+        lines = bench_report.readme_lines(doc)[2:]  # without its first heading
         readme_section.rewrite(args.readme, *bench_report.README_MARKERS, "\n".join(lines))
 
 

@@ -12,7 +12,15 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("round_trips", "lifecycle", "lifecycle_outside", "cold_start", "throughput", "keygen")
+SECTIONS = (
+    "round_trips",
+    "lifecycle",
+    "lifecycle_outside",
+    "cold_start",
+    "throughput",
+    "load",
+    "keygen",
+)
 GO_GO = "Go->Go"
 FLOOR = "Go->floor (grpcio minimum), plaintext"
 FLOOR_DURABLE = "Go->floor with soup's durable store (reference)"
@@ -21,6 +29,11 @@ FLOOR_HOST = "host floor (grpcio minimum)->Go, plaintext (reference)"
 FLOOR_HOST_RELAYED = "host floor behind a minimal Python relay->Go, plaintext (reference)"
 OUTSIDE_PLAIN = "Go->Python plaintext"
 OUTSIDE_AUTO_MTLS = "Go->Python AutoMTLS (P-521 host: OpenSSL bridge)"
+LOAD_PLAIN = "Go->Python plaintext"
+LOAD_BRIDGE = "Go->Python openssl (P-521 host: OpenSSL bridge)"
+BARE_PYTHON = "bare interpreter (python -c pass)"
+# The CLI's own start may cost at most this many bare interpreter starts (issue 18).
+CLI_START_FACTOR = 4.0
 # What `soup-go rpc kv put` does, as soup-go's `rpc client test` times its steps: spawn
 # (its own key and certificate, the plugin's start to its handshake line), handshake (the
 # connection), put, shutdown (the plugin's exit). The Go->Go baseline from outside must be
@@ -30,7 +43,8 @@ BASELINE_FACTOR = 2.0
 # soup-go's default AutoMTLS key (as every stock go-plugin host's), which grpcio cannot
 # verify: soup's plugin must serve it through its OpenSSL bridge.
 BRIDGE_EVIDENCE = {"client_key": "ec-p521", "plugin_backend": "openssl"}
-# The README's lifecycle-from-outside section, which `bench.py --readme` rewrites.
+# The README's bench section (lifecycle from outside, CLI start, load), which
+# `bench.py --readme` rewrites.
 README_MARKERS = (
     "<!-- bench-outside:start (nox -s bench writes this section) -->",
     "<!-- bench-outside:end -->",
@@ -142,11 +156,27 @@ def outside_problems(doc: dict[str, Any]) -> list[str]:
 
 def _outside_ratios(outside: dict[str, Any]) -> None:
     outside["baseline"] = baseline_check(outside)
+    _cli_ratios(outside)
     rows = {r["case"]: r for r in outside["rows"]}
     go = rows.get(GO_GO) if outside["baseline"]["ok"] else None
     for row in rows.values():
         row["ratio_vs_go"] = _paired_ratio(row, "wall_ms", go)
         row["ratio_vs_floor"] = _paired_ratio(row, "wall_ms", rows.get(FLOOR))
+
+
+def _cli_ratios(outside: dict[str, Any]) -> None:
+    rows = {r["case"]: r for r in outside.get("cli_start", [])}
+    for row in rows.values():
+        row["ratio_vs_bare"] = _paired_ratio(row, "wall_ms", rows.get(BARE_PYTHON))
+
+
+def _load_ratios(load: dict[str, Any]) -> None:
+    rows = {r["case"]: r for r in load["rows"]}
+    floor, go = rows.get(FLOOR), rows.get(GO_GO)
+    for row in rows.values():
+        row["ratio_vs_floor"] = _paired_ratio(row, "ops_per_s", floor)
+        row["cpu_vs_floor"] = _paired_ratio(row, "cpu_us_per_op", floor)
+        row["ratio_vs_go"] = _paired_ratio(row, "ops_per_s", go)
 
 
 def ratios(doc: dict[str, Any]) -> None:
@@ -163,6 +193,8 @@ def ratios(doc: dict[str, Any]) -> None:
         )
     if doc.get("lifecycle_outside"):
         _outside_ratios(doc["lifecycle_outside"])
+    if doc.get("load"):
+        _load_ratios(doc["load"])
     load = doc.get("throughput", [])
     for row in load:
         ref = next(
@@ -262,23 +294,41 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     found += _outside_targets(doc.get("lifecycle_outside"))
-    at_32 = [r for r in doc.get("throughput", []) if r["host"] == "go" and r["concurrency"] == 32]
-    floor_32 = next((r["vs_soup_go"] for r in at_32 if r["plugin"] == "floor"), None)
-    for row in at_32:
-        if row["plugin"].startswith("soup "):
-            found.append(
-                _target(
-                    f"c=32 {row['plugin']} ops/s vs soup-go",
-                    row["vs_soup_go"],
-                    0.45,
-                    at_most=False,
-                    bound=(floor_32, "floor plugin, same load"),
-                )
+    found += _load_targets(doc.get("load"))
+    return found
+
+
+def _load_targets(load: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 18's targets at 32 connections against the floor (issue 10's against soup-go),
+    each bounded by the reference row that pays what that soup row must."""
+    rows = {r["case"]: r for r in (load or {}).get("rows", [])}
+
+    def vs_floor(case: str, limit: float, bound_case: str) -> dict[str, Any]:
+        row, bound = rows.get(case), rows.get(bound_case)
+        return _target(
+            f"c=32 {case} ops/s vs floor",
+            row.get("ratio_vs_floor") if row else None,
+            limit,
+            at_most=False,
+            bound=(bound.get("ratio_vs_floor") if bound else None, bound_case),
+            vs_bound=_paired_ratio(row, "ops_per_s", bound) if row and bound else None,
+        )
+
+    found = [vs_floor(LOAD_PLAIN, 0.9, FLOOR_DURABLE), vs_floor(LOAD_BRIDGE, 0.8, FLOOR_RELAYED)]
+    for case in ("Go->Python native", LOAD_BRIDGE):
+        row = rows.get(case)
+        found.append(
+            _target(
+                f"c=32 {case} ops/s vs soup-go",
+                row.get("ratio_vs_go") if row else None,
+                0.45,
+                at_most=False,
             )
-            growth = (row["rss_after_kib"] or 0) - (row["rss_before_kib"] or 0)
-            found.append(
-                _target(f"c=32 {row['plugin']} RSS growth (MiB)", round(growth / MIB, 1), 10)
-            )
+        )
+    for case, row in rows.items():
+        if case.startswith("Go->Python"):
+            growth = round(row["rss_growth_kib_max"] / MIB, 1)
+            found.append(_target(f"c=32 {case} RSS growth (MiB)", growth, 10))
     return found
 
 
@@ -292,7 +342,13 @@ def _outside_targets(outside: dict[str, Any] | None) -> list[dict[str, Any]]:
         # Paired: the median over the rounds of AutoMTLS less the floor within a round.
         pairs = zip(auto["wall_ms_by_round"], floor["wall_ms_by_round"], strict=True)
         extra = round(float(statistics.median(a - b for a, b in pairs)), 1)
+    cli = {r["case"]: r for r in (outside or {}).get("cli_start", [])}
     return [
+        *(
+            _target(f"{case} vs {BARE_PYTHON}", row.get("ratio_vs_bare"), CLI_START_FACTOR)
+            for case, row in cli.items()
+            if case != BARE_PYTHON
+        ),
         _target(
             "kv put from outside: soup plaintext vs floor",
             plain.get("ratio_vs_floor") if plain else None,
@@ -447,17 +503,80 @@ def _cold_start_lines(doc: dict[str, Any]) -> list[str]:
     return _table("Python plugin cold start (spawn to handshake line)", intro, headers, rows)
 
 
+def cli_start_lines(doc: dict[str, Any]) -> list[str]:
+    """`soup --version` / `--help` against a bare interpreter (the README quotes it)."""
+    outside = doc["lifecycle_outside"]
+    rows = [
+        [f"`{r['command']}`", _spread(r["wall_ms"]), _ratio(r.get("ratio_vs_bare"))]
+        for r in outside.get("cli_start", [])
+    ]
+    intro = [
+        f"Whole processes timed by {outside['hyperfine']} in the same rounds; the CLI may "
+        f"take at most x{CLI_START_FACTOR:g} a bare interpreter's start (issue 18)."
+    ]
+    headers = ["command", "wall ms: median (min-max, runs)", "vs bare interpreter"]
+    return _table("CLI start (hyperfine)", intro, headers, rows)
+
+
+def load_lines(doc: dict[str, Any]) -> list[str]:
+    """The Go host's 32 connections in rounds (the README quotes it as it is)."""
+    load = doc["load"]
+    intro = [
+        f"soup-go `rpc client bench --concurrency {load['connections']}`: "
+        f"{load['connections']} connections x {load['count_per_connection']} Put+Get each, "
+        f"every case once in each of {load['rounds']} rounds (the order reversed every other "
+        "round), every call succeeded (a failed call fails the bench). Ratios are medians of "
+        "the ratios within a round; plugin CPU per op (user+sys from /proc) depends little on "
+        "how busy the machine is. RSS growth: the largest over the rounds.",
+        "Targets (issue 18): "
+        + "; ".join(
+            f"{t['target']}: {'-' if t['value'] is None else t['value']} "
+            f"(limit {t['limit']}: {_VERDICTS[t['met']]})"
+            for t in _load_targets(load)[:2]
+        )
+        + ".",
+    ]
+    rows = []
+    for r in load["rows"]:
+        tls = r.get("tls")
+        keys = "plaintext" if tls is None else f"{tls['client_key']} / {tls['server_key']}"
+        rows.append(
+            [
+                r["case"],
+                keys + (f", {r['backend']}" if r.get("backend") else ""),
+                _spread(r["ops_per_s"]),
+                _ratio(r.get("ratio_vs_floor")),
+                f"{r['cpu_us_per_op']['median']:g}",
+                _ratio(r.get("cpu_vs_floor")),
+                f"{r['rss_growth_kib_max'] / MIB:.1f}",
+            ]
+        )
+    headers = ["plugin (Go host, 32 connections)", "TLS keys (host / plugin), backend"]
+    headers += ["ops/s: median (min-max, rounds)", "ops/s vs floor", "plugin CPU us/op"]
+    headers += ["CPU vs floor", "RSS growth MiB"]
+    return _table("Under load (32 connections)", intro, headers, rows)
+
+
+def readme_lines(doc: dict[str, Any]) -> list[str]:
+    """What the README's bench section quotes: lifecycle from outside, CLI start, load."""
+    lines = outside_lines(doc)
+    if doc["lifecycle_outside"].get("cli_start"):
+        lines += cli_start_lines(doc)
+    if doc.get("load"):
+        lines += load_lines(doc)
+    return [f"#{line}" if line.startswith("## ") else line for line in lines]
+
+
 def _throughput_lines(doc: dict[str, Any]) -> list[str]:
     intro = [
         "The Go host opens one connection per caller; the Python host runs its callers as "
-        "threads over its one channel. **Load row** = Go host, 32 connections: every call "
-        "succeeded (a failed call fails the bench)."
+        "threads over its one channel. Every call succeeded (a failed call fails the bench)."
     ]
     rows = [
         [
             r["host"],
             r["plugin"],
-            f"{r['concurrency']}{' **load row**' if r.get('load_row') else ''}",
+            r["concurrency"],
             r["calls"],
             f"{r['ops_per_s']:g}",
             _ratio(r.get("vs_soup_go")),
@@ -524,9 +643,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
     renderers = {
         "round_trips": _round_trip_lines,
         "lifecycle": _lifecycle_lines,
-        "lifecycle_outside": outside_lines,
+        "lifecycle_outside": lambda d: (
+            outside_lines(d)
+            + (cli_start_lines(d) if d["lifecycle_outside"].get("cli_start") else [])
+        ),
         "cold_start": _cold_start_lines,
         "throughput": _throughput_lines,
+        "load": load_lines,
         "keygen": _keygen_lines,
     }
     for section in SECTIONS:
@@ -550,18 +673,16 @@ def render_chart(doc: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     trips = [r for r in doc.get("round_trips", []) if r.get("ratio_vs_go") is not None]
-    load = [r for r in doc.get("throughput", []) if r["concurrency"] == 32]
+    load = (doc.get("load") or {}).get("rows", [])
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
     left.barh([r["case"] for r in trips], [r["ratio_vs_go"] for r in trips], color="tab:blue")
     left.axvline(1.0, color="black", linewidth=0.8)
     left.set_xlabel("mean Put+Get time vs Go->Go (x)")
     left.invert_yaxis()
     right.barh(
-        [f"{r['host']} host -> {r['plugin']}" for r in load],
-        [r["ops_per_s"] for r in load],
-        color="tab:green",
+        [r["case"] for r in load], [r["ops_per_s"]["median"] for r in load], color="tab:green"
     )
-    right.set_xlabel("Put+Get round trips per second, 32 callers")
+    right.set_xlabel("Put+Get round trips per second, Go host, 32 connections (median)")
     right.invert_yaxis()
     fig.suptitle("soup bench" + (" (quick smoke run)" if doc.get("quick") else ""))
     fig.tight_layout()

@@ -40,12 +40,27 @@ def load(host: str, plugin: str, ops: float, rss: tuple[int, int]) -> dict[str, 
         "concurrency": 32,
         "count_per_caller": 2000,
         "calls": 128000,
-        "load_row": host == "go",
         "ops_per_s": ops,
         "p50_us": 100.0,
         "p99_us": 900.0,
         "rss_before_kib": rss[0],
         "rss_after_kib": rss[1],
+    }
+
+
+def load_case(
+    case: str, ops: list[float], cpu: list[float], growth_kib: int = 512
+) -> dict[str, Any]:
+    return {
+        "case": case,
+        "tls": None,
+        "backend": None,
+        "ops_per_s": spread(sorted(ops)[1]),
+        "ops_per_s_by_round": ops,
+        "cpu_us_per_op": spread(sorted(cpu)[1]),
+        "cpu_us_per_op_by_round": cpu,
+        "p99_us": spread(900.0),
+        "rss_growth_kib_max": growth_kib,
     }
 
 
@@ -89,9 +104,25 @@ def synthetic() -> dict[str, Any]:
         },
         "throughput": [
             load("go", "soup-go", 2000, (16000, 17000)),
-            load("go", "soup native", 1000, (50000, 70000)),  # 50 %: met; +19.5 MiB: not met
+            load("go", "soup native", 1000, (50000, 70000)),
             load("go", "floor", 600, (40000, 41000)),
         ],
+        "load": {
+            "connections": 32,
+            "count_per_connection": 500,
+            "rounds": 3,
+            "rows": [
+                load_case(bench_report.GO_GO, [6000, 6000, 6000], [100, 100, 100]),
+                load_case(bench_report.FLOOR, [1500, 1000, 2000], [600, 900, 450]),
+                load_case(bench_report.FLOOR_DURABLE, [1200, 900, 1400], [800, 1000, 640]),
+                load_case(bench_report.FLOOR_RELAYED, [900, 700, 1000], [1100, 1300, 900]),
+                # per round x0.8, x0.95, x0.7 the floor: median x0.8 (medians: 1400/1500)
+                load_case(bench_report.LOAD_PLAIN, [1200, 950, 1400], [800, 950, 650]),
+                # x0.6 soup-go in every round; +19.5 MiB in its worst round
+                load_case("Go->Python native", [3600, 3600, 3600], [300, 300, 300], 19968),
+                load_case(bench_report.LOAD_BRIDGE, [1275, 850, 1600], [700, 1000, 560]),
+            ],
+        },
         "keygen": [
             {"key_type": "ec-p256", "ms": spread(1.0)},
             {"key_type": "rsa-2048", "ms": spread(80.0)},
@@ -147,9 +178,23 @@ def test_ratios_and_targets() -> None:
     assert found["Python->Python native vs Go->Go"]["met"] is True
     assert found["Python plugin spawn to handshake line (ms)"]["met"] is False
     assert found["lifecycle Go->Python vs Go->Go"]["met"] is False
-    assert found["c=32 soup native ops/s vs soup-go"]["met"] is True
-    assert found["c=32 soup native RSS growth (MiB)"] == {
-        "target": "c=32 soup native RSS growth (MiB)",
+    plain = found[f"c=32 {bench_report.LOAD_PLAIN} ops/s vs floor"]
+    assert (plain["value"], plain["met"]) == (0.8, False)  # paired by round, limit >= 0.9
+    # The bound: the floor with soup's store, x0.8, x0.9, x0.7 the floor: median x0.8;
+    # soup plaintext is x1.0, x1.06, x1.0 of it.
+    assert (plain["bound"], plain["bound_row"]) == (0.8, bench_report.FLOOR_DURABLE)
+    assert plain["vs_bound"] == 1.0
+    bridge = found[f"c=32 {bench_report.LOAD_BRIDGE} ops/s vs floor"]
+    assert (bridge["value"], bridge["met"], bridge["bound_row"]) == (  # x0.85, x0.85, x0.8
+        0.85,
+        True,
+        bench_report.FLOOR_RELAYED,
+    )
+    assert found["c=32 Go->Python native ops/s vs soup-go"]["met"] is True  # x0.6 >= 0.45
+    assert found[f"c=32 {bench_report.LOAD_BRIDGE} ops/s vs soup-go"]["met"] is False
+    assert found[f"c=32 {bench_report.LOAD_PLAIN} RSS growth (MiB)"]["met"] is True
+    assert found["c=32 Go->Python native RSS growth (MiB)"] == {
+        "target": "c=32 Go->Python native RSS growth (MiB)",
         "value": 19.5,
         "limit": "<= 10",
         "met": False,
@@ -182,7 +227,10 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
         in markdown
     )
     assert (
-        "| go | soup native | 32 **load row** | 128000 | 1000 | x0.50 | 100 | 900 | 50000 -> 70000 |"
+        "| go | soup native | 32 | 128000 | 1000 | x0.50 | 100 | 900 | 50000 -> 70000 |" in markdown
+    )
+    assert (
+        f"| {bench_report.LOAD_PLAIN} | plaintext | 1200 (1080-1440, n=3) | x0.80 | 800 | x1.33 | 0.5 |"
         in markdown
     )
     assert (
@@ -194,7 +242,7 @@ def test_markdown_and_json_written(tmp_path: Path) -> None:
         "| Python plugin spawn to handshake line (ms) | 180.0 | <= 170 | **no** | 150: floor"
         in (markdown)
     )
-    assert "| c=32 soup native ops/s vs soup-go | 0.5 | >= 0.45 | yes | 0.3: floor" in markdown
+    assert "| c=32 Go->Python native ops/s vs soup-go | 0.6 | >= 0.45 | yes | - | - |" in markdown
     assert "| grpc (0) | 90 | 2 |" in markdown
     assert "- proof: 42 s" in markdown
     assert "outside the steps (process start/exit) 19" in markdown  # 30 - (10 + 1)
@@ -328,3 +376,42 @@ def test_readme_section_rewritten_between_its_markers(tmp_path: Path) -> None:
     # The project's README carries the section `nox -s bench` rewrites.
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert text.index(start) < text.index(end)
+
+
+def test_cli_start_paired_with_a_bare_interpreter() -> None:
+    doc = synthetic()
+    doc["lifecycle_outside"] = outside(35.0, GO_STEPS)
+    doc["lifecycle_outside"]["cli_start"] = [
+        outside_row(bench_report.BARE_PYTHON, [20.0, 40.0, 20.0]),
+        # x3.0, x2.0, x3.0 the bare start: x3.0 (met, <= 4)
+        outside_row("soup --version", [60.0, 80.0, 60.0]),
+        # x5.0, x2.5, x5.0: x5.0 (not met)
+        outside_row("soup --help", [100.0, 100.0, 100.0]),
+    ]
+    for row in doc["lifecycle_outside"]["cli_start"]:
+        row["command"] = row["case"]
+    bench_report.ratios(doc)
+    found = {t["target"]: t for t in bench_report.targets(doc)}
+    version = found[f"soup --version vs {bench_report.BARE_PYTHON}"]
+    assert (version["value"], version["limit"], version["met"]) == (3.0, "<= 4", True)
+    assert found[f"soup --help vs {bench_report.BARE_PYTHON}"]["met"] is False
+
+
+def test_readme_quotes_outside_cli_start_and_load_as_subsections() -> None:
+    doc = synthetic()
+    doc["lifecycle_outside"] = outside(35.0, GO_STEPS)
+    doc["lifecycle_outside"]["cli_start"] = [
+        {**outside_row(bench_report.BARE_PYTHON, [20.0]), "command": "python -c pass"},
+        {**outside_row("soup --version", [60.0]), "command": "soup --version"},
+    ]
+    bench_report.ratios(doc)
+    lines = bench_report.readme_lines(doc)
+    headings = [line for line in lines if line.startswith("#")]
+    assert headings == [
+        "### Lifecycle from outside (hyperfine)",
+        "### CLI start (hyperfine)",
+        "### Under load (32 connections)",
+    ]
+    assert "| `soup --version` | 60 (54-72, n=3) | x3.00 |" in lines
+    targets = next(line for line in lines if line.startswith("Targets (issue 18): c=32"))
+    assert f"c=32 {bench_report.LOAD_PLAIN} ops/s vs floor: 0.8 (limit >= 0.9: **no**)" in targets
