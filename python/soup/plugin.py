@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -50,6 +49,7 @@ from soup.listen import (
 from soup.services import Internal
 from soup.settings import TLSSettings, Transport
 from soup.stdio import hub_writer
+from soup.workers import ElasticExecutor
 
 if TYPE_CHECKING:
     from soup.reattach import ReattachConfig
@@ -58,7 +58,10 @@ __all__ = ["Register", "ServeConfig", "ServeContext", "serve"]
 
 _PARENT_POLL = 0.25  # seconds between checks that the host is still our parent
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]  # never share a port with another process
-_WORKERS = 16
+# Worker threads for calls: few under load (each one more contends for the GIL), more
+# only while calls are stuck behind long-lived streams (soup.workers).
+_CORE_WORKERS = 4
+_MAX_WORKERS = 64
 
 
 @dataclass
@@ -357,8 +360,12 @@ def _stdio_to_host(run: _Run) -> Iterator[None]:
         sys.stdout, sys.stderr = real_stdout, real_stderr
 
 
+def _executor() -> ElasticExecutor:
+    return ElasticExecutor(_CORE_WORKERS, _MAX_WORKERS, thread_name_prefix="soup-grpc")
+
+
 def _serve_threads(run: _Run) -> None:
-    executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
+    executor = _executor()
     hooks = run.config._grpc_hooks()
     server = grpc.server(
         executor,
@@ -381,7 +388,7 @@ def _serve_threads(run: _Run) -> None:
 
 
 async def _serve_asyncio(run: _Run) -> None:
-    executor = futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="soup-grpc")
+    executor = _executor()
     hooks = run.config._grpc_hooks()
     server = grpc.aio.server(
         migration_thread_pool=executor,
