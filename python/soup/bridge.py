@@ -466,7 +466,12 @@ class _RelayLoop:
                 return False
             pending, self._pending = self._pending, []
         for connection in pending:
-            relay = _Relay(connection)
+            try:
+                relay = _Relay(connection)
+            except OSError as exc:  # a socket that failed on its way here ends only itself
+                self._log_ended(connection, f"socket error: {exc}")
+                connection.close()
+                continue
             self._relays.add(relay)
             self._fds[relay.tls_fd] = (relay, True)
             self._fds[relay.plain_fd] = (relay, False)
@@ -534,8 +539,11 @@ class _RelayLoop:
         self._relays.discard(relay)
         del self._fds[relay.tls_fd], self._fds[relay.plain_fd]
         self._ended.append(relay)
+        self._log_ended(relay.connection, why)
+
+    def _log_ended(self, connection: _Connection, why: str) -> None:
         self.log.debug(
-            "soup bridge: connection %s %s ended: %s", self._direction, relay.connection.peer, why
+            "soup bridge: connection %s %s ended: %s", self._direction, connection.peer, why
         )
 
     def _close_ended(self) -> None:

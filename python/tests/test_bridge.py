@@ -890,6 +890,54 @@ def test_many_connections_share_one_relay_thread_per_bridge(
             sock.close()
 
 
+class Ended(logging.Handler):
+    """The reasons the bridge logs for the connections it ended (debug)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: list[str] = []
+        self.event = threading.Event()
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "ended: " in (message := record.getMessage()):
+            self.reasons.append(message.split("ended: ", 1)[1])
+            self.event.set()
+
+
+def test_a_failing_connection_ends_only_itself(
+    make_chain: Callable[..., Chain], tmp_path: Path
+) -> None:
+    """Connections share the loop, not their fate: a TLS error ends its connection only."""
+    chain = make_chain()
+    ended = Ended(chain.listener.log)
+    socks = open_relayed(chain, 5)
+    ctx = client_context(pair("ec-p256"), pair("ec-p256"), tmp_path)
+    try:
+        with (
+            chain.connect_plugin() as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert exchange(tls) == b"hello"
+            with socket.socket(fileno=os.dup(tls.fileno())) as under:  # past the TLS layer
+                under.sendall(b"\x17\x03\x03\x00\x20" + b"x" * 32)  # a forged record
+            assert ended.event.wait(TIMEOUT)
+            with contextlib.suppress(ssl.SSLError, ConnectionError):  # its alert, or EOF
+                assert tls.recv(10) == b""
+        assert len(ended.reasons) == 1
+        assert ended.reasons[0].startswith("TLS error: "), ended.reasons
+        assert "BAD_RECORD_MAC" in ended.reasons[0] or "DECRYPT" in ended.reasons[0]
+        for i, sock in enumerate(socks):  # the others are still relayed
+            sock.sendall(b"again %d" % i)
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_all(sock) == b"again %d" % i
+        assert len(settled_bridge_threads()) == 2
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def test_close_with_many_connections_open_is_prompt(make_chain: Callable[..., Chain]) -> None:
     chain = make_chain()
     socks = open_relayed(chain, 20)
