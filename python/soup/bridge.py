@@ -8,16 +8,23 @@ inside a private 0700 directory.
 
 The bytes are handled by :mod:`soup.tlspipe` (sans-IO); this module does the IO:
 
-* One accept thread per bridge, and one thread per relayed connection. A connection's
-  TLS handshake is blocking and bounded (``handshake_timeout``); only then is the
-  plaintext side connected, so an unauthenticated peer never reaches grpcio. The relay
-  is then one ``poll`` loop over the connection's two sockets: only that thread
-  ever touches its ``SSLObject``.
-* Backpressure: a side is only read while the pipe's backlog towards the other side is
-  below ``BUFFER_LIMIT``.
-* Any socket or TLS error ends that connection only (both of its sockets are closed);
-  ``close()`` stops the accept thread and every connection, joins the threads (bounded)
-  and removes private files.
+* One thread per bridge, the relay loop: one ``poll`` over the listening socket (it
+  accepts), a wake-up socketpair and the two sockets (TLS, plaintext) of every relayed
+  connection. Under many connections that is one thread's wake-ups and GIL hand-offs
+  instead of one thread per connection contending with grpcio's threads (docs/bench.md).
+  One loop per bridge rather than per process: a bridge's ``close()`` then stops only
+  its own connections and thread, and a process's load goes through one bridge anyway
+  (the plugin's main listener).
+* A connection's TLS handshake is blocking and bounded (``handshake_timeout``), in a
+  short-lived thread of its own; only then is the plaintext side connected, so an
+  unauthenticated peer never reaches grpcio, and the connection handed to the loop.
+  From then on only the loop's thread touches its ``SSLObject``.
+* Per ready socket the loop reads one large chunk into a reusable buffer, pipes it and
+  writes what each side takes. Backpressure: a side is only read while the pipe's
+  backlog towards the other side is below ``BUFFER_LIMIT``.
+* Any socket or TLS error ends that connection only (both of its sockets are closed,
+  the reason logged); ``close()`` stops the loop (it closes every connection) and the
+  handshakes, joins the threads (bounded) and removes private files.
 
 Long because both directions (listener and dialer) share one connection relay and its
 shutdown rules; the TLS state machine itself is ``soup.tlspipe``.
@@ -29,7 +36,6 @@ import contextlib
 import logging
 import os
 import select
-import selectors
 import shutil
 import socket
 import ssl
@@ -63,9 +69,8 @@ CONFIRM_GRACE = 1.0
 """TLS 1.3 only: how long ``first_handshake`` waits for the server's first record."""
 
 _RECV_SIZE = 64 * 1024
-_READ = selectors.EVENT_READ
-# The relay polls its two sockets with select.poll itself: a selectors.select() costs
-# several Python calls per wakeup, and the relay wakes once per chunk.
+# The relay loop uses select.poll itself: a selectors.select() costs several Python
+# calls per wakeup, and the loop wakes about once per chunk.
 _POLL_READ = select.POLLIN
 _POLL_WRITE = select.POLLOUT
 _THREAD_PREFIX = "soup-bridge"
@@ -205,7 +210,7 @@ class _Connection:
                             sock.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
-        """Wake the connection's thread; it closes the sockets and ends."""
+        """Shut the sockets down: a blocking handshake on them fails at once."""
         with self._lock:
             self._stopped = True
             for sock in (self.tls, self.plain):
@@ -266,48 +271,6 @@ class _Connection:
         else:
             self.pipe.receive_tls_eof()
 
-    # -- relay
-    def relay(self) -> str:
-        """Relay both ways until both directions ended or a side failed; says why it ended."""
-        try:
-            return self._relay(select.poll())
-        except ssl.SSLError as exc:
-            return f"TLS error: {describe_ssl_error(exc)}"
-        except OSError as exc:
-            return f"socket error: {exc}"
-        finally:
-            self.close()
-
-    def _relay(self, poller: select.poll) -> str:
-        tls, plain, pipe = self.tls, self.plain, self.pipe
-        assert tls is not None
-        assert plain is not None
-        tls.setblocking(False)
-        plain.setblocking(False)
-        buffer = bytearray(_RECV_SIZE)
-        view = memoryview(buffer)
-        tls_fd = tls.fileno()
-        interest = (0, 0)  # registered poll masks of (tls, plain)
-        while True:
-            # Write first: bytes parked before the relay started, or left by the last round.
-            tls_blocked, plain_blocked = _write_both(tls, plain, pipe)
-            if pipe.done:
-                return "both directions ended"
-            read_tls, read_plain = pipe.wants_input()
-            wanted = (
-                (_POLL_WRITE if tls_blocked else 0) | (_POLL_READ if read_tls else 0),
-                (_POLL_WRITE if plain_blocked else 0) | (_POLL_READ if read_plain else 0),
-            )
-            if wanted != interest:
-                interest = _set_interest(poller, (tls, plain), interest, wanted)
-            for fd, events in poller.poll():
-                if self._stopped:
-                    return "stopped by the bridge"
-                # Anything but writability (data, hang-up, error) is for recv to report.
-                if events & ~_POLL_WRITE:
-                    from_tls = fd == tls_fd
-                    _read_into_pipe(from_tls, tls if from_tls else plain, pipe, buffer, view)
-
 
 def _write_both(tls: socket.socket, plain: socket.socket, pipe: TLSPipe) -> tuple[bool, bool]:
     """Write what each side takes now, then any due half-close; says which side is blocked."""
@@ -361,30 +324,236 @@ def _send_some(sock: socket.socket, data: bytes | memoryview, sent: Callable[[in
     return count < len(data)
 
 
-def _set_interest(
-    poller: select.poll,
-    socks: tuple[socket.socket, socket.socket],
-    old: tuple[int, int],
-    new: tuple[int, int],
-) -> tuple[int, int]:
-    """Register, modify or unregister each socket whose mask changed; returns ``new``.
+class _Relay:
+    """A connection in the relay loop: its sockets and what is registered for them."""
 
-    A socket nothing is wanted from is unregistered: poll reports a hang-up or an error
-    even for an empty mask, and the relay must not spin on it while it waits for the
-    other side (backpressure).
+    __slots__ = ("connection", "interest", "pipe", "plain", "plain_fd", "tls", "tls_fd")
+
+    def __init__(self, connection: _Connection) -> None:
+        assert connection.tls is not None
+        assert connection.plain is not None
+        self.connection = connection
+        self.pipe = connection.pipe
+        self.tls, self.plain = connection.tls, connection.plain
+        self.tls.setblocking(False)
+        self.plain.setblocking(False)
+        self.tls_fd, self.plain_fd = self.tls.fileno(), self.plain.fileno()
+        self.interest = (0, 0)  # registered poll masks of (tls, plain)
+
+
+class _RelayLoop:
+    """One thread that relays every connection handed to it (and accepts, if it listens).
+
+    One ``poll`` over all the relayed sockets, so that a busy bridge costs one thread's
+    wake-ups and GIL hand-offs, not one per connection; a socketpair wakes it for a new
+    connection (:meth:`add`, from any thread) and for :meth:`stop`. Only this thread
+    touches a relayed connection's ``SSLObject``, and it closes every connection it ends.
     """
-    for sock, was, mask in zip(socks, old, new, strict=True):
-        if mask == was:
-            continue
-        if not mask:
-            poller.unregister(sock)
+
+    def __init__(self, name: str, log: logging.Logger, direction: str) -> None:
+        self.name = name
+        self.log = log
+        self._direction = direction  # "from" (a listener's peer) or "to" (a dialer's)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pending: list[_Connection] = []
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, _POLL_READ)
+        self._fds: dict[int, tuple[_Relay, bool]] = {}  # fd -> (relay, is its TLS side)
+        self._relays: set[_Relay] = set()
+        self._ended: list[_Relay] = []  # closed at the end of the round (no fd reuse in it)
+        self._buffer = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buffer)
+        self._listen_fd = -1
+        self._on_listen: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, listen: socket.socket | None, on_listen: Callable[[], None]) -> None:
+        """Run the thread; ``on_listen`` accepts when ``listen`` is readable."""
+        if listen is not None:
+            self._listen_fd = listen.fileno()
+            self._on_listen = on_listen
+            self._poller.register(self._listen_fd, _POLL_READ)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def add(self, connection: _Connection) -> None:
+        """Relay ``connection`` (handshake done, both sockets attached), owned from now on."""
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._pending.append(connection)
+        if closed:
+            connection.close()
         else:
-            poller.register(sock, mask)  # registering again modifies
-    return new
+            self._wake()
+
+    def stop(self) -> None:
+        """Ask the thread to close every connection and end (see :meth:`join`)."""
+        with self._lock:
+            self._closed = True
+        self._wake()
+
+    def join(self, deadline: float) -> None:
+        """Wait for the thread until ``deadline`` (after :meth:`stop`), then free the wake-up."""
+        thread = self._thread
+        if thread is None:  # never started: nothing else owns the pending connections
+            self._close_all()
+        else:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self.log.warning(
+                    "soup bridge: %s did not stop within %g s", thread.name, JOIN_TIMEOUT
+                )
+        _close_quietly(self._wake_r)
+        _close_quietly(self._wake_w)
+
+    def _wake(self) -> None:
+        # A full socketpair already holds a wake-up the thread has not read yet.
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception:
+            self.log.exception("soup bridge: internal error in the relay loop")
+        finally:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            self._closed = True  # from now on add() closes what it is handed
+            pending, self._pending = self._pending, []
+        for relay in list(self._relays):
+            self._end(relay, "stopped by the bridge")
+        self._close_ended()
+        for connection in pending:
+            connection.close()
+
+    def _serve(self) -> None:
+        poll, fds, wake_fd = self._poller.poll, self._fds, self._wake_r.fileno()
+        buffer, view = self._buffer, self._view
+        while True:
+            due: dict[_Relay, None] = {}  # relays to write and re-register, in order
+            for fd, events in poll():
+                entry = fds.get(fd)
+                if entry is not None:
+                    relay, from_tls = entry
+                    # Anything but writability (data, hang-up, error) is for recv to report.
+                    if events & ~_POLL_WRITE:
+                        self._read(relay, from_tls, buffer, view)
+                    due[relay] = None
+                elif fd == wake_fd:
+                    if not self._take_pending(due):
+                        return
+                elif fd == self._listen_fd and self._on_listen is not None:
+                    self._on_listen()
+            for relay in due:
+                if relay in self._relays:  # not ended by its read
+                    self._pump(relay)
+            self._close_ended()
+
+    def _take_pending(self, due: dict[_Relay, None]) -> bool:
+        """Register the connections handed over; False when the loop is to stop."""
+        with contextlib.suppress(BlockingIOError):
+            self._wake_r.recv(4096)
+        with self._lock:
+            if self._closed:
+                return False
+            pending, self._pending = self._pending, []
+        for connection in pending:
+            try:
+                relay = _Relay(connection)
+            except OSError as exc:  # a socket that failed on its way here ends only itself
+                self._log_ended(connection, f"socket error: {exc}")
+                connection.close()
+                continue
+            self._relays.add(relay)
+            self._fds[relay.tls_fd] = (relay, True)
+            self._fds[relay.plain_fd] = (relay, False)
+            due[relay] = None  # write first: bytes parked before the relay started
+        return True
+
+    def _read(self, relay: _Relay, from_tls: bool, buffer: bytearray, view: memoryview) -> None:
+        try:
+            _read_into_pipe(
+                from_tls, relay.tls if from_tls else relay.plain, relay.pipe, buffer, view
+            )
+        except Exception as exc:
+            self._fail(relay, exc)
+
+    def _pump(self, relay: _Relay) -> None:
+        """Write what each side takes, end a finished connection, register what it waits for."""
+        pipe = relay.pipe
+        try:
+            tls_blocked, plain_blocked = _write_both(relay.tls, relay.plain, pipe)
+            if pipe.done:
+                self._end(relay, "both directions ended")
+                return
+            read_tls, read_plain = pipe.wants_input()
+        except Exception as exc:
+            self._fail(relay, exc)
+            return
+        wanted = (
+            (_POLL_WRITE if tls_blocked else 0) | (_POLL_READ if read_tls else 0),
+            (_POLL_WRITE if plain_blocked else 0) | (_POLL_READ if read_plain else 0),
+        )
+        if wanted != relay.interest:
+            self._register(relay, wanted)
+
+    def _register(self, relay: _Relay, wanted: tuple[int, int]) -> None:
+        """Register, modify or unregister each socket whose mask changed.
+
+        A socket nothing is wanted from is unregistered: poll reports a hang-up or an error
+        even for an empty mask, and the loop must not spin on it while the connection waits
+        for its other side (backpressure).
+        """
+        for fd, was, mask in zip(
+            (relay.tls_fd, relay.plain_fd), relay.interest, wanted, strict=True
+        ):
+            if mask == was:
+                continue
+            if mask:
+                self._poller.register(fd, mask)  # registering again modifies
+            else:
+                self._poller.unregister(fd)
+        relay.interest = wanted
+
+    def _fail(self, relay: _Relay, exc: Exception) -> None:
+        """Any error ends this connection only; the reason is logged."""
+        if isinstance(exc, ssl.SSLError):
+            why = f"TLS error: {describe_ssl_error(exc)}"
+        elif isinstance(exc, OSError):
+            why = f"socket error: {exc}"
+        else:
+            self.log.exception("soup bridge: internal error on a connection")
+            why = f"internal error: {exc!r}"
+        self._end(relay, why)
+
+    def _end(self, relay: _Relay, why: str) -> None:
+        self._register(relay, (0, 0))
+        self._relays.discard(relay)
+        del self._fds[relay.tls_fd], self._fds[relay.plain_fd]
+        self._ended.append(relay)
+        self._log_ended(relay.connection, why)
+
+    def _log_ended(self, connection: _Connection, why: str) -> None:
+        self.log.debug(
+            "soup bridge: connection %s %s ended: %s", self._direction, connection.peer, why
+        )
+
+    def _close_ended(self) -> None:
+        for relay in self._ended:
+            relay.connection.close()
+        self._ended.clear()
 
 
 class _BridgeBase:
-    """An accept thread on one listening socket, and the connections' threads."""
+    """The relay loop (accepting on the listening socket), and the handshakes' threads."""
 
     def __init__(self, kind: str, logger: logging.Logger | None, handshake_timeout: float) -> None:
         self.log = logger if logger is not None else _LOG
@@ -395,10 +564,9 @@ class _BridgeBase:
         self._closed = False
         self._last_error: str | None = None
         self._connections: dict[_Connection, threading.Thread | None] = {}
-        # None: a connection served by a thread joined elsewhere (or the caller's own)
+        # None: a connection handshaking in a thread joined elsewhere (or the caller's own)
         self._listen: socket.socket | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._loop: _RelayLoop | None = None
 
     @property
     def last_error(self) -> str | None:
@@ -420,35 +588,24 @@ class _BridgeBase:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _start_accepting(self, listen: socket.socket) -> None:
+    def _start(self, listen: socket.socket | None) -> None:
+        """Start the relay loop, accepting on ``listen`` (None: connections come by hand)."""
         with self._lock:
             if self._closed:
                 raise BridgeError("bridge is closed")
             if self._started:
                 raise BridgeError("bridge already started")
             self._started = True
-        listen.setblocking(False)
-        self._listen = listen
-        self._wake = socket.socketpair()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=_thread_name(self._kind), daemon=True
-        )
-        self._accept_thread.start()
+            self._loop = _RelayLoop(
+                _thread_name(self._kind), self.log, "from" if self._kind == "listener" else "to"
+            )
+        if listen is not None:
+            listen.setblocking(False)
+            self._listen = listen
+        self._loop.start(listen, lambda: self._accept_some(listen))
 
-    def _accept_loop(self) -> None:
-        assert self._listen is not None
-        assert self._wake is not None
-        listen, wake = self._listen, self._wake[0]
-        with selectors.DefaultSelector() as selector:
-            selector.register(listen, _READ)
-            selector.register(wake, _READ)
-            while not self._closed:
-                for key, _ in selector.select():
-                    if key.fileobj is wake or self._closed:
-                        return
-                    self._accept_some(listen)
-
-    def _accept_some(self, listen: socket.socket) -> None:
+    def _accept_some(self, listen: socket.socket | None) -> None:
+        assert listen is not None
         for _ in range(64):
             try:
                 conn, addr = listen.accept()
@@ -465,19 +622,32 @@ class _BridgeBase:
     def _accepted(self, conn: socket.socket, peer: str) -> None:
         raise NotImplementedError
 
+    def _hand_over(self, connection: _Connection) -> None:
+        """Give a connection whose handshake is done to the relay loop (it owns it then)."""
+        loop = self._loop
+        if loop is None:
+            self.log.warning(
+                "soup bridge: closing %s: the bridge was never started", connection.peer
+            )
+            connection.close()
+            return
+        loop.add(connection)
+
     def _spawn(self, connection: _Connection, target: Callable[[], None]) -> None:
-        """Run ``target`` in a thread of its own; ``close()`` stops ``connection``, joins it."""
+        """Run ``target`` (a handshake) in a thread of its own; ``close()`` stops
+        ``connection`` and joins the thread."""
 
         def run() -> None:
             try:
                 target()
             except Exception:
                 self.log.exception("soup bridge: internal error on a connection")
+                connection.close()
             finally:
                 with self._lock:
                     self._connections.pop(connection, None)
 
-        thread = threading.Thread(target=run, name=_thread_name("conn"), daemon=True)
+        thread = threading.Thread(target=run, name=_thread_name("handshake"), daemon=True)
         # Started under the lock: close() copies ``_connections`` under it and joins
         # every thread there, and joining a thread not yet started raises.
         with self._lock:
@@ -495,23 +665,21 @@ class _BridgeBase:
             self._closed = True
             connections = dict(self._connections)
         deadline = time.monotonic() + JOIN_TIMEOUT
-        if self._wake is not None:
-            with contextlib.suppress(OSError):
-                self._wake[1].send(b"\0")
+        if self._loop is not None:
+            self._loop.stop()
         for connection in connections:
             connection.stop()
-        threads = [t for t in connections.values() if t is not None]
-        if self._accept_thread is not None:
-            threads.append(self._accept_thread)
-        for thread in threads:
+        for thread in connections.values():
+            if thread is None:
+                continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 self.log.warning(
                     "soup bridge: %s did not stop within %g s", thread.name, JOIN_TIMEOUT
                 )
-        if self._wake is not None:
-            for sock in self._wake:
-                _close_quietly(sock)
+        # After the handshakes' threads: what one handed over late is closed by the loop.
+        if self._loop is not None:
+            self._loop.join(deadline)
         _close_quietly(self._listen)
         return True
 
@@ -555,8 +723,7 @@ class TLSListenerBridge(_BridgeBase):
 
     def start(self) -> None:
         _check_private_dir(self._backend_path)
-        if self._listen_sock is not None:
-            self._start_accepting(self._listen_sock)
+        self._start(self._listen_sock)
 
     def close(self) -> None:
         """Stop accepting, close every relay and the listening socket, join the threads."""
@@ -597,8 +764,7 @@ class TLSListenerBridge(_BridgeBase):
             connection.close()
             return
         connection.attach(plain=backend)
-        why = connection.relay()
-        self.log.debug("soup bridge: connection from %s ended: %s", connection.peer, why)
+        self._hand_over(connection)
 
 
 # --------------------------------------------------------------------------------------
@@ -677,7 +843,7 @@ class TLSDialerBridge(_BridgeBase):
             os.chmod(path, 0o600)
             listen.listen(64)
             self._dir = directory
-            self._start_accepting(listen)
+            self._start(listen)
         except BaseException:
             _close_quietly(listen)
             self._dir = None
@@ -809,14 +975,10 @@ class TLSDialerBridge(_BridgeBase):
                 self._last_info = parked.pipe.info
         if parked is not None:
             parked.attach(plain=conn)
-            self._spawn(parked, lambda: self._relay(parked))
+            self._hand_over(parked)  # handshake done: no thread of its own
         else:
             fresh = self._new_connection(plain=conn)
             self._spawn(fresh, lambda: self._dial_and_relay(fresh))
-
-    def _relay(self, connection: _Connection) -> None:
-        why = connection.relay()
-        self.log.debug("soup bridge: connection to %s ended: %s", connection.peer, why)
 
     def _dial_and_relay(self, connection: _Connection) -> None:
         """A later grpcio connection (a reconnect): a fresh TLS connection for it."""
@@ -830,4 +992,4 @@ class TLSDialerBridge(_BridgeBase):
             return
         with self._lock:
             self._last_info = info
-        self._relay(connection)
+        self._hand_over(connection)

@@ -363,6 +363,15 @@ def bridge_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("soup-bridge")]
 
 
+def settled_bridge_threads() -> list[str]:
+    """The bridge threads once no handshake thread is left (they end on their own)."""
+    deadline = time.monotonic() + TIMEOUT
+    while any("-handshake-" in name for name in bridge_threads()):
+        assert time.monotonic() < deadline, bridge_threads()
+        time.sleep(0.01)
+    return bridge_threads()
+
+
 def fd_count() -> int:
     gc.collect()  # sockets dropped by earlier tests must not blur the count
     return len(os.listdir("/proc/self/fd"))
@@ -800,9 +809,9 @@ def test_no_threads_or_fds_left_after_close(tmp_path: Path) -> None:
     )
     target = dialer.start()
     dialer.first_handshake(TIMEOUT)
-    # One accept thread per bridge, one thread per relayed connection: the listener's
-    # relays the probed connection; the dialer's parked one has no thread until used.
-    assert len(bridge_threads()) == 3
+    # One relay loop per bridge; the listener's handshake thread ends once it handed the
+    # probed connection to its loop, and the dialer's parked one never had a thread.
+    assert len(settled_bridge_threads()) == 2
     path = target.removeprefix("unix:")
     # live connections at close time, one finished connection
     live = []
@@ -828,6 +837,123 @@ def test_no_threads_or_fds_left_after_close(tmp_path: Path) -> None:
     assert not os.path.exists(os.path.dirname(path))
     assert bridge_threads() == []
     assert fd_count() == fds_before
+
+
+def open_relayed(chain: Chain, count: int) -> list[socket.socket]:
+    """``count`` connections through both bridges, each shown relayed (an echo came back)."""
+    socks = []
+    for i in range(count):
+        sock = chain.connect()
+        socks.append(sock)
+        sock.sendall(b"ping %d" % i)
+    for i, sock in enumerate(socks):
+        expected = b"ping %d" % i
+        got = b""
+        while len(got) < len(expected):
+            got += sock.recv(len(expected) - len(got))
+        assert got == expected
+    return socks
+
+
+def test_many_connections_share_one_relay_thread_per_bridge(
+    make_chain: Callable[..., Chain],
+) -> None:
+    """20 connections at once: no thread per connection, and every byte of each arrives."""
+    chain = make_chain(server="ec-p521", client="ec-p521")
+    socks = open_relayed(chain, 20)
+    try:
+        # The listener's and the dialer's relay loops, whatever the number of connections.
+        assert sorted(n.rsplit("-", 1)[0] for n in settled_bridge_threads()) == [
+            "soup-bridge-dialer",
+            "soup-bridge-listener",
+        ]
+        payloads = [os.urandom(300_000 + i) for i in range(len(socks))]
+
+        def send(sock: socket.socket, payload: bytes) -> None:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+
+        with futures.ThreadPoolExecutor(2 * len(socks)) as pool:
+            sent = [pool.submit(send, s, p) for s, p in zip(socks, payloads, strict=True)]
+            received = [pool.submit(recv_all, s) for s in socks]
+            for future in sent:
+                future.result(TIMEOUT)
+            echoed = [future.result(TIMEOUT) for future in received]
+        for got, payload in zip(echoed, payloads, strict=True):
+            assert len(got) == len(payload)
+            assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        assert len(bridge_threads()) == 2
+        assert chain.listener.tls_versions == ["TLSv1.3"] * len(socks)
+        assert chain.listener.last_error is None
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class Ended(logging.Handler):
+    """The reasons the bridge logs for the connections it ended (debug)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: list[str] = []
+        self.event = threading.Event()
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "ended: " in (message := record.getMessage()):
+            self.reasons.append(message.split("ended: ", 1)[1])
+            self.event.set()
+
+
+def test_a_failing_connection_ends_only_itself(
+    make_chain: Callable[..., Chain], tmp_path: Path
+) -> None:
+    """Connections share the loop, not their fate: a TLS error ends its connection only."""
+    chain = make_chain()
+    ended = Ended(chain.listener.log)
+    socks = open_relayed(chain, 5)
+    ctx = client_context(pair("ec-p256"), pair("ec-p256"), tmp_path)
+    try:
+        with (
+            chain.connect_plugin() as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert exchange(tls) == b"hello"
+            with socket.socket(fileno=os.dup(tls.fileno())) as under:  # past the TLS layer
+                under.sendall(b"\x17\x03\x03\x00\x20" + b"x" * 32)  # a forged record
+            assert ended.event.wait(TIMEOUT)
+            with contextlib.suppress(ssl.SSLError, ConnectionError):  # its alert, or EOF
+                assert tls.recv(10) == b""
+        assert len(ended.reasons) == 1
+        assert ended.reasons[0].startswith("TLS error: "), ended.reasons
+        assert "BAD_RECORD_MAC" in ended.reasons[0] or "DECRYPT" in ended.reasons[0]
+        for i, sock in enumerate(socks):  # the others are still relayed
+            sock.sendall(b"again %d" % i)
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_all(sock) == b"again %d" % i
+        assert len(settled_bridge_threads()) == 2
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_close_with_many_connections_open_is_prompt(make_chain: Callable[..., Chain]) -> None:
+    chain = make_chain()
+    socks = open_relayed(chain, 20)
+    assert chain.dialer is not None
+    try:
+        started = time.monotonic()
+        chain.dialer.close()
+        chain.listener.close()
+        took = time.monotonic() - started
+        assert bridge_threads() == []
+        assert took < 1.0, f"close() took {took:.2f} s with 20 connections open"
+        for sock in socks:
+            assert recv_all(sock) == b""  # the bridge closed them
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @pytest.mark.skipif(grpc is None, reason="grpcio not installed")
@@ -948,7 +1074,7 @@ def test_close_while_a_connection_is_being_accepted(
 
     class CloseBeforeStart(real_thread):
         def start(self) -> None:
-            if "-conn-" in self.name and not closers:
+            if "-handshake-" in self.name and not closers:
                 closer = real_thread(target=close_listener)
                 closer.start()
                 closers.append(closer)  # started: the test's join below may see it now
@@ -960,7 +1086,7 @@ def test_close_while_a_connection_is_being_accepted(
         deadline = time.monotonic() + TIMEOUT
         while not closers and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert closers, "no connection thread was started"
+        assert closers, "no handshake thread was started"
         closers[0].join(TIMEOUT)
     assert not closers[0].is_alive(), f"close() did not return within {TIMEOUT} s"
     assert errors == []
