@@ -42,16 +42,19 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 
-from soup import bridge, certs, pb, tls
+from soup import bridge, pb, tls
 from soup.grpchooks import GRPCHooks
-from soup.grpcmux import Muxer
 from soup.handshake import ENV_UNIX_SOCKET_GROUP
 from soup.listen import add_port, share_with_group
 from soup.streaming import rpc_active
+
+if TYPE_CHECKING:  # soup.certs loads cryptography, which plaintext goes without
+    from soup.certs import CertKey
+    from soup.grpcmux import Muxer
 
 __all__ = [
     "DIAL_WAIT",
@@ -85,7 +88,7 @@ class BrokerError(Exception):
 class BrokerTLS(NamedTuple):
     """The main connection's TLS material: brokered connections use exactly this."""
 
-    own: certs.CertKey
+    own: CertKey
     trusted_pem: bytes
     """The pinned peer certificate (AutoMTLS) or CA (manual): the only trusted root."""
     backend: str

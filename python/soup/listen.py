@@ -4,6 +4,9 @@ range), and the OpenSSL bridge in front of grpcio when the backend is ``openssl`
 Backends: *native* is grpcio's own TLS on the advertised address; *openssl* is a
 :class:`soup.bridge.TLSListenerBridge` on the advertised address in front of plaintext
 grpcio on a unix socket in a private 0700 directory; no TLS is plaintext grpcio.
+
+Long because go-plugin's listener rules (the port range, the socket directory, group and
+path length) are each checked here, where the listener they shape is made.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import grpc
 
-from soup import bridge, certs, tls
+from soup import bridge, tls
 from soup.errors import PluginError
-from soup.grpcmux import ServerMuxer
 from soup.handshake import (
     ENV_MAX_PORT,
     ENV_MIN_PORT,
@@ -33,6 +35,10 @@ from soup.handshake import (
     ENV_UNIX_SOCKET_GROUP,
     HOST_SOCKET_DIR_PREFIXES,
 )
+
+if TYPE_CHECKING:  # soup.certs loads cryptography, which plaintext goes without
+    from soup.certs import CertKey
+    from soup.grpcmux import ServerMuxer
 
 __all__ = [
     "Listening",
@@ -60,7 +66,7 @@ class _Ports(Protocol):
 class ServerTLS(NamedTuple):
     """The plugin's TLS material: own certificate, the trusted PEM, and the backend."""
 
-    own: certs.CertKey
+    own: CertKey
     trusted_pem: bytes
     backend: str
     advertise: bool
@@ -396,4 +402,6 @@ def _listen_bridged(
         logger=logging.getLogger("soup.bridge"),
     )
     if multiplex:
+        from soup.grpcmux import ServerMuxer  # noqa: PLC0415 - yamux only for a host that asks
+
         listening.mux = ServerMuxer(listen_sock, listening.bridge.adopt)

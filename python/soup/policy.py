@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from soup import certs, tls
+from soup import tls
 from soup.errors import PluginError
 from soup.handshake import ENV_CLIENT_CERT, multiplex_requested
 from soup.listen import ServerTLS
@@ -62,6 +62,8 @@ def server_tls(
                 "(ServeConfig(require_tls=True) refuses instead)"
             )
             return None
+        from soup import certs  # noqa: PLC0415 - cryptography only where TLS is on
+
         try:
             host_cert = certs.load_cert_pem(client_cert.encode())
         except Exception as exc:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from soup import certs, tls
+from soup import tls
+from soup.defaults import KEY_TYPES
 from soup.handshake import DEFAULT_KEY_TYPE
+
+if TYPE_CHECKING:  # soup.certs loads cryptography, which plaintext goes without
+    from soup.certs import CertKey
 
 __all__ = ["TLS_MODES", "TRANSPORTS", "TLSMode", "TLSSettings", "Transport", "own_material"]
 
@@ -46,9 +50,9 @@ class TLSSettings:
             raise ValueError(
                 f"unknown TLS backend {self.backend!r} (expected one of: auto, native, openssl)"
             )
-        if self.key_type not in certs.KEY_TYPES:
+        if self.key_type not in KEY_TYPES:
             raise ValueError(
-                f"unknown key type {self.key_type!r} (expected one of: {', '.join(certs.KEY_TYPES)})"
+                f"unknown key type {self.key_type!r} (expected one of: {', '.join(KEY_TYPES)})"
             )
         if self.mode == "manual":
             missing = [
@@ -59,10 +63,12 @@ class TLSSettings:
                 raise ValueError(f"--tls-mode manual requires {flags}")
 
 
-def own_material(settings: TLSSettings) -> tuple[certs.CertKey | None, bytes | None]:
+def own_material(settings: TLSSettings) -> tuple[CertKey | None, bytes | None]:
     """Own certificate and (manual mode) the trusted CA PEM; ``ValueError`` says why not."""
+    if settings.mode == "disabled":
+        return None, None
+    from soup import certs  # noqa: PLC0415 - cryptography only where TLS is on
+
     if settings.mode == "auto":
         return certs.self_signed(settings.key_type), None
-    if settings.mode == "manual":
-        return certs.load_manual(settings.cert_file, settings.key_file, settings.ca_file)
-    return None, None
+    return certs.load_manual(settings.cert_file, settings.key_file, settings.ca_file)
