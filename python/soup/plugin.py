@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import grpc
 
@@ -52,6 +52,8 @@ from soup.stdio import hub_writer
 from soup.workers import ElasticExecutor
 
 if TYPE_CHECKING:
+    from concurrent import futures
+
     from soup.reattach import ReattachConfig
 
 __all__ = ["Register", "ServeConfig", "ServeContext", "serve"]
@@ -368,7 +370,8 @@ def _serve_threads(run: _Run) -> None:
     executor = _executor()
     hooks = run.config._grpc_hooks()
     server = grpc.server(
-        executor,
+        # grpcio's stubs name ThreadPoolExecutor; the server only calls submit().
+        cast("futures.ThreadPoolExecutor", executor),
         options=hooks.with_options(_SERVER_OPTIONS),
         interceptors=list(hooks.server_interceptors),
     )
