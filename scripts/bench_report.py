@@ -423,6 +423,16 @@ def _lifecycle_lines(doc: dict[str, Any]) -> list[str]:
     return _table("Lifecycle (`rpc client test`: host spawn to exit)", [], headers, rows)
 
 
+def _targets_sentence(found: list[dict[str, Any]]) -> str:
+    """Targets with their values and verdicts, as one line of a section's intro."""
+    judged = (
+        f"{t['target']}: {'-' if t['value'] is None else t['value']} "
+        f"(limit {t['limit']}: {_VERDICTS[t['met']]})"
+        for t in found
+    )
+    return "Targets (issue 18): " + "; ".join(judged) + "."
+
+
 def outside_lines(doc: dict[str, Any]) -> list[str]:
     """The lifecycle-from-outside table (the README quotes it as it is)."""
     outside = doc["lifecycle_outside"]
@@ -447,13 +457,7 @@ def outside_lines(doc: dict[str, Any]) -> list[str]:
         + (f" **Not the bridge path**: {bridge}." if bridge else ""),
         f"A process's first key and certificate ({outside['first_key_type']}, soup.certs): "
         f"{_spread(key, ' ms')}.",
-        "Targets (issue 18): "
-        + "; ".join(
-            f"{t['target']}: {'-' if t['value'] is None else t['value']} "
-            f"(limit {t['limit']}: {_VERDICTS[t['met']]})"
-            for t in _outside_targets(outside)
-        )
-        + ".",
+        _targets_sentence(_outside_targets(outside)),
     ]
     rows = []
     for r in outside["rows"]:
@@ -528,13 +532,7 @@ def load_lines(doc: dict[str, Any]) -> list[str]:
         "round), every call succeeded (a failed call fails the bench). Ratios are medians of "
         "the ratios within a round; plugin CPU per op (user+sys from /proc) depends little on "
         "how busy the machine is. RSS growth: the largest over the rounds.",
-        "Targets (issue 18): "
-        + "; ".join(
-            f"{t['target']}: {'-' if t['value'] is None else t['value']} "
-            f"(limit {t['limit']}: {_VERDICTS[t['met']]})"
-            for t in _load_targets(load)[:2]
-        )
-        + ".",
+        _targets_sentence(_load_targets(load)[:2]),
     ]
     rows = []
     for r in load["rows"]:
