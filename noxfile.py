@@ -102,15 +102,17 @@ def install_soup(session: nox.Session, grpc_line: str = GRPC_LATEST, extras: str
         "-e",
         f".[{extras}]",
     )
-    site = session.run(
+    # run_install: also under --install-only; None when --no-install reuses the venv as is.
+    site = session.run_install(
         "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
     )
-    site_dir = Path(str(site).strip().splitlines()[-1])
-    # Subprocess coverage: active only when COVERAGE_PROCESS_START is set (nox -s cover).
-    (site_dir / "soup_coverage.pth").write_text(
-        "import os; os.environ.get('COVERAGE_PROCESS_START') and "
-        "__import__('coverage').process_startup()\n"
-    )
+    if site is not None:
+        site_dir = Path(str(site).strip().splitlines()[-1])
+        # Subprocess coverage: active only when COVERAGE_PROCESS_START is set (nox -s cover).
+        (site_dir / "soup_coverage.pth").write_text(
+            "import os; os.environ.get('COVERAGE_PROCESS_START') and "
+            "__import__('coverage').process_startup()\n"
+        )
     header(session)
 
 

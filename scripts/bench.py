@@ -28,7 +28,8 @@ Sections (each run count and min/median/max is in the report):
   run each: how each scales.
 * load (issue 18): the Go host with 32 connections x --load-count Put+Get each, in
   --load-repeat rounds (the order reversed every other round), against soup-go, the
-  floor and its reference rows (durable store; store behind the minimal relay) and soup's
+  floor, the floor with soup's pool size (the raised bar) and its reference rows
+  (durable store; store behind the minimal relay, a process as soup's bridge) and soup's
   plugin plaintext, native and through its OpenSSL bridge (a P-521 host, as stock hosts
   are): ops/s and the plugin's CPU per op, paired per round with the floor, and the
   plugin's RSS growth. Every call must succeed. The README quotes it (--readme).
@@ -108,8 +109,10 @@ PY_OPENSSL = Plugin("soup openssl", "python", ("--tls-backend", "openssl", *PY_K
 PY_PLAIN = Plugin("soup", "python", NO_TLS, NO_TLS)
 FLOOR_PLUGIN = Plugin("floor", "floor", (), NO_TLS)
 FLOOR_MTLS = Plugin("floor mTLS", "floor", ("--auto-mtls",))
-FLOOR_DURABLE = Plugin("floor durable", "floor", ("--durable",), NO_TLS)
-FLOOR_RELAYED = Plugin("floor relayed", "floor", ("--durable", "--relay"), NO_TLS)
+SOUP_POOL = ("--workers", "4")  # soup.workers' core threads
+FLOOR_SMALL = Plugin("floor 4 workers", "floor", SOUP_POOL, NO_TLS)
+FLOOR_DURABLE = Plugin("floor durable", "floor", ("--durable", *SOUP_POOL), NO_TLS)
+FLOOR_RELAYED = Plugin("floor relayed", "floor", ("--durable", "--relay", *SOUP_POOL), NO_TLS)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ LOAD_PLUGINS = (GO_PLUGIN, PY_NATIVE, PY_OPENSSL, FLOOR_PLUGIN)
 LOAD = (
     Case(GO_GO, "go", GO_PLUGIN),
     Case(bench_report.FLOOR, "go", FLOOR_PLUGIN),
+    Case(bench_report.FLOOR_SMALL, "go", FLOOR_SMALL),
     Case(bench_report.FLOOR_DURABLE, "go", FLOOR_DURABLE),
     Case(bench_report.FLOOR_RELAYED, "go", FLOOR_RELAYED),
     Case(bench_report.LOAD_PLAIN, "go", PY_PLAIN),

@@ -19,14 +19,17 @@ the bench can show what bounds soup's ratios to the floor:
 * ``--durable``: every Put is stored by soup's own crash-safe file store
   (``soup.lab.kvstore``: temp file, fsync, rename, directory fsync), as soup's plugin must.
 * ``--relay``: grpcio listens on a private socket and the host's connection reaches it
-  through the least a Python relay can be (scripts/bench_minimal_relay.py), no TLS.
+  through the least a Python relay can be (scripts/bench_minimal_relay.py), no TLS, in a
+  process of its own as soup's plugin-side bridge.
+
+``--workers`` sizes grpcio's thread pool: 32 for the floor itself; soup's plugin keeps 4
+threads while calls move (soup.workers), so its reference rows take 4 too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import threading
 from concurrent import futures
@@ -123,13 +126,14 @@ def main() -> None:
     parser.add_argument(
         "--relay", action="store_true", help="reach grpcio through a minimal Python relay"
     )
+    parser.add_argument("--workers", type=int, default=32, help="grpcio's thread pool (32)")
     args = parser.parse_args()
     if args.relay and args.auto_mtls:
         parser.error("--relay relays plaintext: it does not go with --auto-mtls")
     if os.environ.get("BASIC_PLUGIN") != "hello":
         sys.exit("bench_floor: start me from a go-plugin host (magic cookie missing)")
     path = os.path.join(args.dir, f"floor-{os.getpid()}.sock")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
     store = _DurableStore(os.path.join(args.dir, "kv")) if args.durable else _Store()
     demopb.kv_pb2_grpc.add_KVServicer_to_server(store, server)
     pb.grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(_Controller(server), server)
@@ -141,13 +145,18 @@ def main() -> None:
     else:
         server.add_insecure_port("unix:" + path)
     server.start()
+    relay = None
     if args.relay:
         public = os.path.join(args.dir, f"relay-{os.getpid()}.sock")
-        bench_minimal_relay.start(public, socket.AF_UNIX, path)
+        relay = bench_minimal_relay.start_process(public, path)  # also ends if we are killed
         path = public
     sys.stdout.write(f"1|1|unix|{path}|grpc|{cert}\n")
     sys.stdout.flush()
     server.wait_for_termination()
+    if relay is not None:
+        assert relay.stdin is not None
+        relay.stdin.close()
+        relay.wait(5)
 
 
 if __name__ == "__main__":

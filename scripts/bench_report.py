@@ -23,8 +23,15 @@ SECTIONS = (
 )
 GO_GO = "Go->Go"
 FLOOR = "Go->floor (grpcio minimum), plaintext"
-FLOOR_DURABLE = "Go->floor with soup's durable store (reference)"
-FLOOR_RELAYED = "Go->floor with soup's store, behind a minimal Python relay (reference)"
+# The raised bar (issue 18: soup's rows beat the floor, whose grpcio runs 32 threads):
+# the floor with soup's own pool size. The reference rows that bound soup's rows pay what
+# those rows pay, so they take 4 threads too, and the relay runs as soup's plugin-side
+# bridge does, in a process of its own.
+FLOOR_SMALL = "Go->floor with 4 workers (the raised bar: soup's pool size)"
+FLOOR_DURABLE = "Go->floor (4 workers) with soup's durable store (reference)"
+FLOOR_RELAYED = (
+    "Go->floor (4 workers) with soup's store, behind a minimal Python relay process (reference)"
+)
 FLOOR_HOST = "host floor (grpcio minimum)->Go, plaintext (reference)"
 FLOOR_HOST_RELAYED = "host floor behind a minimal Python relay->Go, plaintext (reference)"
 OUTSIDE_PLAIN = "Go->Python plaintext"
@@ -175,6 +182,7 @@ def _load_ratios(load: dict[str, Any]) -> None:
     floor, go = rows.get(FLOOR), rows.get(GO_GO)
     for row in rows.values():
         row["ratio_vs_floor"] = _paired_ratio(row, "ops_per_s", floor)
+        row["ratio_vs_floor_small"] = _paired_ratio(row, "ops_per_s", rows.get(FLOOR_SMALL))
         row["cpu_vs_floor"] = _paired_ratio(row, "cpu_us_per_op", floor)
         row["ratio_vs_go"] = _paired_ratio(row, "ops_per_s", go)
 
@@ -298,23 +306,45 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _load_targets(load: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Issue 18's targets at 32 connections against the floor (issue 10's against soup-go),
-    each bounded by the reference row that pays what that soup row must."""
+def _load_floor_targets(load: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 18's targets at 32 connections against the floor and against the raised bar
+    (the floor with soup's pool size), each bounded by the reference row that pays what
+    that soup row must."""
     rows = {r["case"]: r for r in (load or {}).get("rows", [])}
 
-    def vs_floor(case: str, limit: float, bound_case: str) -> dict[str, Any]:
+    def vs(case: str, limit: float, bound_case: str, small: bool) -> dict[str, Any]:
         row, bound = rows.get(case), rows.get(bound_case)
+        key, versus = (
+            ("ratio_vs_floor_small", "floor with 4 workers")
+            if small
+            else (
+                "ratio_vs_floor",
+                "floor",
+            )
+        )
         return _target(
-            f"c=32 {case} ops/s vs floor",
-            row.get("ratio_vs_floor") if row else None,
+            f"c=32 {case} ops/s vs {versus}",
+            row.get(key) if row else None,
             limit,
             at_most=False,
-            bound=(bound.get("ratio_vs_floor") if bound else None, bound_case),
+            bound=(bound.get(key) if bound else None, bound_case),
             vs_bound=_paired_ratio(row, "ops_per_s", bound) if row and bound else None,
         )
 
-    found = [vs_floor(LOAD_PLAIN, 0.9, FLOOR_DURABLE), vs_floor(LOAD_BRIDGE, 0.8, FLOOR_RELAYED)]
+    return [
+        vs(case, limit, bound, small)
+        for small in (False, True)
+        for case, limit, bound in (
+            (LOAD_PLAIN, 0.9, FLOOR_DURABLE),
+            (LOAD_BRIDGE, 0.8, FLOOR_RELAYED),
+        )
+    ]
+
+
+def _load_targets(load: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The floor targets (above), issue 10's against soup-go, and RSS growth."""
+    rows = {r["case"]: r for r in (load or {}).get("rows", [])}
+    found = _load_floor_targets(load)
     for case in ("Go->Python native", LOAD_BRIDGE):
         row = rows.get(case)
         found.append(
@@ -530,9 +560,12 @@ def load_lines(doc: dict[str, Any]) -> list[str]:
         f"{load['connections']} connections x {load['count_per_connection']} Put+Get each, "
         f"every case once in each of {load['rounds']} rounds (the order reversed every other "
         "round), every call succeeded (a failed call fails the bench). Ratios are medians of "
-        "the ratios within a round; plugin CPU per op (user+sys from /proc) depends little on "
-        "how busy the machine is. RSS growth: the largest over the rounds.",
-        _targets_sentence(_load_targets(load)[:2]),
+        "the ratios within a round; plugin CPU per op (user+sys from /proc, the plugin's child "
+        "processes included) depends little on how busy the machine is. RSS growth: the "
+        "largest over the rounds. The floor's grpcio runs 32 threads; soup's rows beat it, so "
+        "the bar is raised to the floor with soup's pool size (4 threads), with the same "
+        "limits.",
+        _targets_sentence(_load_floor_targets(load)),
     ]
     rows = []
     for r in load["rows"]:
@@ -544,13 +577,15 @@ def load_lines(doc: dict[str, Any]) -> list[str]:
                 keys + (f", {r['backend']}" if r.get("backend") else ""),
                 _spread(r["ops_per_s"]),
                 _ratio(r.get("ratio_vs_floor")),
+                _ratio(r.get("ratio_vs_floor_small")),
                 f"{r['cpu_us_per_op']['median']:g}",
                 _ratio(r.get("cpu_vs_floor")),
                 f"{r['rss_growth_kib_max'] / MIB:.1f}",
             ]
         )
     headers = ["plugin (Go host, 32 connections)", "TLS keys (host / plugin), backend"]
-    headers += ["ops/s: median (min-max, rounds)", "ops/s vs floor", "plugin CPU us/op"]
+    headers += ["ops/s: median (min-max, rounds)", "ops/s vs floor", "vs floor, 4 workers"]
+    headers += ["plugin CPU us/op (with its child processes)"]
     headers += ["CPU vs floor", "RSS growth MiB"]
     return _table("Under load (32 connections)", intro, headers, rows)
 

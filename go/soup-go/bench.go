@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,10 +35,12 @@ type BenchResult struct {
 	// With --concurrency: that many connections, each timing --count round trips at once.
 	Concurrency int     `json:"concurrency"`
 	OpsPerS     float64 `json:"ops_per_s"`
-	// The plugin's resident set (VmRSS, KiB) after the warm-up and after the timed calls.
+	// The resident set (VmRSS, KiB) of the plugin and its child processes after the
+	// warm-up and after the timed calls.
 	PluginRSSKiB map[string]int64 `json:"plugin_rss_kib,omitempty"`
-	// The plugin's CPU time (user+sys, from /proc) per timed round trip: unlike wall
-	// time it hardly depends on how busy the machine is. 0 where there is no /proc.
+	// The CPU time (user+sys, from /proc) of the plugin and its child processes per
+	// timed round trip: unlike wall time it hardly depends on how busy the machine is.
+	// 0 where there is no /proc.
 	PluginCPUUSPerOp float64 `json:"plugin_cpu_us_per_op"`
 }
 
@@ -195,8 +198,42 @@ func loadRun(clients []kvpb.KVClient, count, warmup int, tr *Result, h *host) ([
 	return all, wall, rssBefore, cpuBefore, nil
 }
 
-// cpuSeconds is a process's user+system CPU time from /proc/PID/stat (-1 without /proc).
+// processTree is pid and its descendants (from /proc/PID/task/TID/children): a plugin's
+// helper processes (soup's TLS bridge process) count as the plugin's.
+func processTree(pid int) []int {
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", tree[i]))
+		for _, task := range tasks {
+			data, err := os.ReadFile(task)
+			if err != nil {
+				continue
+			}
+			for _, field := range strings.Fields(string(data)) {
+				if child, err := strconv.Atoi(field); err == nil {
+					tree = append(tree, child)
+				}
+			}
+		}
+	}
+	return tree
+}
+
+// cpuSeconds is the user+system CPU time of pid's process tree from /proc/PID/stat
+// (-1 without /proc).
 func cpuSeconds(pid int) float64 {
+	total := 0.0
+	for i, p := range processTree(pid) {
+		used := processCPUSeconds(p)
+		if used < 0 && i == 0 {
+			return -1
+		}
+		total += max(used, 0)
+	}
+	return total
+}
+
+func processCPUSeconds(pid int) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return -1
@@ -225,8 +262,16 @@ func (h *host) extraConn() (*grpc.ClientConn, error) {
 	return grpc.NewClient("passthrough:///plugin", grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dial))
 }
 
-// rssKiB is a process's VmRSS from /proc (0 where there is no /proc).
+// rssKiB is the VmRSS of pid's process tree from /proc (0 where there is no /proc).
 func rssKiB(pid int) int64 {
+	var total int64
+	for _, p := range processTree(pid) {
+		total += processRSSKiB(p)
+	}
+	return total
+}
+
+func processRSSKiB(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0

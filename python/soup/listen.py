@@ -20,13 +20,14 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import grpc
 
 from soup import bridge, tls
+from soup.bridgeproc import BridgeProcess
 from soup.errors import PluginError
 from soup.handshake import (
     ENV_MAX_PORT,
@@ -90,7 +91,7 @@ class Listening:
         self.network = network
         self.address = ""
         self.cleanup: list[Path] = []
-        self.bridge: bridge.TLSListenerBridge | None = None
+        self.bridge: bridge.TLSListenerBridge | BridgeProcess | None = None
         self.bridge_socket: socket.socket | None = None
         self.mux: ServerMuxer | None = None
         """PLUGIN_MULTIPLEX_GRPC: the host's yamux session; its streams go to the bridge."""
@@ -309,20 +310,36 @@ def listen(
     socket_gid: int | None = None,
     *,
     multiplex: bool = False,
+    bridge_process: BridgeProcess | None = None,
+    on_bridge_exit: Callable[[str], None] | None = None,
 ) -> Listening:
     """Bind the advertised address (and the private backend socket for openssl); a unix
     socket is given to ``socket_gid`` (``socket_group(env)``: PLUGIN_UNIX_SOCKET_GROUP).
-    ``multiplex`` (the openssl backend only): the address takes one yamux session."""
+    ``multiplex`` (the openssl backend only): the address takes one yamux session.
+    ``bridge_process`` (made early, see soup.bridgeproc) serves the openssl backend's
+    listener unless multiplexed; else the bridge runs in this process and it is
+    discarded. ``on_bridge_exit``: called if that process ends on its own."""
     listening = Listening(network)
     try:
         if server_tls is not None and server_tls.backend == "openssl":
-            _listen_bridged(server, listening, env, server_tls, socket_gid, multiplex=multiplex)
+            _listen_bridged(
+                server,
+                listening,
+                env,
+                server_tls,
+                socket_gid,
+                multiplex=multiplex,
+                bridge_process=bridge_process,
+                on_bridge_exit=on_bridge_exit,
+            )
         else:
             creds = server_tls.credentials() if server_tls is not None else None
             _listen_grpc(server, listening, env, creds, socket_gid)
     except BaseException:
         listening.close(logging.getLogger("soup.plugin"))
         raise
+    if bridge_process is not None and listening.bridge is not bridge_process:
+        bridge_process.discard()
     return listening
 
 
@@ -369,6 +386,8 @@ def _listen_bridged(
     socket_gid: int | None,
     *,
     multiplex: bool,
+    bridge_process: BridgeProcess | None,
+    on_bridge_exit: Callable[[str], None] | None,
 ) -> None:
     private = private_dir(env, "soup-")
     listening.cleanup.append(private)
@@ -394,6 +413,19 @@ def _listen_bridged(
         listening.bridge_socket = listen_sock
         host, port = listen_sock.getsockname()[:2]
         listening.address = f"{host}:{port}"
+    if bridge_process is not None and not multiplex:
+        # Its own process: grpcio's threads and the relay no longer share one GIL.
+        listening.bridge = bridge_process
+        bridge_process.serve(
+            listen_sock,
+            (server_tls.own.cert_pem, server_tls.own.key_pem),
+            server_tls.trusted_pem,
+            backend_path,
+            on_exit=on_bridge_exit,
+        )
+        listening.bridge_socket = None  # the child's now: it alone accepts
+        listen_sock.close()
+        return
     context = tls.server_ssl_context(server_tls.own, server_tls.trusted_pem)
     listening.bridge = bridge.TLSListenerBridge(
         None if multiplex else listen_sock,

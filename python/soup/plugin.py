@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import grpc
 
 from soup import bridge, handshake, logs, policy, version_string
+from soup.bridgeproc import BridgeProcess
 from soup.broker import GRPCBroker
 from soup.errors import PluginError
 from soup.grpchooks import GRPCHooks
@@ -159,15 +160,35 @@ class _Run:
         os.set_blocking(self._wake_write, False)
         self.internal: Internal | None = None
         self.listening: Listening | None = None
+        self.bridge_process = self._early_bridge_process()
         self.context: ServeContext | None = None
         self.backend = "none"
         self.host_gone = False
+        self.failure: str | None = None  # why the plugin stopped, when it failed
+
+    def _early_bridge_process(self) -> BridgeProcess | None:
+        """The OpenSSL bridge's process, started now if it will likely serve: its
+        interpreter starts while this one imports cryptography and makes the key."""
+        if not policy.bridge_process_wanted(self.config, self.env):
+            return None
+        try:
+            return BridgeProcess(logger=logging.getLogger("soup.bridge"))
+        except bridge.BridgeError as exc:  # still served, by the bridge in this process
+            self.log.warning(
+                "the TLS bridge runs in the plugin's process", extra={"error": str(exc)}
+            )
+            return None
 
     def request_stop(self, reason: str) -> None:
         if not self.stop_requested.is_set():
             self.stop_reason = reason
             self.stop_requested.set()
         self._wake()
+
+    def bridge_ended(self, reason: str) -> None:
+        """The bridge process ended on its own: no connection is served any more."""
+        self.failure = reason
+        self.request_stop(reason)
 
     def signal_stop(self, reason: str) -> None:
         """request_stop for a signal handler. It runs in the main thread between two
@@ -205,7 +226,14 @@ class _Run:
         for register in config.plugins.get(version, ()):
             register(self.context)
         self.listening = listen(
-            server, config.transport, self.env, server_tls, socket_gid, multiplex=multiplex
+            server,
+            config.transport,
+            self.env,
+            server_tls,
+            socket_gid,
+            multiplex=multiplex,
+            bridge_process=self.bridge_process,
+            on_bridge_exit=self.bridge_ended,
         )
         if self.listening.mux is not None:
             self.internal.broker.multiplex_over(self.listening.mux)
@@ -297,6 +325,8 @@ class _Run:
             self.internal.broker.close()  # idempotent: begin_stop closed it unless setup failed
         if self.listening is not None:
             self.listening.close(self.log)
+        if self.bridge_process is not None:  # idempotent: reaps one not used or not reached
+            self.bridge_process.close()
         if self.context is not None:
             remove_paths(self.context.cleanup)
         if self.host_gone:
@@ -456,6 +486,7 @@ def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = 
         return 1
     finally:
         run.finish()
+        failure = run.failure
         del run
         if config.asyncio:
             # grpc.aio shuts grpc's core down when its last object is freed; the aio
@@ -464,4 +495,4 @@ def serve(config: ServeConfig | None = None, *, env: Mapping[str, str] | None = 
             # grpc/grpc#40447), past a host's wait: free them now.
             gc.collect()
     log.debug("plugin stopped", extra={"seconds": round(time.monotonic() - started, 3)})
-    return 0
+    return 0 if failure is None else 1

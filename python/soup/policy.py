@@ -39,6 +39,20 @@ DEBUG_WITH_AUTO = (
 )
 
 
+def bridge_process_wanted(config: ServeConfig, env: Mapping[str, str]) -> bool:
+    """Whether the plugin will likely serve through the bridge process, told before
+    :func:`server_tls` (which needs cryptography to read the host's certificate): TLS on,
+    the backend not forced native, no multiplexing (its yamux streams are relayed in
+    process). A stock go-plugin host (P-521) gets the bridge; a host whose key grpcio
+    verifies gets the native backend, and the process made for nothing is discarded."""
+    settings = config.tls
+    if settings.mode == "disabled" or settings.backend == "native":
+        return False
+    if multiplex_requested(env):
+        return False
+    return settings.mode == "manual" or bool(env.get(ENV_CLIENT_CERT))
+
+
 def server_tls(
     config: ServeConfig, env: Mapping[str, str], log: logging.Logger
 ) -> ServerTLS | None:

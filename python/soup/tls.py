@@ -116,14 +116,14 @@ def explain_native_failure(peer_key_type: str, detail: str) -> str:
     return f"TLS connection with grpcio's native TLS failed: {detail}"
 
 
-def _load_own(context: ssl.SSLContext, own: CertKey) -> None:
+def _load_own(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
     # SSLContext only loads keys from files: write them into a private directory
     # (0700, files 0600) and remove it right away.
     directory = Path(tempfile.mkdtemp(prefix="soup-tls-"))
     try:
         os.chmod(directory, 0o700)
         cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-        for path, data in ((cert_file, own.cert_pem), (key_file, own.key_pem)):
+        for path, data in ((cert_file, cert_pem), (key_file, key_pem)):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -132,22 +132,30 @@ def _load_own(context: ssl.SSLContext, own: CertKey) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _common(context: ssl.SSLContext, own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
+def _common(
+    context: ssl.SSLContext, own_pem: tuple[bytes, bytes], trusted_pem: bytes
+) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
     context.set_alpn_protocols(["h2"])
-    _load_own(context, own)
+    _load_own(context, *own_pem)
     return context
 
 
 def server_ssl_context(own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
     """Plugin side: present ``own``, require a client certificate issued by ``trusted_pem``."""
-    return _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), own, trusted_pem)
+    return server_ssl_context_pem((own.cert_pem, own.key_pem), trusted_pem)
+
+
+def server_ssl_context_pem(own_pem: tuple[bytes, bytes], trusted_pem: bytes) -> ssl.SSLContext:
+    """:func:`server_ssl_context` from PEM (certificate, key): the bridge process loads
+    no cryptography."""
+    return _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), own_pem, trusted_pem)
 
 
 def client_ssl_context(own: CertKey, trusted_pem: bytes) -> ssl.SSLContext:
     """Host side: present ``own``, verify the plugin against ``trusted_pem`` as ``localhost``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = True
-    return _common(context, own, trusted_pem)
+    return _common(context, (own.cert_pem, own.key_pem), trusted_pem)

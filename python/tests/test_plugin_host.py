@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
@@ -575,3 +576,57 @@ def test_a_plugin_that_accepts_and_never_answers_fails_within_the_rpc_bound(
     assert "the plugin did not answer within 5 s" in text
     expected = "DEADLINE_EXCEEDED" if backend == "native" else "timed out after 5 s"
     assert expected in text
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _children_after(pid: int, within: float = 5.0) -> list[int]:
+    """``pid``'s live children once they had ``within`` s to end (a discarded one ends)."""
+    deadline = time.monotonic() + within
+    while (children := _children(pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return children
+
+
+def test_a_p521_host_is_served_by_the_bridge_process(make_client: Any) -> None:
+    client = make_client(plugin_cmd(), key_type="ec-p521")
+    client.start()
+    assert '"backend":"openssl"' in client.stderr_tail().replace(" ", "")  # the plugin's
+    assert client.pid is not None
+    (child,) = _children(client.pid)
+    assert "bridgeproc" in _cmdline(child)
+    exercise(client)  # ends with the plugin's graceful exit: the child went with it
+    assert client.exit.code == 0
+
+
+def test_a_native_host_discards_the_early_bridge_process(make_client: Any) -> None:
+    client = make_client(plugin_cmd(), key_type="ec-p256")
+    client.start()
+    assert '"backend":"native"' in client.stderr_tail().replace(" ", "")  # the plugin's
+    assert client.pid is not None
+    assert _children_after(client.pid) == []
+    exercise(client)
+
+
+def test_the_plugin_stops_when_its_bridge_process_dies(make_client: Any) -> None:
+    client = make_client(plugin_cmd(), key_type="ec-p521")
+    client.start()
+    assert client.pid is not None
+    (child,) = _children(client.pid)
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while client._process.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.kill()
+    assert client.exit.code == 1
+    text = client.stderr_tail()
+    assert "the TLS bridge process ended: killed by signal SIGKILL" in text
