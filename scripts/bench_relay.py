@@ -5,16 +5,16 @@ Runs the soup command line (``python scripts/bench_relay.py rpc ...``) with ever
 keep their sockets, event loop, buffers and hops, but encrypt nothing (the wire carries
 plaintext HTTP/2). Comparing it with the real openssl backend separates the cost of
 the extra relay hop (a Python thread between grpcio and the socket, on both sides)
-from the cost of the TLS work itself. Never use it for anything but the benchmark.
+from the cost of the TLS work itself. The plugin's bridge process (soup.bridgeproc) is
+started with the same pass-through. Never use it for anything but the benchmark.
 """
 
 from __future__ import annotations
 
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
-
-from soup.lab.cli import main
 
 
 class PassThrough:
@@ -68,7 +68,23 @@ def _wrap_bio(
     return PassThrough(incoming, outgoing)
 
 
-if __name__ == "__main__":
+def pass_through() -> None:
+    """Replace TLS by the pass-through in this process."""
     ssl.SSLContext.wrap_bio = _wrap_bio  # type: ignore[assignment,method-assign]
+
+
+# The bridge process: the pass-through first, then soup's own child main.
+_CHILD_MAIN = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+    "import bench_relay; bench_relay.pass_through(); "
+)
+
+
+if __name__ == "__main__":
+    from soup import bridgeproc
+    from soup.lab.cli import main
+
+    pass_through()
+    bridgeproc._CHILD_MAIN = _CHILD_MAIN + bridgeproc._CHILD_MAIN
     sys.argv[0] = "soup"
     sys.exit(main())
