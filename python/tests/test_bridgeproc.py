@@ -7,6 +7,7 @@ and never outlives its plugin.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -96,6 +97,20 @@ def bridge_process(
     return process, sock, path
 
 
+@contextlib.contextmanager
+def started(
+    tmp_path: Path, backend_path: str, logger: logging.Logger, **kwargs: object
+) -> Iterator[tuple[BridgeProcess, str]]:
+    """A started bridge process and its address; closed (and its socket) at the end."""
+    process, sock, path = bridge_process(tmp_path, backend_path, logger, **kwargs)
+    try:
+        process.start()
+        yield process, path
+    finally:
+        process.close()
+        sock.close()
+
+
 def tls_connect(path: str, tmp_path: Path, own: str | None) -> ssl.SSLSocket:
     ctx = client_context(None if own is None else pair(own), pair("ec-p256"), tmp_path)
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -108,18 +123,13 @@ def test_relays_tls_from_a_p521_host_and_ends_on_close(
     tmp_path: Path, backend: Backend, records: tuple[logging.Logger, Records]
 ) -> None:
     logger, _ = records
-    process, sock, path = bridge_process(tmp_path, backend.path, logger)
-    try:
-        process.start()
+    with started(tmp_path, backend.path, logger) as (process, path):
         assert process.pid != os.getpid()
         with tls_connect(path, tmp_path, "ec-p521") as tls:
             assert tls.version() == "TLSv1.3"
             assert tls.selected_alpn_protocol() == "h2"
             assert exchange(tls) == b"hello"
         assert backend.accepted == 1
-    finally:
-        process.close()
-        sock.close()
     assert gone(process.pid, 0.1)
     assert process.last_error is None
 
@@ -128,18 +138,13 @@ def test_a_client_without_certificate_is_refused_and_the_reason_logged(
     tmp_path: Path, backend: Backend, records: tuple[logging.Logger, Records]
 ) -> None:
     logger, handler = records
-    process, sock, path = bridge_process(tmp_path, backend.path, logger)
-    try:
-        process.start()
+    with started(tmp_path, backend.path, logger) as (process, path):
         with (
             tls_connect(path, tmp_path, None) as tls,
             pytest.raises((ssl.SSLError, ConnectionError)),
         ):
             exchange(tls)
         assert handler.warned.wait(TIMEOUT)
-    finally:
-        process.close()
-        sock.close()
     warnings = [text for level, text in handler.messages if level == logging.WARNING]
     assert any("PEER_DID_NOT_RETURN_A_CERTIFICATE" in text for text in warnings), warnings
     assert process.last_error is not None
@@ -175,14 +180,9 @@ def test_a_child_that_dies_is_reported_with_its_signal(
         ended.append(reason)
         called.set()
 
-    process, sock, _ = bridge_process(tmp_path, backend.path, logger, on_exit=on_exit)
-    try:
-        process.start()
+    with started(tmp_path, backend.path, logger, on_exit=on_exit) as (process, _):
         os.kill(process.pid, signal.SIGKILL)
         assert called.wait(TIMEOUT)
-    finally:
-        process.close()
-        sock.close()
     assert ended == ["the TLS bridge process ended: killed by signal SIGKILL"]
     assert any(level == logging.ERROR and "refused" in text for level, text in handler.messages)
 
@@ -236,12 +236,7 @@ def test_the_child_loads_neither_grpc_nor_cryptography(
     tmp_path: Path, backend: Backend, records: tuple[logging.Logger, Records]
 ) -> None:
     logger, _ = records
-    process, sock, _ = bridge_process(tmp_path, backend.path, logger)
-    try:
-        process.start()
+    with started(tmp_path, backend.path, logger) as (process, _):
         maps = Path(f"/proc/{process.pid}/maps").read_text()
-    finally:
-        process.close()
-        sock.close()
     assert "cygrpc" not in maps
     assert "_rust.abi3" not in maps  # cryptography's binding
